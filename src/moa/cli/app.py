@@ -1,0 +1,224 @@
+"""`moa` — ask (the default verb), chat, recipes.
+
+Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
+1 for a run that failed (RunError), 130 for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from moa import recipes
+from moa.cli.options import apply_overrides
+from moa.cli.render import Progress
+from moa.engine import MoA, as_messages
+from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, MoAError
+from moa.recipes.schema import Recipe
+from moa.types import Sampling
+
+app = typer.Typer(
+    help="Mixture-of-Agents: several LLMs propose, an aggregator answers. Offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+recipes_app = typer.Typer(
+    help="List the built-in recipes, or show one as TOML.", invoke_without_command=True
+)
+app.add_typer(recipes_app, name="recipes")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+RecipeOpt = Annotated[
+    str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
+]
+ProposerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
+]
+AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="Aggregator MODEL.")]
+LayersOpt = Annotated[
+    int | None,
+    typer.Option(help="Layers as the reference counts them: N-1 proposal layers + aggregator."),
+]
+TemperatureOpt = Annotated[float | None, typer.Option(help="Temperature for every call.")]
+MaxTokensOpt = Annotated[
+    int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
+]
+TimeoutOpt = Annotated[float | None, typer.Option(help="Per-call timeout in seconds.")]
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_guarded(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning moa's errors into one stderr line and an exit code."""
+    try:
+        return asyncio.run(make())
+    except ConfigError as exc:
+        raise _fail(2, str(exc)) from None
+    except (LayerFailedError, AggregatorFailedError) as exc:
+        raise _fail(1, str(exc)) from None
+    except MoAError as exc:
+        raise _fail(1, str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]cancelled[/yellow]")
+        raise typer.Exit(130) from None
+
+
+def load_recipe(
+    recipe: str,
+    *,
+    proposers: list[str] | None,
+    aggregator: str | None,
+    layers: int | None,
+    timeout: float | None,
+) -> Recipe:
+    loaded = apply_overrides(
+        recipes.load(recipe), proposers=proposers, aggregator=aggregator, layers=layers
+    )
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError("--timeout must be positive")
+        loaded = loaded.model_copy(update={"timeout_s": timeout})
+    return loaded
+
+
+def _read_prompt(prompt: str) -> str:
+    return sys.stdin.read() if prompt == "-" else prompt
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The prompt, or - to read it from stdin.")],
+    recipe: RecipeOpt = "local",
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    layers: LayersOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    timeout: TimeoutOpt = None,
+    show_proposals: Annotated[
+        bool, typer.Option("--show-proposals", help="Print each proposal on stderr.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result and its trace as JSON instead.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Answer PROMPT with a Mixture-of-Agents; the answer streams to stdout."""
+
+    async def main() -> None:
+        text = _read_prompt(prompt)
+        as_messages(text)  # an empty prompt is a usage error before anything is loaded
+        loaded = load_recipe(
+            recipe, proposers=proposer, aggregator=aggregator, layers=layers, timeout=timeout
+        )
+        sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        mixture = recipes.build(loaded)
+        try:
+            if as_json:
+                result = await mixture.arun(text, sampling=sampling)
+                out.print_json(data={"recipe": loaded.name, **result.to_dict()})
+                return
+            show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
+            async for event in mixture.stream(text, sampling=sampling):
+                show(event)
+        finally:
+            await mixture.aclose()
+
+    run_guarded(main)
+
+
+@app.command()
+def chat(
+    recipe: RecipeOpt = "local",
+    proposer: ProposerOpt = None,
+    aggregator: AggregatorOpt = None,
+    layers: LayersOpt = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    timeout: TimeoutOpt = None,
+    system: Annotated[
+        str | None, typer.Option(help="A system prompt for the conversation.")
+    ] = None,
+    show_proposals: Annotated[bool, typer.Option("--show-proposals")] = False,
+) -> None:
+    """Multi-turn conversation; every turn is a full MoA run over the history."""
+    from moa.cli.chat import chat_loop
+
+    def build() -> MoA:
+        loaded = load_recipe(
+            recipe, proposers=proposer, aggregator=aggregator, layers=layers, timeout=timeout
+        )
+        return recipes.build(loaded)
+
+    try:
+        mixture = build()
+    except ConfigError as exc:
+        raise _fail(2, str(exc)) from None
+    chat_loop(
+        mixture,
+        sampling=Sampling(temperature=temperature, max_tokens=max_tokens),
+        system=system,
+        progress=Progress(out, err, show_proposals=show_proposals, quiet=False),
+        console=err,
+        run_guarded=run_guarded,
+    )
+
+
+@recipes_app.callback()
+def recipes_list(ctx: typer.Context) -> None:
+    """List the built-in recipes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    table = Table("recipe", "layers", "aggregator", "description", box=None)
+    for name in recipes.builtin_names():
+        recipe = recipes.load(name)
+        proposal_layers = sum(layer.repeat for layer in recipe.layers)
+        table.add_row(
+            name,
+            str(proposal_layers + 1),
+            recipe.aggregator.model,
+            recipe.description.split(". ")[0].rstrip(".") + ".",
+        )
+    Console().print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe name.")]) -> None:
+    """Print a built-in recipe as TOML (copy it to start your own)."""
+    try:
+        sys.stdout.write(recipes.builtin_text(name))
+    except ConfigError as exc:
+        raise _fail(2, str(exc)) from None
+
+
+def _commands() -> set[str]:
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return names | {g.name or "" for g in app.registered_groups}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; `moa "PROMPT"` is short for `moa ask "PROMPT"`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args if not a.startswith("-") or a == "-"), None)
+    if args and first is not None and first not in _commands() and args[0] not in ("--help", "-h"):
+        args.insert(0, "ask")
+    app(args=args, prog_name="moa")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

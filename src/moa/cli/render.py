@@ -1,0 +1,68 @@
+"""Progress on stderr while the answer streams on stdout."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from moa.events import (
+    AggregatorStarted,
+    Done,
+    Event,
+    ProposalFailed,
+    ProposalFinished,
+    ProposalStarted,
+    Token,
+)
+from moa.trace import CallRecord, Result
+
+
+class Progress:
+    """Prints one stderr line per finished proposal and the answer's tokens to stdout."""
+
+    def __init__(self, out: Console, err: Console, *, show_proposals: bool, quiet: bool) -> None:
+        self.out, self.err = out, err
+        self.show_proposals = show_proposals
+        self.quiet = quiet
+        self._started_layer = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Token):
+            self.out.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+            self.out.file.flush()
+        elif isinstance(event, ProposalStarted):
+            if event.layer != self._started_layer and not self.quiet:
+                self._started_layer = event.layer
+                self.err.print(f"[dim]layer {event.layer}: proposing…[/dim]")
+        elif isinstance(event, ProposalFinished | ProposalFailed):
+            self._proposal(event.record)
+        elif isinstance(event, AggregatorStarted) and not self.quiet:
+            self.err.print(f"[dim]aggregating with {escape(event.model)}…[/dim]")
+        elif isinstance(event, Done):
+            self._done(event.result)
+
+    def _proposal(self, record: CallRecord) -> None:
+        if self.quiet:
+            return
+        where = f"layer {record.layer} · {escape(record.model)} #{record.index + 1}"
+        if record.ok:
+            tokens = record.usage.output_tokens
+            self.err.print(f"  [green]✓[/green] {where} · {record.latency_s:.1f}s · {tokens} tok")
+            if self.show_proposals:
+                self.err.print(f"[dim]{escape(record.output.strip())}[/dim]\n")
+        else:
+            self.err.print(
+                f"  [red]✗[/red] {where} · {record.latency_s:.1f}s · {escape(str(record.error))}"
+            )
+
+    def _done(self, result: Result) -> None:
+        self.out.print()
+        if self.quiet:
+            return
+        usage = result.usage
+        failed = len(result.failures)
+        note = f" · {failed} failed" if failed else ""
+        self.err.print(
+            f"[dim]{len(result.calls)} calls · {usage.input_tokens} in / {usage.output_tokens} out "
+            f"tokens · {result.latency_s:.1f}s{note}[/dim]"
+        )

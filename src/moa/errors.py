@@ -1,0 +1,128 @@
+"""Every error moa raises, one small tree.
+
+    MoAError
+    ├── ConfigError                 exit 2: fix the command line, the recipe or the environment
+    │   ├── InputError              empty prompt, malformed messages
+    │   ├── RecipeError             unknown recipe, malformed TOML, unknown key or bad value
+    │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
+    │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
+    │   └── MissingExtraError       an optional dependency is not installed
+    └── RunError                    exit 1: something failed while answering
+        ├── ProviderError           one upstream call failed (status, headers, retry-after)
+        ├── LayerFailedError        every proposer of a layer failed
+        └── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
+
+Errors carry data, never side effects; they become exit codes or HTTP responses only at the
+edges (the CLI and the server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from moa.trace import CallRecord, Result
+
+
+class MoAError(Exception):
+    """Root of every error moa raises on purpose."""
+
+
+class ConfigError(MoAError):
+    """The run cannot start: the command, recipe or environment needs fixing."""
+
+
+class InputError(ConfigError):
+    """The prompt or messages are unusable."""
+
+
+class RecipeError(ConfigError):
+    """A recipe could not be found, parsed or validated."""
+
+
+class UnknownProviderError(ConfigError):
+    def __init__(self, provider: str, known: Sequence[str]) -> None:
+        self.provider = provider
+        super().__init__(
+            f"unknown provider {provider!r} — use one of {', '.join(sorted(known))} "
+            f"as 'provider:model', or declare [providers.{provider}] with a base_url in the recipe"
+        )
+
+
+class MissingAPIKeyError(ConfigError):
+    def __init__(self, provider: str, env_var: str) -> None:
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(
+            f"provider {provider!r} needs an API key: set {env_var} "
+            f"(or run offline with `-r local`)"
+        )
+
+
+class MissingExtraError(ConfigError):
+    def __init__(self, what: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"{what} is not installed — install it with: pip install 'moa[{extra}]'")
+
+
+class RunError(MoAError):
+    """A run started but could not produce an answer."""
+
+
+class ProviderError(RunError):
+    """One upstream call failed.
+
+    `status_code` is the HTTP status (None for connection errors, timeouts and bad bodies);
+    `retry_after` is the server's requested wait in seconds, when it sent one. Retry decisions
+    are made on these fields only, never on the message text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        status_code: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        kind: str = "status",
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.headers = dict(headers or {})
+        self.retry_after = retry_after
+        # one of: status, connection, timeout, empty, malformed, context_length, cancelled
+        self.kind = kind
+        self.attempts = 1  # set by the retry loop when it gives up
+        super().__init__(message)
+
+    @property
+    def retryable(self) -> bool:
+        if self.kind in ("connection", "timeout"):
+            return True
+        if self.status_code is None:
+            return False
+        return self.status_code in (408, 409, 429) or self.status_code >= 500
+
+
+class LayerFailedError(RunError):
+    def __init__(self, layer: int, failures: Sequence[CallRecord], result: Result) -> None:
+        self.layer = layer
+        self.failures = list(failures)
+        self.result = result
+        detail = "; ".join(str(f.error) for f in failures)
+        super().__init__(f"every proposer of layer {layer} failed — {detail}")
+
+
+class AggregatorFailedError(RunError):
+    def __init__(self, failures: Sequence[CallRecord], result: Result) -> None:
+        self.failures = list(failures)
+        self.result = result
+        detail = "; ".join(str(f.error) for f in failures)
+        super().__init__(
+            f"the aggregator failed ({detail}); the proposals are kept in the trace "
+            f"(--json shows them) — add aggregator fallbacks to the recipe"
+        )

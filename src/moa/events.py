@@ -1,0 +1,43 @@
+"""Events yielded by `MoA.stream()`, in the order things happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moa.trace import CallRecord, Result
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalStarted:
+    layer: int
+    index: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalFinished:
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalFailed:
+    record: CallRecord  # status "failed", or "cancelled" for a straggler past the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorStarted:
+    layer: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: Result
+
+
+Event = ProposalStarted | ProposalFinished | ProposalFailed | AggregatorStarted | Token | Done

@@ -1,0 +1,59 @@
+"""The aggregate-and-synthesize prompt and how references are put in front of a model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from moa.types import Message
+
+# Verbatim from the reference MoA code (utils.py / advanced-moa.py).
+AGGREGATE_AND_SYNTHESIZE = (
+    "You have been provided with a set of responses from various open-source models to the "
+    "latest user query. Your task is to synthesize these responses into a single, high-quality "
+    "response. It is crucial to critically evaluate the information provided in these responses, "
+    "recognizing that some of it may be biased or incorrect. Your response should not simply "
+    "replicate the given answers but should offer a refined, accurate, and comprehensive reply "
+    "to the instruction. Ensure your response is well-structured, coherent, and adheres to the "
+    "highest standards of accuracy and reliability.\n\nResponses from models:"
+)
+
+
+def references_block(prompt: str, references: Sequence[str]) -> str:
+    return prompt + "".join(f"\n{i}. {ref}" for i, ref in enumerate(references, 1))
+
+
+def inject_references(
+    messages: Sequence[Message],
+    references: Sequence[str],
+    *,
+    prompt: str = AGGREGATE_AND_SYNTHESIZE,
+    system_role: bool = True,
+) -> list[Message]:
+    """Return a copy of `messages` carrying the numbered references.
+
+    As the reference code does: appended to an existing leading system message, else a new
+    system message first. For chat templates without a system role (Gemma's) the block and any
+    system message are folded into the first user turn instead.
+    """
+    out: list[Message] = [Message(role=m["role"], content=m["content"]) for m in messages]
+    if not references:
+        return out
+    block = references_block(prompt, references)
+    if out and out[0]["role"] == "system":
+        out[0]["content"] = out[0]["content"] + "\n\n" + block
+    else:
+        out.insert(0, Message(role="system", content=block))
+    return out if system_role else fold_system(out)
+
+
+def fold_system(messages: Sequence[Message]) -> list[Message]:
+    """Move leading system content into the first user turn, for templates without a system role."""
+    out = list(messages)
+    if not out or out[0]["role"] != "system":
+        return out
+    system = out.pop(0)["content"]
+    for i, message in enumerate(out):
+        if message["role"] == "user":
+            out[i] = Message(role="user", content=system + "\n\n" + message["content"])
+            return out
+    return [Message(role="user", content=system), *out]

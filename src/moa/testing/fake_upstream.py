@@ -1,0 +1,260 @@
+"""A fake OpenAI-compatible upstream over real HTTP on 127.0.0.1, scriptable per model.
+
+    with FakeUpstream() as up:
+        up.script("slow", Reply("late answer", delay_s=1.0))
+        up.script("flaky", Reply(status=500), Reply("second try works"))
+        ... point a provider at up.base_url ...
+        up.requests_for("slow")  # the JSON bodies it received
+
+Replies queued for a model are used in order; the last one repeats. A model with no script
+answers "answer from MODEL". Needs the `server` extra (starlette + uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer. `text` may be a function of the request body."""
+
+    text: str | Callable[[Body], str] | None = None
+    status: int = 200
+    delay_s: float = 0.0  # before the response starts (time to first byte)
+    token_delay_s: float = 0.0  # between streamed chunks
+    headers: dict[str, str] = field(default_factory=dict)
+    raw_body: str | None = None  # sent as is, e.g. malformed JSON or an HTML error page
+    content_type: str = "application/json"
+    cut_after_tokens: int | None = None  # drop the connection mid-stream
+    content_null: bool = False  # `"content": null`
+    error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
+    usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p if i == len(parts) - 1 else p + " " for i, p in enumerate(parts)]
+
+
+class FakeUpstream:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self._scripts: dict[str, list[Reply]] = {}
+        self._lock = threading.Lock()
+        self.requests: list[Body] = []
+        self.request_times: dict[str, list[float]] = defaultdict(list)
+        self.disconnects = 0  # clients that went away before their answer was complete
+        self.active = 0
+        self.max_active = 0
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self._socket.listen(1024)
+        self.port: int = self._socket.getsockname()[1]
+        self.base_url = f"http://{host}:{self.port}/v1"
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+        config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def script(self, model: str, *replies: Reply) -> None:
+        with self._lock:
+            self._scripts[model] = list(replies)
+
+    def reset(self) -> None:
+        """Forget every script and recorded request (for reuse across tests)."""
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+            self.request_times.clear()
+            self.disconnects = 0
+            self.max_active = 0
+
+    def requests_for(self, model: str) -> list[Body]:
+        with self._lock:
+            return [r for r in self.requests if r.get("model") == model]
+
+    def _next_reply(self, model: str) -> Reply:
+        with self._lock:
+            queue = self._scripts.get(model)
+            if not queue:
+                return Reply()
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeUpstream:
+        # The socket already listens, so clients may connect before the loop is up.
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _models(self, request: Request) -> Response:
+        with self._lock:
+            names = sorted(self._scripts)
+        return JSONResponse(
+            {"object": "list", "data": [{"id": n, "object": "model"} for n in names]}
+        )
+
+    async def _chat(self, request: Request) -> Response:
+        body: Body = await request.json()
+        model = str(body.get("model", ""))
+        with self._lock:
+            self.requests.append(body)
+            self.request_times[model].append(time.monotonic())
+        reply = self._next_reply(model)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if reply.delay_s and not await _sleep_unless_gone(request, reply.delay_s):
+                self.disconnects += 1
+                return Response(status_code=499)
+        finally:
+            self.active -= 1
+        if reply.raw_body is not None:
+            return Response(
+                reply.raw_body,
+                status_code=reply.status,
+                media_type=reply.content_type,
+                headers=reply.headers,
+            )
+        if reply.status >= 400:
+            error = {
+                "message": f"scripted HTTP {reply.status}",
+                "type": "fake_error",
+                "param": None,
+                "code": reply.error_code,
+            }
+            return JSONResponse({"error": error}, status_code=reply.status, headers=reply.headers)
+        text = reply.text(body) if callable(reply.text) else reply.text
+        if text is None:
+            text = f"answer from {model}"
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        usage = reply.usage or (prompt_tokens, len(text.split()))
+        if body.get("stream"):
+            return StreamingResponse(
+                self._sse(request, model, text, reply, usage, body),
+                media_type="text/event-stream",
+                headers=reply.headers,
+            )
+        message = {"role": "assistant", "content": None if reply.content_null else text}
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": usage[0] + usage[1],
+                },
+            },
+            headers=reply.headers,
+        )
+
+    async def _sse(
+        self,
+        request: Request,
+        model: str,
+        text: str,
+        reply: Reply,
+        usage: tuple[int, int],
+        body: Body,
+    ) -> AsyncIterator[str]:
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            choices = [{"index": 0, "delta": delta, "finish_reason": finish}]
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+            return f"data: {json.dumps(payload)}\n\n"
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for i, word in enumerate(_words(text)):
+                if reply.cut_after_tokens is not None and i >= reply.cut_after_tokens:
+                    raise ConnectionResetError("scripted stream cut")
+                if reply.token_delay_s:
+                    await asyncio.sleep(reply.token_delay_s)
+                yield chunk({"content": word})
+            yield chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                payload = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": usage[0],
+                        "completion_tokens": usage[1],
+                        "total_tokens": usage[0] + usage[1],
+                    },
+                }
+                yield f"data: {json.dumps(payload)}\n\n"
+            yield "data: [DONE]\n\n"
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+
+
+async def _sleep_unless_gone(request: Request, seconds: float) -> bool:
+    """Sleep, but return False as soon as the client disconnects."""
+
+    async def gone() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        done, _ = await asyncio.wait({watcher}, timeout=seconds)
+        return watcher not in done
+    finally:
+        watcher.cancel()

@@ -1,0 +1,71 @@
+"""Plain data passed between the engine and the providers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TypedDict
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(TypedDict):
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Per-call generation settings; None means "the provider's default"."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+    def merged_over(self, base: Sampling) -> Sampling:
+        """These settings, falling back to `base` where unset."""
+        return Sampling(
+            temperature=self.temperature if self.temperature is not None else base.temperature,
+            max_tokens=self.max_tokens if self.max_tokens is not None else base.max_tokens,
+            seed=self.seed if self.seed is not None else base.seed,
+            stop=self.stop if self.stop is not None else base.stop,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str  # the provider's own model name, without the `provider:` prefix
+    messages: tuple[Message, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A piece of a streamed answer: text, and on the last chunk usage and finish reason."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None

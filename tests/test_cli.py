@@ -1,0 +1,170 @@
+"""The `moa` command as a user runs it: a real subprocess, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from moa.testing import FakeUpstream, Reply
+
+
+def moa(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "moa.cli.app", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
+
+
+RECIPE = '[[layers]]\nmodels = ["fake:a", "fake:b"]\n[aggregator]\nmodel = "fake:agg"\n'
+
+
+def test_ask_streams_the_answer_to_stdout_and_progress_to_stderr(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    upstream.script("agg", Reply("Paris is the capital."))
+    done = moa("ask", "Capital of France?", "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Paris is the capital."
+    assert "fake:a" in done.stderr and "fake:b" in done.stderr and "aggregating" in done.stderr
+
+
+def test_ask_is_the_default_verb_and_reads_stdin(upstream: FakeUpstream, recipe_file) -> None:
+    done = moa("-r", str(recipe_file(RECIPE)), "-", stdin="from stdin")
+    assert done.returncode == 0, done.stderr
+    assert upstream.requests_for("a")[0]["messages"][-1]["content"] == "from stdin"
+
+
+def test_json_prints_the_result_with_its_trace(upstream: FakeUpstream, recipe_file) -> None:
+    done = moa("ask", "q", "--json", "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["text"] == "answer from agg"
+    assert [(c["layer"], c["model"], c["role"]) for c in data["calls"]] == [
+        (1, "fake:a", "proposer"),
+        (1, "fake:b", "proposer"),
+        (2, "fake:agg", "aggregator"),
+    ]
+    assert data["usage"]["total_tokens"] > 0
+
+
+def test_overrides_replace_proposers_aggregator_layers_and_sampling(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    done = moa(
+        "ask",
+        "q",
+        "-r",
+        str(recipe_file(RECIPE)),
+        "--proposer",
+        "fake:x",
+        "--proposer",
+        "fake:y",
+        "--aggregator",
+        "fake:z",
+        "--layers",
+        "3",
+        "--temperature",
+        "0.1",
+        "--max-tokens",
+        "64",
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(upstream.requests_for("x")) == 2 and len(upstream.requests_for("y")) == 2
+    (final,) = upstream.requests_for("z")
+    assert (final["temperature"], final["max_tokens"]) == (0.1, 64)
+    assert upstream.requests_for("a") == []
+
+
+def test_show_proposals_prints_them_on_stderr(upstream: FakeUpstream, recipe_file) -> None:
+    upstream.script("a", Reply("PROPOSAL-FROM-A"))
+    done = moa("ask", "q", "--show-proposals", "-r", str(recipe_file(RECIPE)))
+    assert "PROPOSAL-FROM-A" in done.stderr and "PROPOSAL-FROM-A" not in done.stdout
+
+
+def test_configuration_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    cases = [
+        (("ask", "q", "-r", "together-classic"), "TOGETHER_API_KEY"),
+        (("ask", "q", "-r", "no-such-recipe"), "unknown recipe"),
+        (("ask", "", "-r", "local"), "prompt is empty"),
+        (("ask", "q", "--aggregator", "zzz:m"), "unknown provider 'zzz'"),
+        (("recipes", "show", "nope"), "unknown recipe"),
+    ]
+    for args, expected in cases:
+        done = moa(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_failed_run_exits_1(upstream: FakeUpstream, recipe_file) -> None:
+    upstream.script("a", Reply(status=400))
+    upstream.script("b", Reply(status=400))
+    done = moa("ask", "q", "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 1
+    assert "every proposer of layer 1 failed" in done.stderr
+
+
+def test_recipes_lists_and_shows_builtins() -> None:
+    listed = moa("recipes")
+    assert listed.returncode == 0
+    for name in ("local", "together-moa", "together-moa-lite", "together-classic"):
+        assert name in listed.stdout
+    shown = moa("recipes", "show", "together-classic")
+    assert 'model = "together:meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"' in shown.stdout
+
+
+def test_ctrl_c_cancels_in_flight_calls_and_exits_cleanly(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    upstream.script("a", Reply("slow", delay_s=30))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moa.cli.app", "ask", "q", "-r", str(recipe_file(RECIPE))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    assert "layer 1" in proc.stderr.readline()  # the calls are in flight
+    while len(upstream.requests_for("a")) < 1:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert "cancelled" in stderr and "Traceback" not in stderr
+
+
+def test_chat_keeps_the_history_across_turns(upstream: FakeUpstream, recipe_file) -> None:
+    upstream.script("agg", Reply("first reply"), Reply("second reply"))
+    done = moa("chat", "-r", str(recipe_file(RECIPE)), stdin="hello\nand then?\n/exit\n")
+    assert done.returncode == 0, done.stderr
+    assert "first reply" in done.stdout and "second reply" in done.stdout
+    last = upstream.requests_for("a")[-1]["messages"]
+    assert last == [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "first reply"},
+        {"role": "user", "content": "and then?"},
+    ]
+
+
+def test_chat_survives_a_failed_turn(upstream: FakeUpstream, recipe_file) -> None:
+    upstream.script("agg", Reply(status=400), Reply("recovered"))
+    done = moa("chat", "-r", str(recipe_file(RECIPE)), stdin="one\ntwo\n")
+    assert done.returncode == 0
+    assert "aggregator failed" in done.stderr and "recovered" in done.stdout
+    # the failed turn is not in the history
+    assert upstream.requests_for("a")[-1]["messages"] == [{"role": "user", "content": "two"}]
