@@ -18,6 +18,7 @@ class Agent:
     sampling: Sampling = field(default_factory=Sampling)
     system: str | None = None  # this slot's own system prompt
     system_role: bool | None = None  # None: ask the provider whether the template has one
+    context_window: int | None = None  # tokens; None: the provider's or a known default
 
     @classmethod
     def of(cls, value: str | Agent) -> Agent:

@@ -1,4 +1,5 @@
-"""One upstream call for one agent: message shaping, timeout and retries.
+"""One upstream call for one agent: message shaping, context budget, rate limits, timeout and
+retries.
 
 The engine decides *what* to call and when; this module decides *how* one call is made.
 """
@@ -6,16 +7,28 @@ The engine decides *what* to call and when; this module decides *how* one call i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from moa.agents import Agent
+from moa.budget import (
+    DEFAULT_CONTEXT_WINDOW,
+    KNOWN_CONTEXT_WINDOWS,
+    estimate_tokens,
+    fit_references,
+    messages_tokens,
+)
 from moa.errors import ProviderError
 from moa.prompts import fold_system, inject_references
 from moa.providers.base import Provider
 from moa.providers.registry import Registry
 from moa.retry import RetryPolicy, with_retries
 from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk
+
+T = TypeVar("T")
+# Room kept for the answer when neither the call nor the recipe sets max_tokens.
+DEFAULT_ANSWER_TOKENS = 1024
 
 
 @dataclass(slots=True)
@@ -29,6 +42,44 @@ class Caller:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
         self.registry.resolve(agent.model)
 
+    # -- what the engine calls ---------------------------------------------------------------
+
+    async def propose(
+        self,
+        agent: Agent,
+        messages: Sequence[Message],
+        references: Sequence[str],
+        prompt: str,
+        overrides: Sampling,
+    ) -> tuple[Completion, int]:
+        """A whole answer; on a context-length rejection, shrink the references and retry once."""
+
+        async def call(squeeze: float) -> tuple[Completion, int]:
+            provider, request = await self.build_request(
+                agent, messages, references, prompt, overrides, squeeze=squeeze
+            )
+            return await self.complete(provider, request)
+
+        return await _shrinking_on_context_error(call)
+
+    async def open_stream(
+        self,
+        agent: Agent,
+        messages: Sequence[Message],
+        references: Sequence[str],
+        prompt: str,
+        overrides: Sampling,
+    ) -> tuple[AsyncIterator[StreamChunk], int]:
+        async def call(squeeze: float) -> tuple[AsyncIterator[StreamChunk], int]:
+            provider, request = await self.build_request(
+                agent, messages, references, prompt, overrides, squeeze=squeeze
+            )
+            return await self.stream(provider, request)
+
+        return await _shrinking_on_context_error(call)
+
+    # -- building blocks ---------------------------------------------------------------------
+
     async def build_request(
         self,
         agent: Agent,
@@ -36,6 +87,8 @@ class Caller:
         references: Sequence[str],
         prompt: str,
         overrides: Sampling,
+        *,
+        squeeze: float = 1.0,
     ) -> tuple[Provider, ChatRequest]:
         provider, model = self.registry.resolve(agent.model)
         shaped = list(messages)
@@ -45,26 +98,64 @@ class Caller:
                 shaped[0] = Message(role="system", content=merged)
             else:
                 shaped.insert(0, Message(role="system", content=agent.system))
+        # The run's explicit overrides (CLI flags, API request) win over the agent's own
+        # settings, which win over the recipe's defaults.
+        sampling = overrides.merged_over(agent.sampling.merged_over(self.defaults))
+        if references:
+            window = self.context_window(agent, provider, model)
+            answer = sampling.max_tokens or DEFAULT_ANSWER_TOKENS
+            references = fit_references(
+                references,
+                available_tokens=int((window - answer) * squeeze),
+                overhead_tokens=messages_tokens(shaped) + estimate_tokens(prompt) + 8,
+            )
         system_role = agent.system_role
         if system_role is None:
             system_role = await asyncio.to_thread(provider.supports_system_role, model)
         shaped = inject_references(shaped, references, prompt=prompt)
         if not system_role:
             shaped = fold_system(shaped)
-        # The run's explicit overrides (CLI flags, API request) win over the agent's own
-        # settings, which win over the recipe's defaults.
-        sampling = overrides.merged_over(agent.sampling.merged_over(self.defaults))
         return provider, ChatRequest(model, tuple(shaped), sampling, self.timeout_s)
+
+    def context_window(self, agent: Agent, provider: Provider, model: str) -> int:
+        if agent.context_window is not None:
+            return agent.context_window
+        reported = getattr(provider, "context_window", None)
+        if callable(reported) and (window := reported(model)) is not None:
+            return int(window)
+        return KNOWN_CONTEXT_WINDOWS.get(model, DEFAULT_CONTEXT_WINDOW)
+
+    def _policy(self, provider: Provider) -> RetryPolicy:
+        return self.registry.retry_policy(provider.name) or self.retry
+
+    async def _attempt(
+        self, provider: Provider, request: ChatRequest, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """One try: wait for the rate limits, bound it by the timeout, teach the limiters."""
+        limiters = self.registry.limits.for_call(provider.name, request.model)
+        cost = messages_tokens(request.messages) + (request.sampling.max_tokens or 0)
+        async with limiters[0].slot(cost), limiters[1].slot(cost):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    value = await call()
+            except TimeoutError:
+                error = _timeout(provider, request, self.timeout_s)
+                for limiter in limiters:
+                    limiter.on_error(error)
+                raise error from None
+            except ProviderError as error:
+                for limiter in limiters:
+                    limiter.on_error(error)
+                raise
+        for limiter in limiters:
+            limiter.on_success()
+        return value
 
     async def complete(self, provider: Provider, request: ChatRequest) -> tuple[Completion, int]:
         async def attempt() -> Completion:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    return await provider.complete(request)
-            except TimeoutError:
-                raise _timeout(provider, request, self.timeout_s) from None
+            return await self._attempt(provider, request, lambda: provider.complete(request))
 
-        return await with_retries(attempt, self.retry)
+        return await with_retries(attempt, self._policy(provider))
 
     async def stream(
         self, provider: Provider, request: ChatRequest
@@ -73,14 +164,10 @@ class Caller:
         failure is not retried (the user has seen the tokens). The returned iterator yields
         the first chunk again, then the rest, each within the per-call timeout."""
 
-        async def attempt() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
+        async def first_chunk() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
             chunks = aiter(provider.stream(request))
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    first = await anext(chunks)
-            except TimeoutError:
-                await _close(chunks)
-                raise _timeout(provider, request, self.timeout_s) from None
+                first = await anext(chunks)
             except StopAsyncIteration:
                 raise ProviderError(
                     f"{provider.name}:{request.model} returned an empty stream",
@@ -93,7 +180,10 @@ class Caller:
                 raise
             return chunks, first
 
-        (chunks, first), attempts = await with_retries(attempt, self.retry)
+        async def attempt() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
+            return await self._attempt(provider, request, first_chunk)
+
+        (chunks, first), attempts = await with_retries(attempt, self._policy(provider))
         return self._rest(provider, request, chunks, first), attempts
 
     async def _rest(
@@ -116,6 +206,16 @@ class Caller:
                 yield chunk
         finally:
             await _close(chunks)
+
+
+async def _shrinking_on_context_error(call: Callable[[float], Awaitable[T]]) -> T:
+    try:
+        return await call(1.0)
+    except ProviderError as error:
+        if error.kind != "context_length":
+            raise
+        # Our estimate was too generous for this model: halve the room for references, once.
+        return await call(0.5)
 
 
 def _timeout(provider: Provider, request: ChatRequest, seconds: float) -> ProviderError:

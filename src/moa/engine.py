@@ -212,10 +212,9 @@ class MoA:
     ) -> None:
         started = time.perf_counter()
         try:
-            provider, request = await self._caller.build_request(
+            completion, record.attempts = await self._caller.propose(
                 agent, messages, references, prompt, overrides
             )
-            completion, record.attempts = await self._caller.complete(provider, request)
             record.output, record.usage = completion.text, completion.usage
         except ProviderError as error:
             record.status, record.error, record.attempts = "failed", str(error), error.attempts
@@ -243,10 +242,9 @@ class MoA:
             started = time.perf_counter()
             parts: list[str] = []
             try:
-                provider, request = await self._caller.build_request(
+                chunks, record.attempts = await self._caller.open_stream(
                     agent, messages, references, self.aggregator.prompt, overrides
                 )
-                chunks, record.attempts = await self._caller.stream(provider, request)
                 usage: Usage | None = None
                 async for chunk in chunks:
                     if chunk.text:

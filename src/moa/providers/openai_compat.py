@@ -21,11 +21,13 @@ class OpenAICompatibleProvider:
         *,
         base_url: str,
         api_key: str,
+        api_key_env: str | None = None,
         timeout_s: float = 120.0,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
+        self.api_key_env = api_key_env
         self._client = AsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -141,8 +143,11 @@ class OpenAICompatibleProvider:
                 if _error_code(exc.body) == "context_length_exceeded"
                 else ("status")
             )
+            hint = ""
+            if exc.status_code in (401, 403) and self.api_key_env:
+                hint = f" — check the key in {self.api_key_env}"
             return ProviderError(
-                f"{where}: HTTP {exc.status_code}: {_error_message(exc)}",
+                f"{where}: HTTP {exc.status_code}: {_error_message(exc)}{hint}",
                 provider=self.name,
                 model=model,
                 status_code=exc.status_code,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.providers.base import Provider
 from moa.providers.openai_compat import OpenAICompatibleProvider
+from moa.ratelimit import Limits, RateLimit
+from moa.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,9 @@ class ProviderConfig:
     base_url: str
     api_key_env: str | None = None
     timeout_s: float = 120.0
+    # No request rate by default: the limiter learns it from the first 429 (see ratelimit.py).
+    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(max_concurrency=16))
+    retry: RetryPolicy | None = None  # None: the recipe's policy
 
 
 BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
@@ -29,7 +34,10 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
         ProviderConfig("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
         ProviderConfig("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
         ProviderConfig("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-        ProviderConfig("ollama", "http://localhost:11434/v1"),
+        # One local GPU serves Ollama: more parallel calls only queue there.
+        ProviderConfig(
+            "ollama", "http://localhost:11434/v1", rate_limit=RateLimit(max_concurrency=2)
+        ),
     )
 }
 
@@ -65,10 +73,20 @@ class Registry:
         self._factories: dict[str, Callable[[], Provider]] = {"local": _local_factory}
         self._instances: dict[str, Provider] = {}
         self._env = env if env is not None else os.environ
+        # Limits are per process, shared by every run that uses this registry.
+        self.limits = Limits({name: c.rate_limit for name, c in self._configs.items()})
 
     def add(self, config: ProviderConfig) -> None:
         self._configs[config.name] = config
         self._instances.pop(config.name, None)
+        self.limits.configure(config.name, config.rate_limit)
+
+    def config(self, name: str) -> ProviderConfig | None:
+        return self._configs.get(name)
+
+    def retry_policy(self, name: str) -> RetryPolicy | None:
+        config = self._configs.get(name)
+        return config.retry if config is not None else None
 
     def add_factory(self, name: str, factory: Callable[[], Provider]) -> None:
         """Register a provider that is not OpenAI-compatible (a plugin, a test double)."""
@@ -109,7 +127,11 @@ class Registry:
             if not api_key:
                 raise MissingAPIKeyError(config.name, config.api_key_env)
         return OpenAICompatibleProvider(
-            config.name, base_url=base_url, api_key=api_key, timeout_s=config.timeout_s
+            config.name,
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
         )
 
     async def aclose(self) -> None:

@@ -13,7 +13,8 @@ from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.engine import MoA
 from moa.errors import RecipeError
 from moa.providers.registry import ProviderConfig, Registry
-from moa.recipes.schema import ModelSpec, Recipe, SamplingSpec
+from moa.ratelimit import RateLimit
+from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe, SamplingSpec
 from moa.retry import RetryPolicy
 from moa.types import Sampling
 
@@ -65,9 +66,9 @@ def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
     """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked)."""
     registry = registry or Registry()
     for name, provider in recipe.providers.items():
-        registry.add(
-            ProviderConfig(name, provider.base_url, provider.api_key_env, provider.timeout_s)
-        )
+        registry.add(_provider_config(name, provider, registry.config(name)))
+    for key, limit in recipe.rate_limits.items():
+        registry.limits.configure(key, RateLimit(limit.rpm, limit.tpm, limit.max_concurrency))
     layers = [
         ProposalLayer(
             *(_agent(m) for m in layer.models),
@@ -94,6 +95,29 @@ def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
     )
 
 
+def _provider_config(
+    name: str, spec: ProviderSpec, builtin: ProviderConfig | None
+) -> ProviderConfig:
+    if spec.base_url is None and builtin is None:
+        raise RecipeError(
+            f"providers.{name}: base_url is required for a provider moa does not know"
+        )
+    base = builtin or ProviderConfig(name, spec.base_url or "")
+    limit = base.rate_limit
+    return ProviderConfig(
+        name,
+        spec.base_url or base.base_url,
+        spec.api_key_env if "api_key_env" in spec.model_fields_set else base.api_key_env,
+        spec.timeout_s,
+        RateLimit(
+            spec.rpm or limit.rpm,
+            spec.tpm or limit.tpm,
+            spec.max_concurrency or limit.max_concurrency,
+        ),
+        RetryPolicy(**spec.retry.model_dump()) if spec.retry else base.retry,
+    )
+
+
 def _sampling(spec: SamplingSpec) -> Sampling:
     return Sampling(
         temperature=spec.temperature,
@@ -106,7 +130,7 @@ def _sampling(spec: SamplingSpec) -> Sampling:
 def _agent(spec: str | ModelSpec) -> Agent:
     if isinstance(spec, str):
         return Agent(spec)
-    return Agent(spec.model, _sampling(spec), spec.system, spec.system_role)
+    return Agent(spec.model, _sampling(spec), spec.system, spec.system_role, spec.context_window)
 
 
 def _describe(exc: ValidationError) -> str:

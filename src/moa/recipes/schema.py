@@ -24,6 +24,7 @@ class ModelSpec(SamplingSpec):
     model: str
     system: str | None = None
     system_role: bool | None = None
+    context_window: Annotated[int, Field(ge=256)] | None = None
 
 
 class LayerSpec(_Strict):
@@ -47,14 +48,9 @@ class AggregatorSpec(SamplingSpec):
     model: str
     system: str | None = None
     system_role: bool | None = None
+    context_window: Annotated[int, Field(ge=256)] | None = None
     prompt: str | None = None
     fallbacks: list[str | ModelSpec] = Field(default_factory=list)
-
-
-class ProviderSpec(_Strict):
-    base_url: str
-    api_key_env: str | None = None
-    timeout_s: Annotated[float, Field(gt=0)] = 120.0
 
 
 class RetrySpec(_Strict):
@@ -62,6 +58,21 @@ class RetrySpec(_Strict):
     max_elapsed_s: Annotated[float, Field(gt=0)] = 90.0
     base_delay_s: Annotated[float, Field(ge=0)] = 0.5
     max_delay_s: Annotated[float, Field(ge=0)] = 20.0
+
+
+class RateLimitSpec(_Strict):
+    rpm: Annotated[float, Field(gt=0)] | None = None
+    tpm: Annotated[float, Field(gt=0)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+
+
+class ProviderSpec(RateLimitSpec):
+    """A new OpenAI-compatible endpoint (base_url required), or settings for a built-in one."""
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    retry: RetrySpec | None = None
 
 
 class Recipe(_Strict):
@@ -74,3 +85,5 @@ class Recipe(_Strict):
     layers: list[LayerSpec] = Field(default_factory=list)
     aggregator: AggregatorSpec
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    # Per model, keyed "provider:model" (per provider: use [providers.NAME]).
+    rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)

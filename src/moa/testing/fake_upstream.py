@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw_body: str | None = None  # sent as is, e.g. malformed JSON or an HTML error page
     content_type: str = "application/json"
-    cut_after_tokens: int | None = None  # drop the connection mid-stream
+    cut_after_tokens: int | None = None  # drop the connection mid-stream (or mid-body)
     content_null: bool = False  # `"content": null`
     error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
     usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
@@ -62,6 +63,9 @@ class FakeUpstream:
         self.disconnects = 0  # clients that went away before their answer was complete
         self.active = 0
         self.max_active = 0
+        self.throttled = 0  # requests answered 429 by the rate limit below
+        self._rate: tuple[int, float] | None = None
+        self._window: deque[float] = deque()
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
@@ -84,9 +88,30 @@ class FakeUpstream:
         with self._lock:
             self._scripts[model] = list(replies)
 
+    def rate_limit(self, limit: int | None, window_s: float = 60.0) -> None:
+        """Answer 429 (with Retry-After) past `limit` requests in any `window_s` seconds."""
+        with self._lock:
+            self._rate = None if limit is None else (limit, window_s)
+            self._window.clear()
+
+    def _over_limit(self, now: float) -> float | None:
+        """Seconds until a request would be allowed, or None if it is allowed now."""
+        if self._rate is None:
+            return None
+        limit, window = self._rate
+        while self._window and self._window[0] <= now - window:
+            self._window.popleft()
+        if len(self._window) >= limit:
+            return self._window[0] + window - now
+        self._window.append(now)
+        return None
+
     def reset(self) -> None:
         """Forget every script and recorded request (for reuse across tests)."""
         with self._lock:
+            self._rate = None
+            self._window.clear()
+            self.throttled = 0
             self._scripts.clear()
             self.requests.clear()
             self.request_times.clear()
@@ -138,9 +163,20 @@ class FakeUpstream:
     async def _chat(self, request: Request) -> Response:
         body: Body = await request.json()
         model = str(body.get("model", ""))
+        now = time.monotonic()
         with self._lock:
             self.requests.append(body)
-            self.request_times[model].append(time.monotonic())
+            self.request_times[model].append(now)
+            wait = self._over_limit(now)
+            if wait is not None:
+                self.throttled += 1
+        if wait is not None:
+            headers = {
+                "retry-after-ms": str(int(wait * 1000) + 1),
+                "retry-after": str(math.ceil(wait)),
+            }
+            error = {"message": "rate limited", "type": "rate_limit", "param": None, "code": None}
+            return JSONResponse({"error": error}, status_code=429, headers=headers)
         reply = self._next_reply(model)
         self.active += 1
         self.max_active = max(self.max_active, self.active)
@@ -177,21 +213,21 @@ class FakeUpstream:
                 headers=reply.headers,
             )
         message = {"role": "assistant", "content": None if reply.content_null else text}
-        return JSONResponse(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                "usage": {
-                    "prompt_tokens": usage[0],
-                    "completion_tokens": usage[1],
-                    "total_tokens": usage[0] + usage[1],
-                },
+        payload = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": usage[0],
+                "completion_tokens": usage[1],
+                "total_tokens": usage[0] + usage[1],
             },
-            headers=reply.headers,
-        )
+        }
+        if reply.cut_after_tokens is not None:
+            return StreamingResponse(_cut(json.dumps(payload)), media_type="application/json")
+        return JSONResponse(payload, headers=reply.headers)
 
     async def _sse(
         self,
@@ -241,6 +277,12 @@ class FakeUpstream:
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
+
+
+async def _cut(body: str) -> AsyncIterator[str]:
+    """Send half of a JSON body, then drop the connection (a reset mid-response)."""
+    yield body[: len(body) // 2]
+    raise ConnectionResetError("scripted connection reset")
 
 
 async def _sleep_unless_gone(request: Request, seconds: float) -> bool:

@@ -1,0 +1,144 @@
+"""Client-side rate limits per provider and per model, adaptive (AIMD).
+
+Each limiter paces requests/minute and tokens/minute with a GCRA bucket and caps concurrent
+calls. A 429 halves that limiter's request rate and pauses it for the server's Retry-After;
+every success raises the rate again by a small step, up to the configured ceiling. A long batch
+under a 60-RPM key therefore settles just under the limit instead of hammering it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from moa.errors import ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Limits for one provider or one model; None means "no limit until a 429 teaches one"."""
+
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int | None = None
+    decrease: float = 0.7  # multiplicative decrease on a 429
+    increase_rpm: float = 1.0  # additive increase per success (at least 2% of the ceiling)
+
+
+class _Bucket:
+    """GCRA: a request of `cost` units is allowed at the theoretical arrival time."""
+
+    def __init__(self, per_minute: float, burst_s: float) -> None:
+        self.per_minute = per_minute
+        self.burst_s = burst_s
+        self._tat = 0.0
+
+    def reserve(self, cost: float, now: float) -> float:
+        """Book `cost` units; return how long to wait before sending."""
+        interval = 60.0 * cost / self.per_minute
+        tat = max(self._tat, now)
+        wait = max(0.0, tat - self.burst_s - now)
+        self._tat = tat + interval
+        return wait
+
+
+class Limiter:
+    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self.rpm: float | None = limit.rpm
+        # A burst of up to one request's interval: pacing, not lock-step.
+        self._requests = _Bucket(limit.rpm, 60.0 / limit.rpm) if limit.rpm else None
+        self._tokens = _Bucket(limit.tpm, 1.0) if limit.tpm else None
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._paused_until = 0.0
+        self._recent: deque[float] = deque()  # send times in the last minute
+        self.throttled = 0  # 429s seen
+
+    def _semaphore(self) -> asyncio.Semaphore | None:
+        # A semaphore belongs to one event loop; `MoA.run()` starts a new loop per call.
+        if self.limit.max_concurrency is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.limit.max_concurrency), loop
+        return self._slots
+
+    def observed_rpm(self, now: float) -> float:
+        while self._recent and self._recent[0] < now - 60.0:
+            self._recent.popleft()
+        if not self._recent:
+            return 1.0
+        span = max(1.0, now - self._recent[0])
+        return len(self._recent) * 60.0 / span
+
+    async def _pace(self, tokens: int) -> None:
+        now = self._clock()
+        if self._paused_until > now:
+            await asyncio.sleep(self._paused_until - now)
+            now = self._clock()
+        wait = self._requests.reserve(1, now) if self._requests is not None else 0.0
+        if self._tokens is not None and tokens:
+            wait = max(wait, self._tokens.reserve(tokens, now))
+        if wait:
+            await asyncio.sleep(wait)
+        self._recent.append(self._clock())
+
+    @asynccontextmanager
+    async def slot(self, tokens: int = 0) -> AsyncIterator[None]:
+        """Hold a concurrency slot for one attempt, after waiting for the pace."""
+        slots = self._semaphore()
+        if slots is not None:
+            await slots.acquire()
+        try:
+            await self._pace(tokens)
+            yield
+        finally:
+            if slots is not None:
+                slots.release()
+
+    def on_success(self) -> None:
+        if self.rpm is None or self._requests is None:
+            return
+        ceiling = self.limit.rpm
+        step = max(self.limit.increase_rpm, 0.02 * (ceiling or self.rpm))
+        self.rpm = self.rpm + step if ceiling is None else min(ceiling, self.rpm + step)
+        self._requests.per_minute = self.rpm
+
+    def on_error(self, error: ProviderError) -> None:
+        if error.status_code != 429:
+            return
+        self.throttled += 1
+        now = self._clock()
+        base = self.rpm if self.rpm is not None else self.observed_rpm(now)
+        self.rpm = max(1.0, base * self.limit.decrease)
+        if self._requests is None:
+            self._requests = _Bucket(self.rpm, 60.0 / self.rpm)
+        self._requests.per_minute = self.rpm
+        if error.retry_after is not None:
+            self._paused_until = max(self._paused_until, now + error.retry_after)
+
+
+class Limits:
+    """The limiters of a run, keyed by provider name and by `provider:model`."""
+
+    def __init__(self, configured: dict[str, RateLimit] | None = None) -> None:
+        self._configured = dict(configured or {})
+        self._limiters: dict[str, Limiter] = {}
+
+    def configure(self, key: str, limit: RateLimit) -> None:
+        self._configured[key] = limit
+        self._limiters.pop(key, None)
+
+    def get(self, key: str) -> Limiter:
+        if key not in self._limiters:
+            self._limiters[key] = Limiter(self._configured.get(key, RateLimit()))
+        return self._limiters[key]
+
+    def for_call(self, provider: str, model: str) -> tuple[Limiter, Limiter]:
+        return self.get(provider), self.get(f"{provider}:{model}")
