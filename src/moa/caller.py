@@ -102,13 +102,14 @@ class Caller:
         # settings, which win over the recipe's defaults.
         sampling = overrides.merged_over(agent.sampling.merged_over(self.defaults))
         if references:
-            window = self.context_window(agent, provider, model)
-            answer = sampling.max_tokens or DEFAULT_ANSWER_TOKENS
-            references = fit_references(
-                references,
-                available_tokens=int((window - answer) * squeeze),
-                overhead_tokens=messages_tokens(shaped) + estimate_tokens(prompt) + 8,
-            )
+            overhead = messages_tokens(shaped) + estimate_tokens(prompt) + 8
+            room = self.context_window(agent, provider, model)
+            room -= sampling.max_tokens or DEFAULT_ANSWER_TOKENS
+            if squeeze < 1.0:
+                # The model rejected our estimate: shrink what we actually sent.
+                sent = overhead + sum(estimate_tokens(r) for r in references)
+                room = int(min(room, sent) * squeeze)
+            references = fit_references(references, available_tokens=room, overhead_tokens=overhead)
         system_role = agent.system_role
         if system_role is None:
             system_role = await asyncio.to_thread(provider.supports_system_role, model)
@@ -135,17 +136,18 @@ class Caller:
         limiters = self.registry.limits.for_call(provider.name, request.model)
         cost = messages_tokens(request.messages) + (request.sampling.max_tokens or 0)
         async with limiters[0].slot(cost), limiters[1].slot(cost):
+            sent_at = limiters[0].now()
             try:
                 async with asyncio.timeout(self.timeout_s):
                     value = await call()
             except TimeoutError:
                 error = _timeout(provider, request, self.timeout_s)
                 for limiter in limiters:
-                    limiter.on_error(error)
+                    limiter.on_error(error, sent_at)
                 raise error from None
             except ProviderError as error:
                 for limiter in limiters:
-                    limiter.on_error(error)
+                    limiter.on_error(error, sent_at)
                 raise
         for limiter in limiters:
             limiter.on_success()

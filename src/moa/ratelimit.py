@@ -25,8 +25,9 @@ class RateLimit:
     rpm: float | None = None
     tpm: float | None = None
     max_concurrency: int | None = None
-    decrease: float = 0.7  # multiplicative decrease on a 429
-    increase_rpm: float = 1.0  # additive increase per success (at least 2% of the ceiling)
+    decrease: float = 0.9  # multiplicative decrease on a 429
+    increase_rpm: float = 1.0  # additive increase per success ...
+    increase_fraction: float = 0.005  # ... or this fraction of the ceiling (or rate), if larger
 
 
 class _Bucket:
@@ -47,8 +48,15 @@ class _Bucket:
 
 
 class Limiter:
-    def __init__(self, limit: RateLimit, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: RateLimit,
+        *,
+        adaptive: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
+        self.adaptive = adaptive
         self._clock = clock
         self.rpm: float | None = limit.rpm
         # A burst of up to one request's interval: pacing, not lock-step.
@@ -57,6 +65,7 @@ class Limiter:
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._paused_until = 0.0
+        self._decreased_at = float("-inf")
         self._recent: deque[float] = deque()  # send times in the last minute
         self.throttled = 0  # 429s seen
 
@@ -106,22 +115,30 @@ class Limiter:
         if self.rpm is None or self._requests is None:
             return
         ceiling = self.limit.rpm
-        step = max(self.limit.increase_rpm, 0.02 * (ceiling or self.rpm))
+        step = max(self.limit.increase_rpm, self.limit.increase_fraction * (ceiling or self.rpm))
         self.rpm = self.rpm + step if ceiling is None else min(ceiling, self.rpm + step)
         self._requests.per_minute = self.rpm
 
-    def on_error(self, error: ProviderError) -> None:
-        if error.status_code != 429:
+    def now(self) -> float:
+        return self._clock()
+
+    def on_error(self, error: ProviderError, sent_at: float) -> None:
+        """Learn from a failed call that was sent at `sent_at` (this limiter's clock)."""
+        if error.status_code != 429 or not self.adaptive:
             return
         self.throttled += 1
         now = self._clock()
+        if error.retry_after is not None:
+            self._paused_until = max(self._paused_until, now + error.retry_after)
+        if sent_at < self._decreased_at:
+            # One burst answers with many 429s: cut the rate once for it, not once per reply.
+            return
+        self._decreased_at = now
         base = self.rpm if self.rpm is not None else self.observed_rpm(now)
         self.rpm = max(1.0, base * self.limit.decrease)
         if self._requests is None:
             self._requests = _Bucket(self.rpm, 60.0 / self.rpm)
         self._requests.per_minute = self.rpm
-        if error.retry_after is not None:
-            self._paused_until = max(self._paused_until, now + error.retry_after)
 
 
 class Limits:
@@ -137,7 +154,11 @@ class Limits:
 
     def get(self, key: str) -> Limiter:
         if key not in self._limiters:
-            self._limiters[key] = Limiter(self._configured.get(key, RateLimit()))
+            configured = self._configured.get(key)
+            # Providers limit per key: a 429 teaches the provider's limiter. A model's own
+            # limiter only paces when the user configured it, or 429s would be counted twice.
+            adaptive = configured is not None or ":" not in key
+            self._limiters[key] = Limiter(configured or RateLimit(), adaptive=adaptive)
         return self._limiters[key]
 
     def for_call(self, provider: str, model: str) -> tuple[Limiter, Limiter]:

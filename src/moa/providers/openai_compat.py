@@ -3,10 +3,12 @@ through the official `openai` SDK. SDK retries are off: `moa.retry` owns retryin
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import openai
+import pydantic
 from openai import AsyncOpenAI
 
 from moa.errors import ProviderError
@@ -62,6 +64,8 @@ class OpenAICompatibleProvider:
             response = await self._client.chat.completions.create(**self._params(request))
         except openai.OpenAIError as exc:
             raise self._convert(exc, request.model) from exc
+        except (json.JSONDecodeError, pydantic.ValidationError) as exc:
+            raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
         if not response.choices:
             raise self._bad_body(request.model, "the response has no choices")
         choice = response.choices[0]
@@ -114,6 +118,8 @@ class OpenAICompatibleProvider:
             ) from exc
         except openai.OpenAIError as exc:
             raise self._convert(exc, request.model) from exc
+        except (json.JSONDecodeError, pydantic.ValidationError) as exc:
+            raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
 
     def _bad_body(self, model: str, why: str) -> ProviderError:
         return ProviderError(
