@@ -305,3 +305,9 @@ async def test_a_configured_rate_limit_avoids_429s(upstream: FakeUpstream) -> No
     await moa.aclose()
     assert all(r.text == "answer from agg" for r in results)
     assert upstream.throttled <= 2  # at most 5% of 50 calls
+
+
+def test_local_models_report_their_loaded_context_window() -> None:
+    from moa.providers.local import LocalProvider
+
+    assert LocalProvider(n_ctx=2048).context_window("smollm2") == 2048

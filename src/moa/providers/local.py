@@ -85,6 +85,9 @@ class LocalProvider:
     def supports_system_role(self, model: str) -> bool:
         return self._model(model).system_role
 
+    def context_window(self, model: str) -> int:
+        return self._n_ctx
+
     async def aclose(self) -> None:
         self._models.clear()
 
