@@ -52,15 +52,8 @@ class Caller:
         prompt: str,
         overrides: Sampling,
     ) -> tuple[Completion, int]:
-        """A whole answer; on a context-length rejection, shrink the references and retry once."""
-
-        async def call(squeeze: float) -> tuple[Completion, int]:
-            provider, request = await self.build_request(
-                agent, messages, references, prompt, overrides, squeeze=squeeze
-            )
-            return await self.complete(provider, request)
-
-        return await _shrinking_on_context_error(call)
+        """A whole answer, and the attempts it took."""
+        return await self._send(agent, messages, references, prompt, overrides, self.complete)
 
     async def open_stream(
         self,
@@ -70,13 +63,31 @@ class Caller:
         prompt: str,
         overrides: Sampling,
     ) -> tuple[AsyncIterator[StreamChunk], int]:
-        async def call(squeeze: float) -> tuple[AsyncIterator[StreamChunk], int]:
+        """A stream whose first chunk has arrived, and the attempts it took."""
+        return await self._send(agent, messages, references, prompt, overrides, self.stream)
+
+    async def _send(
+        self,
+        agent: Agent,
+        messages: Sequence[Message],
+        references: Sequence[str],
+        prompt: str,
+        overrides: Sampling,
+        send: Callable[[Provider, ChatRequest], Awaitable[T]],
+    ) -> T:
+        async def build_and_send(squeeze: float) -> T:
             provider, request = await self.build_request(
                 agent, messages, references, prompt, overrides, squeeze=squeeze
             )
-            return await self.stream(provider, request)
+            return await send(provider, request)
 
-        return await _shrinking_on_context_error(call)
+        try:
+            return await build_and_send(1.0)
+        except ProviderError as error:
+            if error.kind != "context_length":
+                raise
+            # The model rejected our estimate: halve the room for references, once.
+            return await build_and_send(0.5)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -208,16 +219,6 @@ class Caller:
                 yield chunk
         finally:
             await _close(chunks)
-
-
-async def _shrinking_on_context_error(call: Callable[[float], Awaitable[T]]) -> T:
-    try:
-        return await call(1.0)
-    except ProviderError as error:
-        if error.kind != "context_length":
-            raise
-        # Our estimate was too generous for this model: halve the room for references, once.
-        return await call(0.5)
 
 
 def _timeout(provider: Provider, request: ChatRequest, seconds: float) -> ProviderError:
