@@ -227,7 +227,9 @@ def test_metrics_count_requests_upstream_calls_tokens_and_errors(
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "q"}], n=2)
     text = httpx.get(f"{moa_server.url}/metrics").text
     assert 'moa_requests_total{model="test-moa",status="200",stream="false"} 1.0' in text
-    assert 'moa_upstream_calls_total{role="proposer",status="ok",upstream_model="fake:a"} 1.0' in text
+    assert (
+        'moa_upstream_calls_total{role="proposer",status="ok",upstream_model="fake:a"} 1.0' in text
+    )
     assert 'moa_tokens_total{direction="input",model="test-moa"} 61.0' in text
     assert 'moa_tokens_total{direction="output",model="test-moa"} 12.0' in text
     assert 'moa_errors_total{code="invalid_request_error"} 1.0' in text
