@@ -3,6 +3,7 @@ process managers that run the workers themselves (gunicorn, several uvicorn work
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -62,6 +63,16 @@ def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     )
 
 
+def _log_to_stderr(level: str) -> None:
+    """One line per request on stderr, next to uvicorn's own lines (which do not propagate)."""
+    logger = logging.getLogger("moa.server")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
 def serve(
     recipe_refs: Sequence[str],
     *,
@@ -75,6 +86,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight runs get `graceful_timeout_s` to finish."""
+    _log_to_stderr(log_level)
     if max_concurrent_runs < 1 or max_body_bytes < 1 or workers < 1:
         raise ConfigError("--max-concurrent-runs, --max-body-bytes and --workers must be >= 1")
     # Built here even with several workers, so configuration errors stop `moa serve` at once.
