@@ -73,6 +73,7 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         ({"model": MODEL, "messages": USER, "max_tokens": 0}, "max_tokens"),
         ({"model": MODEL, "messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
         ({"model": MODEL, "messages": [{"role": "user", "content": "   "}]}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
     ],
     ids=[
         "n>1",
@@ -88,6 +89,7 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         "max-tokens-range",
         "ends-with-assistant",
         "blank-prompt",
+        "content-type",
     ],
 )
 def test_unsupported_or_invalid_requests_get_400_in_openai_shape(
@@ -109,7 +111,8 @@ def test_the_sdk_raises_bad_request_with_the_parsed_error(moa_server) -> None:
 def test_malformed_json_and_non_object_bodies_are_400(moa_server) -> None:
     url = f"{moa_server.url}/v1/chat/completions"
     headers = {"content-type": "application/json"}
-    assert_openai_error(httpx.post(url, content=b"{not json", headers=headers), 400)
+    error = assert_openai_error(httpx.post(url, content=b"{not json", headers=headers), 400)
+    assert "not valid JSON" in error["message"]
     assert_openai_error(httpx.post(url, content=b"[1, 2]", headers=headers), 400)
     assert_openai_error(httpx.post(url, content=b"", headers=headers), 400)
 

@@ -7,6 +7,7 @@ answer (n > 1, tools, images) is refused with a 400 naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,11 +132,29 @@ def validation_error(errors: list[Any]) -> ApiError:
     if not errors:
         return bad_request("invalid request body")
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    message = str(first.get("msg", "invalid value"))
-    if param:
-        message = f"{param}: {message}"
+    if first.get("type") == "json_invalid":
+        return bad_request(f"the request body is not valid JSON ({first.get('msg', '')})")
+    param = _param(first.get("loc", ()))
+    if param is None:
+        return bad_request("the request body must be a JSON object with `model` and `messages`")
+    message = f"{param}: {first.get('msg', 'invalid value')}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return bad_request(message, param=param)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    """("body", "messages", 0, "content", "str") → "messages[0].content" (OpenAI's notation;
+    pydantic's union-member tags are not part of the path)."""
+    param = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            param += f"[{part}]"
+        elif part.lower() in _TYPE_TAGS or "[" in part or "-" in part:
+            continue
+        else:
+            param += f".{part}" if param else part
+    return param or None
