@@ -256,3 +256,17 @@ class TestLangChain:
         pieces = [chunk.content for chunk in chat.stream("What is MoA?")]
         assert "".join(pieces) == "streamed to langchain"
         assert len([p for p in pieces if p]) >= 3
+
+
+def test_an_aggregator_cut_by_max_tokens_reports_finish_reason_length(
+    upstream: FakeUpstream, moa_server
+) -> None:
+    upstream.script("agg", Reply("cut short", finish_reason="length"))
+    sdk = client(moa_server)
+    messages = [{"role": "user", "content": "q"}]
+    completion = sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+    assert completion.choices[0].finish_reason == "length"
+    chunks = list(
+        sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, stream=True)
+    )
+    assert chunks[-1].choices[0].finish_reason == "length"

@@ -217,6 +217,7 @@ class MoA:
             )
             completion, record.attempts = await self._caller.complete(provider, request)
             record.output, record.usage = completion.text, completion.usage
+            record.finish_reason = completion.finish_reason
         except ProviderError as error:
             record.status, record.error, record.attempts = "failed", str(error), error.attempts
         except asyncio.CancelledError:
@@ -253,6 +254,7 @@ class MoA:
                         parts.append(chunk.text)
                         yield Token(chunk.text)
                     usage = chunk.usage or usage
+                    record.finish_reason = chunk.finish_reason or record.finish_reason
                 record.usage = usage or Usage()
             except ProviderError as error:
                 record.status, record.error, record.attempts = "failed", str(error), error.attempts

@@ -24,7 +24,7 @@ from moa.server.errors import ApiError, from_moa_error
 from moa.server.limits import ClientGone, Slot, until_disconnect
 from moa.server.metrics import Metrics
 from moa.server.security import Redactor
-from moa.server.sse import DONE, Completion, event
+from moa.server.sse import DONE, Completion, event, finish_reason
 from moa.trace import Result
 from moa.types import Message, Sampling
 
@@ -61,7 +61,9 @@ class Run:
         finally:
             self.slot.release()
         self._finish(False, 200, result, None)
-        body = Completion(self.model).body(result.text, result.usage, self._trace(result))
+        body = Completion(self.model).body(
+            result.text, result.usage, finish_reason(result), self._trace(result)
+        )
         return JSONResponse(body)
 
     async def stream(self, receive: Receive) -> Response:
@@ -102,7 +104,7 @@ class Run:
                         result = item.result
             if result is None:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
-            yield completion.finish_chunk(with_usage=usage_nulls)
+            yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
             if self.include_usage:
                 yield completion.usage_chunk(result.usage)
             trace = self._trace(result)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from moa.trace import Result
 from moa.types import Usage
 
 DONE = "data: [DONE]\n\n"
@@ -19,6 +20,14 @@ def usage_body(usage: Usage) -> dict[str, int]:
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
     }
+
+
+def finish_reason(result: Result) -> str:
+    """The aggregator's reason, in OpenAI's vocabulary ("length" tells clients the answer was
+    cut by max_tokens); anything an upstream calls otherwise is a plain stop."""
+    answered = [c for c in result.calls if c.role == "aggregator" and c.ok]
+    reason = answered[-1].finish_reason if answered else None
+    return reason if reason in ("length", "content_filter") else "stop"
 
 
 def event(payload: dict[str, Any]) -> str:
@@ -33,7 +42,9 @@ class Completion:
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def body(self, text: str, usage: Usage, trace: dict[str, Any] | None) -> dict[str, Any]:
+    def body(
+        self, text: str, usage: Usage, finish_reason: str, trace: dict[str, Any] | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion",
@@ -44,7 +55,7 @@ class Completion:
                     "index": 0,
                     "message": {"role": "assistant", "content": text, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": usage_body(usage),
@@ -76,8 +87,8 @@ class Completion:
     def content_chunk(self, text: str, *, with_usage: bool) -> str:
         return self.chunk({"content": text}, with_usage=with_usage)
 
-    def finish_chunk(self, *, with_usage: bool) -> str:
-        return self.chunk({}, "stop", with_usage=with_usage)
+    def finish_chunk(self, finish_reason: str, *, with_usage: bool) -> str:
+        return self.chunk({}, finish_reason, with_usage=with_usage)
 
     def usage_chunk(self, usage: Usage) -> str:
         return event(
