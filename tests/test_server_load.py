@@ -149,6 +149,31 @@ async def test_client_disconnect_cancels_the_upstream_calls_of_a_completion(
     assert upstream.requests_for("agg") == []
 
 
+async def test_client_disconnect_before_the_first_token_cancels_a_streamed_run(
+    upstream: FakeUpstream, moa_server
+) -> None:
+    upstream.script("a", Reply("slow a", delay_s=60))
+    upstream.script("b", Reply("slow b", delay_s=60))
+    body = {**BODY, "stream": True}
+    url = f"{moa_server.url}/v1/chat/completions"
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def read_stream() -> None:
+            async with http.stream("POST", url, json=body) as response:
+                await response.aread()
+
+        request = asyncio.create_task(read_stream())
+        await async_wait_until(
+            lambda: upstream.requests_for("a") and upstream.requests_for("b"),
+            what="both proposers to be called",
+        )
+        request.cancel()  # no headers have been sent yet: the run is still proposing
+        await asyncio.gather(request, return_exceptions=True)
+        await async_wait_until(lambda: upstream.disconnects == 2, what="upstream to see it")
+        await async_wait_for_idle(http, moa_server)
+    assert upstream.requests_for("agg") == []
+
+
 def test_client_disconnect_mid_stream_cancels_the_aggregator_call(
     upstream: FakeUpstream, moa_server
 ) -> None:

@@ -219,7 +219,9 @@ def serve(
     try:
         from moa.server import serve as run_server
         from moa.server.security import parse_keys
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
+            raise
         raise _fail(2, str(MissingExtraError("the server", "server"))) from None
     keys = [*(api_key or []), *parse_keys(os.environ.get("MOA_API_KEYS"))]
     try:
