@@ -92,3 +92,15 @@ def test_serve_answers_with_keys_from_flag_and_env_then_stops_cleanly_on_sigterm
     assert "cli-moa stream=False status=200" in stderr  # one log line per request
     for key in ("flag-key", "env-key-1", "env-key-2"):
         assert key not in stderr
+
+
+def test_serve_without_the_server_extra_says_how_to_install_it() -> None:
+    # fastapi made unimportable, as in an install without `moa[server]`.
+    code = (
+        "import sys; sys.modules['fastapi'] = None; from moa.cli.app import main; main(['serve'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60
+    )
+    assert done.returncode == 2
+    assert "pip install 'moa[server]'" in done.stderr
