@@ -63,3 +63,92 @@ def recipe_file(tmp_path: Path, upstream: FakeUpstream):
         return path
 
     return write
+
+
+# -- the OpenAI-compatible server, over real HTTP --------------------------------------------
+
+SERVER_RECIPE = """
+name = "test-moa"
+[retry]
+max_attempts = 1
+[[layers]]
+models = ["fake:a", "fake:b"]
+[aggregator]
+model = "fake:agg"
+"""
+
+
+class ServerThread:
+    """A uvicorn server for an ASGI app on a pre-bound 127.0.0.1 socket, in a thread (the
+    same arrangement as FakeUpstream): clients may connect as soon as it is constructed."""
+
+    def __init__(self, app: object, *, graceful_timeout_s: int = 10) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.app = app
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(128)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            log_level="warning",
+            timeout_graceful_shutdown=graceful_timeout_s,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+        self._socket.close()
+
+    @property
+    def stopped(self) -> bool:
+        return not self._thread.is_alive()
+
+
+@pytest.fixture
+def serve_moa(recipe_file):
+    """Start the moa server on the fake upstream: serve_moa(max_concurrent_runs=1, ...)."""
+    from moa import recipes
+    from moa.server import create_app
+
+    servers: list[ServerThread] = []
+
+    def start(recipe: str = SERVER_RECIPE, **options: object) -> ServerThread:
+        loaded = recipes.load(recipe_file(recipe, name=f"recipe{len(servers)}.toml"))
+        graceful = int(options.pop("graceful_timeout_s", 10))  # type: ignore[call-overload]
+        server = ServerThread(
+            create_app({loaded.name: loaded}, **options), graceful_timeout_s=graceful
+        )
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def moa_server(serve_moa) -> ServerThread:
+    """The moa server with default options, serving the `test-moa` recipe."""
+    return serve_moa()
+
+
+def wait_until(condition, timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Poll `condition` until true; fail (not hang) after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

@@ -216,6 +216,7 @@ class MoA:
                 agent, messages, references, prompt, overrides
             )
             record.output, record.usage = completion.text, completion.usage
+            record.finish_reason = completion.finish_reason
         except ProviderError as error:
             record.status, record.error, record.attempts = "failed", str(error), error.attempts
         except asyncio.CancelledError:
@@ -251,6 +252,7 @@ class MoA:
                         parts.append(chunk.text)
                         yield Token(chunk.text)
                     usage = chunk.usage or usage
+                    record.finish_reason = chunk.finish_reason or record.finish_reason
                 record.usage = usage or Usage()
             except ProviderError as error:
                 record.status, record.error, record.attempts = "failed", str(error), error.attempts

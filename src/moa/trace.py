@@ -23,6 +23,7 @@ class CallRecord:
     latency_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
     attempts: int = 1
+    finish_reason: str | None = None  # the upstream's: "stop", "length" (hit max_tokens), …
 
     @property
     def ok(self) -> bool:

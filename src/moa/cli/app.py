@@ -7,6 +7,7 @@ Errors become exit codes here and nowhere else: 2 for usage or configuration (Co
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -20,7 +21,13 @@ from moa import recipes
 from moa.cli.options import apply_overrides
 from moa.cli.render import Progress
 from moa.engine import MoA, as_messages
-from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, MoAError
+from moa.errors import (
+    AggregatorFailedError,
+    ConfigError,
+    LayerFailedError,
+    MissingExtraError,
+    MoAError,
+)
 from moa.recipes.schema import Recipe
 from moa.types import Sampling
 
@@ -177,6 +184,59 @@ def chat(
         console=err,
         run_guarded=run_guarded,
     )
+
+
+@app.command()
+def serve(
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipe", "-r", help="Recipe to serve as a model (repeatable; default: local)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accept this bearer key (repeatable); also MOA_API_KEYS, comma-separated. "
+            "Without any, the server is open.",
+        ),
+    ] = None,
+    max_concurrent_runs: Annotated[
+        int, typer.Option(help="MoA runs at once per process; more are refused with 429.")
+    ] = 16,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body accepted (413 beyond).")
+    ] = 2 * 1024 * 1024,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    graceful_timeout: Annotated[
+        int, typer.Option(help="Seconds in-flight runs get to finish on shutdown.")
+    ] = 30,
+) -> None:
+    """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
+    try:
+        from moa.server import serve as run_server
+        from moa.server.security import parse_keys
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
+            raise
+        raise _fail(2, str(MissingExtraError("the server", "server"))) from None
+    keys = [*(api_key or []), *parse_keys(os.environ.get("MOA_API_KEYS"))]
+    try:
+        run_server(
+            recipe or ["local"],
+            host=host,
+            port=port,
+            api_keys=keys,
+            max_concurrent_runs=max_concurrent_runs,
+            max_body_bytes=max_body_bytes,
+            workers=workers,
+            graceful_timeout_s=graceful_timeout,
+        )
+    except ConfigError as exc:
+        raise _fail(2, str(exc)) from None
 
 
 @recipes_app.callback()

@@ -47,6 +47,7 @@ class Reply:
     content_null: bool = False  # `"content": null`
     error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
     usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
+    finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
 
 
 def _words(text: str) -> list[str]:
@@ -218,7 +219,7 @@ class FakeUpstream:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": {
                 "prompt_tokens": usage[0],
                 "completion_tokens": usage[1],
@@ -258,7 +259,7 @@ class FakeUpstream:
                 if reply.token_delay_s:
                     await asyncio.sleep(reply.token_delay_s)
                 yield chunk({"content": word})
-            yield chunk({}, "stop")
+            yield chunk({}, reply.finish_reason)
             if (body.get("stream_options") or {}).get("include_usage"):
                 payload = {
                     "id": "chatcmpl-fake",

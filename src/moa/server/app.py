@@ -1,0 +1,182 @@
+"""The FastAPI app: any loaded recipe answers as a model on OpenAI's chat completions API.
+
+The app is stateless between requests (each run is independent; only counters are kept), so
+any number of processes can serve the same recipes behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from moa import recipes as recipe_lib
+from moa.engine import MoA
+from moa.errors import MoAError
+from moa.providers.registry import Registry
+from moa.recipes.schema import Recipe
+from moa.server.errors import ApiError, from_moa_error
+from moa.server.limits import BodyLimit, RunSlots
+from moa.server.metrics import Metrics
+from moa.server.runs import Run
+from moa.server.schemas import (
+    ChatCompletionRequest,
+    check_supported,
+    to_messages,
+    to_sampling,
+    validation_error,
+)
+from moa.server.security import AuthGate, BearerAuth, Redactor
+
+log = logging.getLogger("moa.server")
+
+DEFAULT_MAX_CONCURRENT_RUNS = 16
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+def create_app(
+    recipes: Mapping[str, Recipe],
+    *,
+    api_keys: Sequence[str] = (),
+    max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    registry_factory: Callable[[], Registry] = Registry,
+    env: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """Serve `recipes` under their keys as model names.
+
+    Every recipe is built now, so a missing key or extra fails at startup, not on a request.
+    """
+    mixtures: dict[str, MoA] = {
+        name: recipe_lib.build(recipe, registry_factory()) for name, recipe in recipes.items()
+    }
+    metrics = Metrics()
+    slots = RunSlots(max_concurrent_runs)
+    redactor = Redactor.for_recipes(recipes.values(), env)
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for mixture in mixtures.values():
+            await mixture.aclose()
+
+    app = FastAPI(
+        title="moa",
+        summary="Mixture-of-Agents recipes served as OpenAI-compatible chat models.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.slots = slots
+    # Outermost last: auth runs before the body is buffered and measured.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error)
+    app.add_middleware(AuthGate, auth=BearerAuth(api_keys), on_refuse=metrics.error)
+    _install_error_handlers(app, metrics, redactor)
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": created, "owned_by": "moa"}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(
+        body: ChatCompletionRequest,
+        request: Request,
+        x_moa_trace: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        mixture = mixtures.get(body.model)
+        if mixture is None:
+            raise ApiError(
+                404,
+                f"The model {body.model!r} does not exist; this server has "
+                f"{', '.join(sorted(mixtures))} (GET /v1/models lists them)",
+                param="model",
+                code="model_not_found",
+            )
+        check_supported(body)
+        messages, sampling = to_messages(body), to_sampling(body)
+        run = Run(
+            model=body.model,
+            moa=mixture,
+            messages=messages,
+            sampling=sampling,
+            slot=slots.take(),
+            metrics=metrics,
+            redactor=redactor,
+            trace=bool(body.moa_trace) or (x_moa_trace or "").strip().lower() in _TRUTHY,
+            include_usage=body.include_usage,
+        )
+        if body.stream:
+            return await run.stream(request.receive)
+        return await run.respond(request.receive)
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card(name) for name in sorted(mixtures)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id not in mixtures:
+            raise ApiError(
+                404, f"The model {model_id!r} does not exist", param="model", code="model_not_found"
+            )
+        return model_card(model_id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "models": sorted(mixtures),
+            "runs_in_progress": slots.active,
+            "max_concurrent_runs": slots.limit,
+        }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.runs_in_progress.set(slots.active)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics, redactor: Redactor) -> None:
+    """Every error leaves in OpenAI's shape, including FastAPI's own 404/405/422."""
+
+    def reply(error: ApiError) -> JSONResponse:
+        metrics.error(error.code or error.type)
+        return error.response()
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return reply(exc)
+
+    async def on_invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return reply(validation_error(list(exc.errors())))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return reply(ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
+
+    async def on_moa_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MoAError)
+        error = from_moa_error(exc)
+        error.message = redactor.text(error.message)
+        return reply(error)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.error("internal error: %s", redactor.text(f"{type(exc).__name__}: {exc}"))
+        return reply(ApiError(500, "internal server error", type="server_error"))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(MoAError, on_moa_error)
+    app.add_exception_handler(Exception, on_crash)

@@ -1,0 +1,78 @@
+"""moa's errors (and the server's own refusals) as OpenAI-shaped HTTP errors.
+
+This is the one place where an exception becomes a status code: the engine raises data-carrying
+errors, the server edge decides what a client sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from moa.errors import (
+    AggregatorFailedError,
+    ConfigError,
+    InputError,
+    LayerFailedError,
+    MoAError,
+    ProviderError,
+)
+
+
+class ApiError(Exception):
+    """A refusal or failure to answer, in the fields OpenAI's error body has."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def from_moa_error(exc: MoAError) -> ApiError:
+    """The HTTP face of an engine error: the request's fault is 4xx, the upstreams' is 502."""
+    if isinstance(exc, InputError):
+        return bad_request(str(exc), param="messages")
+    if isinstance(exc, ConfigError):
+        # The request was fine; the server's recipe or environment is not.
+        return ApiError(500, str(exc), type="server_error", code="moa_config_error")
+    if isinstance(exc, LayerFailedError):
+        code = "layer_failed"
+    elif isinstance(exc, AggregatorFailedError):
+        code = "aggregator_failed"
+    elif isinstance(exc, ProviderError):
+        code = "upstream_failed"
+    else:
+        code = "run_failed"
+    return ApiError(502, str(exc), type="server_error", code=code)

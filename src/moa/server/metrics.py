@@ -1,0 +1,89 @@
+"""Prometheus metrics, one registry per app (so several apps in one process do not collide).
+
+With several worker processes each process counts its own; scrape each `moa serve` process,
+or see the README for the multi-worker note.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from moa.trace import Result
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "moa_requests",
+            "Chat completion requests, by recipe, streaming and HTTP status.",
+            ["model", "stream", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "moa_request_duration_seconds",
+            "Time from request to the last byte of the answer (runs that produced one).",
+            ["model", "stream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_calls = Counter(
+            "moa_upstream_calls",
+            "Upstream model calls made by runs, by role and outcome.",
+            ["upstream_model", "role", "status"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "moa_upstream_call_duration_seconds",
+            "Duration of upstream model calls (retries included).",
+            ["role"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "moa_errors",
+            "Requests answered with an error, by error code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "moa_tokens",
+            "Tokens used by upstream calls, summed over every call of every run.",
+            ["model", "direction"],
+            registry=self.registry,
+        )
+        self.runs_in_progress = Gauge(
+            "moa_runs_in_progress", "MoA runs currently in flight.", registry=self.registry
+        )
+
+    def request(self, model: str, stream: bool, status: int, seconds: float | None) -> None:
+        flag = "true" if stream else "false"
+        self.requests.labels(model, flag, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(model, flag).observe(seconds)
+
+    def error(self, code: str | None) -> None:
+        self.errors.labels(code or "unknown").inc()
+
+    def run(self, model: str, result: Result) -> None:
+        """Everything upstream that one run did (also for failed runs: their calls happened)."""
+        for call in result.calls:
+            self.upstream_calls.labels(call.model, call.role, call.status).inc()
+            self.upstream_latency.labels(call.role).observe(call.latency_s)
+        usage = result.usage
+        self.tokens.labels(model, "input").inc(usage.input_tokens)
+        self.tokens.labels(model, "output").inc(usage.output_tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,206 @@
+"""One MoA run behind one HTTP request: as a single JSON body, or as an SSE stream.
+
+Streams hold back the response headers until the aggregator's first token, so a run that fails
+before answering (every proposer down, aggregator refused) still gets a real HTTP status; after
+that, a failure can only be reported in-band, as OpenAI does, with an `error` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from moa.engine import MoA
+from moa.errors import MoAError
+from moa.events import Done, Event, Token
+from moa.server.errors import ApiError, from_moa_error
+from moa.server.limits import ClientGone, Slot, until_disconnect
+from moa.server.metrics import Metrics
+from moa.server.security import Redactor
+from moa.server.sse import DONE, Completion, event, finish_reason
+from moa.trace import Result
+from moa.types import Message, Sampling
+
+log = logging.getLogger("moa.server")
+
+# nginx's code for "the client closed the request"; no client ever reads it.
+CLIENT_CLOSED = 499
+
+
+@dataclass
+class Run:
+    model: str  # the recipe name the client asked for
+    moa: MoA
+    messages: list[Message]
+    sampling: Sampling
+    slot: Slot
+    metrics: Metrics
+    redactor: Redactor
+    trace: bool = False
+    include_usage: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    async def respond(self, receive: Receive) -> Response:
+        """Run to the end, then answer with one `chat.completion` body."""
+        try:
+            result = await until_disconnect(
+                receive, self.moa.arun(self.messages, sampling=self.sampling)
+            )
+        except ClientGone:
+            self._finish(False, CLIENT_CLOSED, None, "client_disconnected")
+            return Response(status_code=CLIENT_CLOSED)
+        except MoAError as exc:
+            return self._failed(False, exc).response()
+        finally:
+            self.slot.release()
+        self._finish(False, 200, result, None)
+        body = Completion(self.model).body(
+            result.text, result.usage, finish_reason(result), self._trace(result)
+        )
+        return JSONResponse(body)
+
+    async def stream(self, receive: Receive) -> Response:
+        """Start the run; answer with SSE once the first token is in, or with an error."""
+        events = aiter(self.moa.stream(self.messages, sampling=self.sampling))
+        try:
+            head = await until_disconnect(receive, _until_first_token(events))
+        except ClientGone:
+            self.slot.release()
+            self._finish(True, CLIENT_CLOSED, None, "client_disconnected")
+            return Response(status_code=CLIENT_CLOSED)
+        except MoAError as exc:
+            self.slot.release()
+            return self._failed(True, exc).response()
+        except BaseException:
+            self.slot.release()
+            raise
+        return EventStream(self._sse(head, events), on_close=self.slot.release)
+
+    async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
+        completion = Completion(self.model)
+        usage_nulls = self.include_usage
+        status: int = CLIENT_CLOSED
+        result: Result | None = None
+        code: str | None = "client_disconnected"
+        try:
+            yield completion.role_chunk(with_usage=usage_nulls)
+            for item in head:
+                if isinstance(item, Token):
+                    yield completion.content_chunk(item.text, with_usage=usage_nulls)
+                elif isinstance(item, Done):
+                    result = item.result
+            if result is None:
+                async for item in events:
+                    if isinstance(item, Token):
+                        yield completion.content_chunk(item.text, with_usage=usage_nulls)
+                    elif isinstance(item, Done):
+                        result = item.result
+            if result is None:
+                raise AssertionError("MoA.stream() always ends with Done or an exception")
+            yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
+            if self.include_usage:
+                yield completion.usage_chunk(result.usage)
+            trace = self._trace(result)
+            if trace is not None:
+                yield completion.trace_event(trace)
+            yield DONE
+            status, code = 200, None
+        except MoAError as exc:
+            error = self._error(exc)
+            status, code, result = error.status, error.code, getattr(exc, "result", None)
+            # Headers are sent: the SDKs raise on an `error` event, as for OpenAI's own.
+            yield event(error.body())
+        finally:
+            with suppress(Exception):
+                await _aclose(events)
+            self._finish(True, status, result, code)
+
+    def _trace(self, result: Result) -> dict[str, Any] | None:
+        if not self.trace:
+            return None
+        trace: dict[str, Any] = self.redactor.data(result.to_dict())
+        return trace
+
+    def _error(self, exc: MoAError) -> ApiError:
+        error = from_moa_error(exc)
+        error.message = self.redactor.text(error.message)
+        return error
+
+    def _failed(self, stream: bool, exc: MoAError) -> ApiError:
+        error = self._error(exc)
+        self._finish(stream, error.status, getattr(exc, "result", None), error.code)
+        log.warning("run of %s failed (%s): %s", self.model, error.status, error.message)
+        return error
+
+    def _finish(self, stream: bool, status: int, result: Result | None, code: str | None) -> None:
+        seconds = time.perf_counter() - self.started
+        self.metrics.request(self.model, stream, status, seconds if status == 200 else None)
+        if code is not None:
+            self.metrics.error(code)
+        if result is not None:
+            self.metrics.run(self.model, result)
+        usage = result.usage if result is not None else None
+        log.info(
+            "%s stream=%s status=%d %.3fs calls=%d tokens=%d/%d",
+            self.model,
+            stream,
+            status,
+            seconds,
+            len(result.calls) if result is not None else 0,
+            usage.input_tokens if usage else 0,
+            usage.output_tokens if usage else 0,
+        )
+
+
+async def _until_first_token(events: AsyncIterator[Event]) -> list[Event]:
+    head: list[Event] = []
+    async for item in events:
+        head.append(item)
+        if isinstance(item, Token | Done):
+            break
+    return head
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class EventStream(Response):
+    """An SSE response that stops (and so cancels its run) as soon as the client disconnects,
+    whatever ASGI spec version the server speaks, and frees the run's slot however it ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        self._chunks = body
+        self.status_code = 200
+        self.background = None
+        self._on_close = on_close
+        # no-cache and no proxy buffering, or the tokens arrive in one lump at the end.
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await until_disconnect(receive, self._send_all(send))
+        except (ClientGone, OSError):
+            pass
+        finally:
+            self._on_close()
+
+    async def _send_all(self, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for text in self._chunks:
+                await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await _aclose(self._chunks)

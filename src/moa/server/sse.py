@@ -1,0 +1,117 @@
+"""OpenAI's response shapes: the `chat.completion` body and the `chat.completion.chunk` stream."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from moa.trace import Result
+from moa.types import Usage
+
+DONE = "data: [DONE]\n\n"
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def finish_reason(result: Result) -> str:
+    """The aggregator's reason, in OpenAI's vocabulary ("length" tells clients the answer was
+    cut by max_tokens); anything an upstream calls otherwise is a plain stop."""
+    answered = [c for c in result.calls if c.role == "aggregator" and c.ok]
+    reason = answered[-1].finish_reason if answered else None
+    return reason if reason in ("length", "content_filter") else "stop"
+
+
+def event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The identity every chunk of one answer shares."""
+
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def body(
+        self, text: str, usage: Usage, finish_reason: str, trace: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": usage_body(usage),
+        }
+        if trace is not None:
+            body["moa"] = trace
+        return body
+
+    def chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, *, with_usage: bool = False
+    ) -> str:
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+        if with_usage:
+            # OpenAI sends `usage: null` on every chunk when usage was asked for.
+            payload["usage"] = None
+        return event(payload)
+
+    def role_chunk(self, *, with_usage: bool) -> str:
+        return self.chunk({"role": "assistant", "content": ""}, with_usage=with_usage)
+
+    def content_chunk(self, text: str, *, with_usage: bool) -> str:
+        return self.chunk({"content": text}, with_usage=with_usage)
+
+    def finish_chunk(self, finish_reason: str, *, with_usage: bool) -> str:
+        return self.chunk({}, finish_reason, with_usage=with_usage)
+
+    def usage_chunk(self, usage: Usage) -> str:
+        return event(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage_body(usage),
+            }
+        )
+
+    def trace_event(self, trace: dict[str, Any]) -> str:
+        # Its own object type, after the answer, with empty `choices` like the usage chunk, so
+        # clients that only read choices[].delta pass over it.
+        return event(
+            {
+                "id": self.id,
+                "object": "moa.trace",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "moa": trace,
+            }
+        )
