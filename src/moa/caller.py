@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from moa.agents import Agent
+from moa.cache import ResponseCache, replay
 from moa.errors import ProviderError
 from moa.prompts import fold_system, inject_references
 from moa.providers.base import Provider
@@ -24,6 +25,7 @@ class Caller:
     retry: RetryPolicy
     timeout_s: float
     defaults: Sampling
+    cache: ResponseCache | None = None  # reproducible calls only; see moa.cache
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
@@ -57,6 +59,9 @@ class Caller:
         return provider, ChatRequest(model, tuple(shaped), sampling, self.timeout_s)
 
     async def complete(self, provider: Provider, request: ChatRequest) -> tuple[Completion, int]:
+        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
+            return hit, 0
+
         async def attempt() -> Completion:
             try:
                 async with asyncio.timeout(self.timeout_s):
@@ -64,7 +69,10 @@ class Caller:
             except TimeoutError:
                 raise _timeout(provider, request, self.timeout_s) from None
 
-        return await with_retries(attempt, self.retry)
+        completion, attempts = await with_retries(attempt, self.retry)
+        if self.cache is not None:
+            self.cache.put(provider.name, request, completion)
+        return completion, attempts
 
     async def stream(
         self, provider: Provider, request: ChatRequest
@@ -72,6 +80,8 @@ class Caller:
         """Open a stream and wait for its first chunk, retrying until then; afterwards a
         failure is not retried (the user has seen the tokens). The returned iterator yields
         the first chunk again, then the rest, each within the per-call timeout."""
+        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
+            return replay(hit), 0
 
         async def attempt() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
             chunks = aiter(provider.stream(request))
@@ -94,7 +104,10 @@ class Caller:
             return chunks, first
 
         (chunks, first), attempts = await with_retries(attempt, self.retry)
-        return self._rest(provider, request, chunks, first), attempts
+        rest = self._rest(provider, request, chunks, first)
+        if self.cache is not None:
+            rest = self.cache.record(provider.name, request, rest)
+        return rest, attempts
 
     async def _rest(
         self,

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.cache import ResponseCache
 from moa.engine import MoA
 from moa.errors import RecipeError
 from moa.providers.registry import ProviderConfig, Registry
@@ -61,8 +62,11 @@ def load(name_or_path: str | Path) -> Recipe:
     return parse(builtin_text(str(name_or_path)), f"recipe {name_or_path!r}")
 
 
-def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
-    """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked)."""
+def build(
+    recipe: Recipe, registry: Registry | None = None, *, cache: ResponseCache | None = None
+) -> MoA:
+    """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked); with a
+    `cache`, its reproducible calls are answered from there when they can be."""
     registry = registry or Registry()
     for name, provider in recipe.providers.items():
         registry.add(
@@ -91,6 +95,7 @@ def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
         defaults=_sampling(recipe.defaults),
         timeout_s=recipe.timeout_s,
         retry=RetryPolicy(**recipe.retry.model_dump()),
+        cache=cache,
     )
 
 
