@@ -38,7 +38,7 @@ eval_app = typer.Typer(
     help="Score a recipe: AlpacaEval 2, MT-Bench, or a quick offline accuracy check.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 
 RecipeOpt = Annotated[
