@@ -10,6 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from click.testing import Result
+from typer.testing import CliRunner
+
+from moa.cli.app import app
 from moa.evaluation.jsonl import AppendLog
 from moa.testing import FakeUpstream, Reply
 
@@ -30,18 +34,15 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_moa(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        moa_cmd(*args, tmp_path=tmp_path),
-        capture_output=True,
-        text=True,
-        env=env_for(tmp_path),
-        timeout=120,
-    )
+def run_moa(*args: str, tmp_path: Path) -> Result:
+    """In process, for speed; the SIGKILL test below runs a real subprocess."""
+    return CliRunner().invoke(app, list(args), env={"MOA_CACHE": str(tmp_path / "cache.sqlite")})
 
 
 def write_input(path: Path, n: int) -> Path:
-    path.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"id": f"q{i}", "prompt": f"prompt {i}"}) + "\n" for i in range(n))
+    )
     return path
 
 
@@ -66,8 +67,10 @@ def test_batch_writes_one_line_per_prompt_with_answer_and_trace(
         '{"role": "assistant", "content": "hello"}, {"role": "user", "content": "two"}]}\n'
     )
     out = tmp_path / "out.jsonl"
-    done = run_moa("batch", str(source), "-o", str(out), "-r", str(recipe_file(RECIPE)), tmp_path=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = run_moa(
+        "batch", str(source), "-o", str(out), "-r", str(recipe_file(RECIPE)), tmp_path=tmp_path
+    )
+    assert done.exit_code == 0, done.stderr
     rows = {json.dumps(r["id"]): r for r in read_output(out)}
     assert set(rows) == {"1", '"two"'}
     assert rows["1"]["answer"] == "final: one" and rows['"two"']["answer"] == "final: two"
@@ -84,9 +87,12 @@ def test_batch_writes_one_line_per_prompt_with_answer_and_trace(
 def test_a_rerun_skips_finished_ids(upstream: FakeUpstream, recipe_file, tmp_path: Path) -> None:
     source, out = write_input(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
     recipe = str(recipe_file(RECIPE))
-    assert run_moa("batch", str(source), "-o", str(out), "-r", recipe, tmp_path=tmp_path).returncode == 0
+    assert (
+        run_moa("batch", str(source), "-o", str(out), "-r", recipe, tmp_path=tmp_path).exit_code
+        == 0
+    )
     again = run_moa("batch", str(source), "-o", str(out), "-r", recipe, tmp_path=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert again.exit_code == 0, again.stderr
     assert "0 done, 3 already done" in again.stderr
     assert len(read_output(out)) == 3
     assert len(upstream.requests_for("p1")) == 3
@@ -134,7 +140,11 @@ def test_killed_mid_batch_then_resumed_every_id_exactly_once(
         handle.write(b'{"id": "q23", "answer": "torn')
 
     resumed = subprocess.run(
-        moa_cmd(*args, tmp_path=tmp_path), env=env_for(tmp_path), capture_output=True, text=True, timeout=120
+        moa_cmd(*args, tmp_path=tmp_path),
+        env=env_for(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert resumed.returncode == 0, resumed.stderr
     rows = read_output(out)  # every line parses: the torn tail was cut, not kept
@@ -178,23 +188,41 @@ def test_failed_prompts_are_not_written_and_a_rerun_retries_them(
         upstream.script(model, Reply(status=400), Reply("fine"))
     source, out = write_input(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
     recipe = str(recipe_file(RECIPE))
-    failed = run_moa("batch", str(source), "-o", str(out), "-r", recipe, "-c", "1", tmp_path=tmp_path)
-    assert failed.returncode == 1
+    failed = run_moa(
+        "batch", str(source), "-o", str(out), "-r", recipe, "-c", "1", tmp_path=tmp_path
+    )
+    assert failed.exit_code == 1
     assert "1 failed" in failed.stderr and "rerun the same command" in failed.stderr
     assert sorted(r["id"] for r in read_output(out)) == ["q1", "q2"]
     retried = run_moa("batch", str(source), "-o", str(out), "-r", recipe, tmp_path=tmp_path)
-    assert retried.returncode == 0, retried.stderr
+    assert retried.exit_code == 0, retried.stderr
     assert sorted(r["id"] for r in read_output(out)) == ["q0", "q1", "q2"]
 
 
 def test_bad_input_is_a_usage_error(recipe_file, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
-    done = run_moa("batch", str(source), "-o", str(tmp_path / "o.jsonl"), "-r", str(recipe_file(RECIPE)), tmp_path=tmp_path)
-    assert done.returncode == 2 and "duplicate id 1" in done.stderr
+    done = run_moa(
+        "batch",
+        str(source),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "-r",
+        str(recipe_file(RECIPE)),
+        tmp_path=tmp_path,
+    )
+    assert done.exit_code == 2 and "duplicate id 1" in done.stderr
     source.write_text('{"id": 1}\n')
-    done = run_moa("batch", str(source), "-o", str(tmp_path / "o.jsonl"), "-r", str(recipe_file(RECIPE)), tmp_path=tmp_path)
-    assert done.returncode == 2 and "in.jsonl:1" in done.stderr
+    done = run_moa(
+        "batch",
+        str(source),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "-r",
+        str(recipe_file(RECIPE)),
+        tmp_path=tmp_path,
+    )
+    assert done.exit_code == 2 and "in.jsonl:1" in done.stderr
 
 
 def test_the_cache_answers_a_second_batch_and_no_cache_bypasses_it(
@@ -204,10 +232,29 @@ def test_the_cache_answers_a_second_batch_and_no_cache_bypasses_it(
     recipe = str(recipe_file(SEEDED))
     cache = str(tmp_path / "c.sqlite")
     for name in ("a.jsonl", "b.jsonl"):
-        done = run_moa("batch", str(source), "-o", str(tmp_path / name), "-r", recipe, "--cache", cache, tmp_path=tmp_path)
-        assert done.returncode == 0, done.stderr
+        done = run_moa(
+            "batch",
+            str(source),
+            "-o",
+            str(tmp_path / name),
+            "-r",
+            recipe,
+            "--cache",
+            cache,
+            tmp_path=tmp_path,
+        )
+        assert done.exit_code == 0, done.stderr
     assert len(upstream.requests_for("p1")) == 2 and len(upstream.requests_for("agg")) == 2
     assert "cache 6 hits / 0 misses" in done.stderr
-    done = run_moa("batch", str(source), "-o", str(tmp_path / "c.jsonl"), "-r", recipe, "--no-cache", tmp_path=tmp_path)
-    assert done.returncode == 0 and "cache off" in done.stderr
+    done = run_moa(
+        "batch",
+        str(source),
+        "-o",
+        str(tmp_path / "c.jsonl"),
+        "-r",
+        recipe,
+        "--no-cache",
+        tmp_path=tmp_path,
+    )
+    assert done.exit_code == 0 and "cache off" in done.stderr
     assert len(upstream.requests_for("p1")) == 4

@@ -78,7 +78,10 @@ async def test_the_key_covers_messages_and_sampling_and_survives_reopening(
     other_seed = ChatRequest("m", request.messages, Sampling(seed=4))
     other_text = ChatRequest("m", (Message(role="user", content="hi!"),), Sampling(seed=3))
     other_model = ChatRequest("n", request.messages, Sampling(seed=3))
-    assert len({key, *(ResponseCache.key("fake", r) for r in (other_seed, other_text, other_model))}) == 4
+    assert (
+        len({key, *(ResponseCache.key("fake", r) for r in (other_seed, other_text, other_model))})
+        == 4
+    )
     from moa.types import Completion
 
     cache = ResponseCache(path)

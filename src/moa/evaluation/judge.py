@@ -45,7 +45,9 @@ class Judge:
 
 _CHATML = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)<\|im_end\|>", re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{(instruction|output_1|output_2)\}")
-_MODEL_ID = re.compile(r"""^(?:model(?:[ _]identifier)?\s*[:=]?\s*)?["'`*\s]*([mM])["'`*.\s]*$""")
+_MODEL_ID = re.compile(
+    r"""^(?:(?i:model(?:[ _]identifier)?)\s*[:=]?\s*)?["'`*\s]*([mM])["'`*.\s]*$"""
+)
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
