@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from moa import recipes
-from moa.cli.evaluate import batch, eval_app
+from moa.cli.batch import batch
+from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
 from moa.cli.options import apply_overrides

@@ -1,4 +1,4 @@
-"""`moa batch` and `moa eval {alpaca-eval, mt-bench, quick}`.
+"""`moa eval {alpaca-eval, mt-bench, quick}`.
 
 Work files sit beside the requested output so that rerunning the same command resumes:
 answers and verdicts already on disk are not asked for again.
@@ -8,164 +8,42 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from moa import recipes
-from moa.cache import ResponseCache, default_path
+from moa.cli.common import (
+    CacheOpt,
+    ConcurrencyOpt,
+    DataDirOpt,
+    LimitOpt,
+    NoCacheOpt,
+    QuietOpt,
+    RecipeOpt,
+    check_failures,
+    console_for,
+    err,
+    open_session,
+    out,
+    report,
+    slug,
+)
 from moa.cli.guard import run_guarded
-from moa.engine import MoA
-from moa.errors import ConfigError, RunError
+from moa.errors import ConfigError
 from moa.evaluation import alpaca, mtbench, quick
-from moa.evaluation.batch import BatchStats, answer_job, load_input, records, run_items
+from moa.evaluation.batch import records, run_items
 from moa.evaluation.data import data_dir
 from moa.evaluation.jsonl import write_json_atomic
-from moa.evaluation.judge import Judge
-from moa.providers.registry import ProviderConfig, Registry
-from moa.recipes.schema import Recipe
-from moa.types import Sampling
 
 eval_app = typer.Typer(
     help="Score a recipe: AlpacaEval 2, MT-Bench, or a quick offline accuracy check.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
-
-RecipeOpt = Annotated[
-    str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
-]
-ConcurrencyOpt = Annotated[
-    int, typer.Option("--concurrency", "-c", help="Prompts in flight at once.", min=1)
-]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option("--cache", help="Response cache file (default $MOA_CACHE or ~/.cache/moa)."),
-]
-LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N.", min=1)]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="Benchmark data folder (default $MOA_DATA_DIR, ../shared/data)."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
-def _console(quiet: bool) -> Console | None:
-    return None if quiet else err
-
-
-@asynccontextmanager
-async def _session(no_cache: bool, cache_path: Path | None) -> AsyncIterator[_Session]:
-    session = _Session(None if no_cache else ResponseCache(cache_path or default_path()))
-    try:
-        yield session
-    finally:
-        for closeable in session.mixtures:
-            await closeable.aclose()
-        for registry in session.registries:
-            await registry.aclose()
-        if session.cache is not None:
-            session.cache.close()
-
-
-class _Session:
-    """The cache and everything opened on it, closed together."""
-
-    def __init__(self, cache: ResponseCache | None) -> None:
-        self.cache = cache
-        self.mixtures: list[MoA] = []
-        self.registries: list[Registry] = []
-
-    def build(self, recipe: Recipe) -> MoA:
-        mixture = recipes.build(recipe, cache=self.cache)
-        self.mixtures.append(mixture)
-        return mixture
-
-    def judge(self, model: str, sources: Sequence[Recipe], max_tokens: int) -> Judge:
-        """A judge whose provider may be a built-in one or any declared in the recipes."""
-        registry = Registry()
-        for recipe in sources:
-            for name, p in recipe.providers.items():
-                registry.add(ProviderConfig(name, p.base_url, p.api_key_env, p.timeout_s))
-        self.registries.append(registry)
-        return Judge(model, registry, max_tokens=max_tokens, cache=self.cache)
-
-    def cache_note(self) -> str:
-        if self.cache is None:
-            return "cache off"
-        return f"cache {self.cache.hits} hits / {self.cache.misses} misses"
-
-
-def _report(stats: BatchStats, what: str) -> None:
-    tokens = f"{stats.usage.input_tokens:,} in / {stats.usage.output_tokens:,} out tokens"
-    line = f"{what}: {stats.done} done, {stats.skipped} already done"
-    if stats.failures:
-        line += f", [red]{len(stats.failures)} failed[/red]"
-    err.print(f"{line} · {tokens}")
-    if stats.truncated_bytes:
-        err.print(f"  resumed after cutting a partial last line ({stats.truncated_bytes} bytes)")
-    for item_id, message in stats.failures[:5]:
-        err.print(f"  [red]✗[/red] {escape(str(item_id))}: {escape(message)}", soft_wrap=True)
-
-
-def _check_failures(*all_stats: BatchStats) -> None:
-    failed = sum(len(s.failures) for s in all_stats)
-    if failed:
-        raise RunError(f"{failed} item(s) failed; rerun the same command to retry only those")
-
-
-def batch(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="id + prompt/messages")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Results JSONL (appended).")],
-    recipe: RecipeOpt = "local",
-    concurrency: ConcurrencyOpt = 4,
-    no_cache: NoCacheOpt = False,
-    cache: CacheOpt = None,
-    temperature: Annotated[float | None, typer.Option(help="Temperature for every call.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash."""
-
-    async def main() -> None:
-        items = load_input(input_path)
-        loaded = recipes.load(recipe)
-        async with _session(no_cache, cache) as session:
-            mixture = session.build(loaded)
-            job = answer_job(
-                mixture,
-                Sampling(temperature=temperature, max_tokens=max_tokens),
-                recipe=loaded.name,
-            )
-            stats = await run_items(
-                items,
-                job,
-                output,
-                concurrency=concurrency,
-                console=_console(quiet),
-                label=loaded.name,
-            )
-            _report(stats, f"{output}")
-            err.print(f"  {session.cache_note()}")
-        _check_failures(stats)
-
-    run_guarded(main)
 
 
 @eval_app.command("alpaca-eval")
@@ -201,8 +79,10 @@ def alpaca_eval(
         base_recipe = recipes.load(baseline) if baseline and base_file is None else None
         stem = output.with_suffix("")
         all_stats = []
-        async with _session(no_cache, cache) as session:
+        async with open_session(no_cache, cache) as session:
             mixture = session.build(loaded)
+            # Built now so that a missing key for the baseline or judge fails before any call.
+            base_mixture = session.build(base_recipe) if base_recipe else None
             sources = [loaded] + ([base_recipe] if base_recipe else [])
             the_judge = session.judge(judge, sources, alpaca.JUDGE_MAX_TOKENS) if judge else None
             runs = Path(f"{stem}.runs.jsonl")
@@ -211,10 +91,10 @@ def alpaca_eval(
                 instructions,
                 runs,
                 concurrency=concurrency,
-                console=_console(quiet),
+                console=console_for(quiet),
                 label=loaded.name,
             )
-            _report(stats, f"answers ({runs})")
+            report(stats, f"answers ({runs})")
             all_stats.append(stats)
             rows = alpaca.model_outputs(instructions, runs, name or loaded.name)
             write_json_atomic(output, rows)
@@ -225,24 +105,24 @@ def alpaca_eval(
             )
             if the_judge is None:
                 err.print(f"  {session.cache_note()}")
-                _check_failures(*all_stats)
+                check_failures(*all_stats)
                 return
             if base_file is not None:
                 base = alpaca.load_outputs(base_file)
                 base_name = base_file.stem
             else:
-                assert base_recipe is not None
+                assert base_recipe is not None and base_mixture is not None
                 base_name = base_recipe.name
-                base_runs = Path(f"{stem}.baseline-{_slug(base_name)}.runs.jsonl")
+                base_runs = Path(f"{stem}.baseline-{slug(base_name)}.runs.jsonl")
                 stats = await alpaca.generate(
-                    session.build(base_recipe),
+                    base_mixture,
                     instructions,
                     base_runs,
                     concurrency=concurrency,
-                    console=_console(quiet),
+                    console=console_for(quiet),
                     label=base_name,
                 )
-                _report(stats, f"baseline answers ({base_runs})")
+                report(stats, f"baseline answers ({base_runs})")
                 all_stats.append(stats)
                 base = {
                     r["instruction"]: r["output"]
@@ -251,16 +131,16 @@ def alpaca_eval(
             pairs = alpaca.pair_items(rows, base, instructions)
             if not pairs:
                 raise ConfigError("no instruction has both an output and a baseline output")
-            judgments = Path(f"{stem}.judge-{_slug(the_judge.model)}-vs-{_slug(base_name)}.jsonl")
+            judgments = Path(f"{stem}.judge-{slug(the_judge.model)}-vs-{slug(base_name)}.jsonl")
             stats, judged = await alpaca.judge_all(
                 the_judge,
                 alpaca.judge_template(folder),
                 pairs,
                 judgments,
                 concurrency=concurrency,
-                console=_console(quiet),
+                console=console_for(quiet),
             )
-            _report(stats, f"verdicts ({judgments})")
+            report(stats, f"verdicts ({judgments})")
             all_stats.append(stats)
             result = alpaca.win_rate(judged)
             summary = {
@@ -272,7 +152,7 @@ def alpaca_eval(
             write_json_atomic(Path(f"{stem}.winrate.json"), summary)
             _print_win_rate(summary)
             err.print(f"  {session.cache_note()}")
-        _check_failures(*all_stats)
+        check_failures(*all_stats)
 
     run_guarded(main)
 
@@ -319,30 +199,30 @@ def mt_bench(
             raise ConfigError("two recipes share a name; give each recipe file its own `name`")
         scores: dict[str, mtbench.Scores] = {}
         all_stats = []
-        async with _session(no_cache, cache) as session:
+        async with open_session(no_cache, cache) as session:
             the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
             mixtures = [session.build(r) for r in loaded]  # every key checked before any call
             for spec, mixture in zip(loaded, mixtures, strict=True):
-                runs = output / f"{_slug(spec.name)}.answers.jsonl"
+                runs = output / f"{slug(spec.name)}.answers.jsonl"
                 stats = await mtbench.generate(
                     mixture,
                     bench,
                     runs,
                     concurrency=concurrency,
-                    console=_console(quiet),
+                    console=console_for(quiet),
                     label=spec.name,
                 )
-                _report(stats, f"answers ({runs})")
-                judgments = output / f"{_slug(spec.name)}.judge-{_slug(judge)}.jsonl"
+                report(stats, f"answers ({runs})")
+                judgments = output / f"{slug(spec.name)}.judge-{slug(judge)}.jsonl"
                 graded, scores[spec.name] = await mtbench.grade(
                     the_judge,
                     bench,
                     runs,
                     judgments,
                     concurrency=concurrency,
-                    console=_console(quiet),
+                    console=console_for(quiet),
                 )
-                _report(graded, f"grades ({judgments})")
+                report(graded, f"grades ({judgments})")
                 all_stats += [stats, graded]
             err.print(f"  {session.cache_note()}")
         write_json_atomic(
@@ -353,7 +233,7 @@ def mt_bench(
         mtbench.chart(scores, png, judge=judge)
         _print_scores(scores)
         err.print(f"scores in {output / 'scores.json'}, chart in {png}")
-        _check_failures(*all_stats)
+        check_failures(*all_stats)
 
     run_guarded(main)
 
@@ -395,17 +275,17 @@ def quick_eval(
         loaded = recipes.load(recipe)
         with tempfile.TemporaryDirectory() as scratch:
             runs = output or Path(scratch) / "runs.jsonl"
-            async with _session(no_cache, cache) as session:
+            async with open_session(no_cache, cache) as session:
                 mixture = session.build(loaded)
                 stats = await run_items(
                     items,
                     quick.job(mixture),
                     runs,
                     concurrency=concurrency,
-                    console=_console(quiet),
+                    console=console_for(quiet),
                     label=loaded.name,
                 )
-                _report(stats, "questions")
+                report(stats, "questions")
             wanted = {repr(i.id) for i in items}
             graded = [r for r in records(runs) if repr(r["id"]) in wanted]
         rows = quick.accuracy(quick.systems(mixture), graded)
@@ -432,6 +312,6 @@ def quick_eval(
                     f"{r.low:.0%}–{r.high:.0%}",
                 )
             out.print(table)
-        _check_failures(stats)
+        check_failures(stats)
 
     run_guarded(main)
