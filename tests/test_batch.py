@@ -258,3 +258,32 @@ def test_the_cache_answers_a_second_batch_and_no_cache_bypasses_it(
     )
     assert done.exit_code == 0 and "cache off" in done.stderr
     assert len(upstream.requests_for("p1")) == 4
+
+
+def test_rerunning_with_another_aggregator_reuses_the_seeded_proposals(
+    upstream: FakeUpstream, recipe_file, tmp_path: Path
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", 3)
+    recipe = str(recipe_file(SEEDED))
+    first = run_moa(
+        "batch", str(source), "-o", str(tmp_path / "a.jsonl"), "-r", recipe, tmp_path=tmp_path
+    )
+    assert first.exit_code == 0, first.output
+    other = run_moa(
+        "batch",
+        str(source),
+        "-o",
+        str(tmp_path / "b.jsonl"),
+        "-r",
+        recipe,
+        "-a",
+        "fake:agg2",
+        tmp_path=tmp_path,
+    )
+    assert other.exit_code == 0, other.output
+    assert len(upstream.requests_for("p1")) == 3 and len(upstream.requests_for("p2")) == 3
+    assert len(upstream.requests_for("agg2")) == 3
+    rows = read_output(tmp_path / "b.jsonl")
+    assert all(r["answer"] == "answer from agg2" for r in rows)
+    proposals = [c for r in rows for c in r["trace"]["calls"] if c["role"] == "proposer"]
+    assert {c["attempts"] for c in proposals} == {0}  # served from the cache

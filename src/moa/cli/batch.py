@@ -21,6 +21,7 @@ from moa.cli.common import (
     report,
 )
 from moa.cli.guard import run_guarded
+from moa.cli.options import apply_overrides
 from moa.evaluation.batch import answer_job, load_input, run_items
 from moa.types import Sampling
 
@@ -29,18 +30,28 @@ def batch(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="id + prompt/messages")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Results JSONL (appended).")],
     recipe: RecipeOpt = "local",
+    proposer: Annotated[
+        list[str] | None,
+        typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
+    ] = None,
+    aggregator: Annotated[
+        str | None,
+        typer.Option("--aggregator", "-a", help="Aggregator MODEL (seeded proposals are reused)."),
+    ] = None,
     concurrency: ConcurrencyOpt = 4,
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     temperature: Annotated[float | None, typer.Option(help="Temperature for every call.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash."""
 
     async def main() -> None:
         items = load_input(input_path)
-        loaded = recipes.load(recipe)
+        loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         async with open_session(no_cache, cache) as session:
             mixture = session.build(loaded)
             job = answer_job(
