@@ -105,7 +105,14 @@ async def run_items(
         stats.truncated_bytes = log.truncated_bytes
         todo = [item for item in items if item.id not in log]
         stats.skipped = len(items) - len(todo)
-        task = bar.add_task(label, total=len(items), completed=stats.skipped, tokens="0", failed="")
+        task = bar.add_task(
+            label,
+            total=len(items),
+            completed=stats.skipped,
+            tokens="0",
+            failed="",
+            skipped=stats.skipped,
+        )
         pending: Iterator[Item] = iter(todo)
 
         async def worker() -> None:
@@ -140,8 +147,13 @@ def records(output: Path) -> list[dict[str, Any]]:
 
 
 class _RateColumn(ProgressColumn):
+    """Items per second (or minute) over this run: rich's own speed is a short moving window,
+    which after a resume or a run of cache hits says nothing about the real throughput."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        elapsed = task.elapsed or 0.0
+        fresh = task.completed - task.fields.get("skipped", 0)
+        speed = fresh / elapsed if elapsed > 0 else 0.0
         if not speed:
             return Text("–/min", style="progress.data.speed")
         if speed >= 1:

@@ -78,7 +78,10 @@ def job(mixture: MoA, sampling: Sampling | None = None) -> Job:
         outputs = {names[p.index]: p.output if p.ok else "" for p in result.proposals(layer=1)}
         outputs[MIXTURE] = result.text
         graded = {name: is_correct(text, answers) for name, text in outputs.items()}
-        return {**item.data, "outputs": outputs, "correct": graded}, result.usage
+        # A proposer that gave no answer scores as wrong; the reason is kept for the reader.
+        errors = {names[p.index]: p.error for p in result.proposals(layer=1) if not p.ok}
+        record = {**item.data, "outputs": outputs, "correct": graded, "errors": errors}
+        return record, result.usage
 
     return run
 
