@@ -182,3 +182,31 @@ def test_a_missing_data_dir_says_where_to_point(recipe_file, tmp_path: Path) -> 
         tmp_path=tmp_path,
     )
     assert done.exit_code == 2 and "MOA_DATA_DIR" in done.output
+
+
+def test_a_judge_that_never_answers_m_or_M_is_reported_not_fatal(
+    upstream: FakeUpstream, recipe_file, tmp_path: Path
+) -> None:
+    upstream.script("agg", Reply("ours"))
+    upstream.script("base", Reply("theirs"))
+    upstream.script("judge", Reply("The best model identifier for the best model"))
+    done = invoke(
+        "eval",
+        "alpaca-eval",
+        "-r",
+        str(recipe_file(OURS)),
+        "--limit",
+        "2",
+        "-o",
+        str(tmp_path / "o.json"),
+        "--judge",
+        "fake:judge",
+        "--baseline",
+        str(recipe_file(BASE, "base.toml")),
+        tmp_path=tmp_path,
+    )
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "o.winrate.json").read_text())  # strict JSON: no NaN
+    assert summary["win_rate"] is None and summary["pairs"] == 0
+    assert summary["unparsable"] == 4 and summary["unjudged"] == 2
+    assert "win rate         –% ± – (SE)" in done.output

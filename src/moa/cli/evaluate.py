@@ -10,7 +10,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -157,15 +157,21 @@ def alpaca_eval(
     run_guarded(main)
 
 
-def _print_win_rate(s: dict[str, object]) -> None:
+def _print_win_rate(s: dict[str, Any]) -> None:
+    def pct(value: float | None, spec: str = ".1f") -> str:
+        return "–" if value is None else format(value, spec)
+
     table = Table(box=None, show_header=False)
-    table.add_row("win rate", f"[bold]{s['win_rate']:.1f}%[/bold] ± {s['standard_error']:.1f} (SE)")
+    rate, se = pct(s["win_rate"]), pct(s["standard_error"])
+    table.add_row("win rate", f"[bold]{rate}%[/bold] ± {se} (SE)")
     table.add_row("vs", f"{s['baseline']} · judged by {s['judge']}, both orders")
     table.add_row("pairs", f"{s['pairs']} ({s['wins']} won, {s['losses']} lost, {s['ties']} split)")
     table.add_row("unparsable", f"{s['unparsable']} verdicts; {s['unjudged']} pairs unjudged")
-    table.add_row("first shown won", f"{s['first_position_rate']:.0%} of verdicts (position bias)")
+    first = "–" if s["first_position_rate"] is None else f"{s['first_position_rate']:.0%}"
+    table.add_row("first shown won", f"{first} of verdicts (position bias)")
     table.add_row(
-        "avg length", f"{s['avg_length']:.0f} chars (baseline {s['baseline_avg_length']:.0f})"
+        "avg length",
+        f"{pct(s['avg_length'], '.0f')} chars (baseline {pct(s['baseline_avg_length'], '.0f')})",
     )
     out.print(table)
 

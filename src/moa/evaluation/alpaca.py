@@ -23,7 +23,7 @@ from moa.errors import ConfigError
 from moa.evaluation.batch import BatchStats, Item, Job, answer_job, records, run_items
 from moa.evaluation.data import load_jsonl, need
 from moa.evaluation.judge import Judge, pairwise_messages, parse_pairwise
-from moa.evaluation.stats import mean, standard_error
+from moa.evaluation.stats import finite, mean, standard_error
 from moa.types import Message, Usage
 
 JUDGE_MAX_TOKENS = 8  # the answer is one identifier; a little room for a stray quote or space
@@ -147,7 +147,7 @@ class WinRate:
     baseline_avg_length: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: finite(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 def win_rate(judged: list[dict[str, Any]]) -> WinRate:

@@ -21,7 +21,7 @@ from moa.errors import ConfigError
 from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.data import load_jsonl
 from moa.evaluation.judge import Judge, parse_rating
-from moa.evaluation.stats import mean
+from moa.evaluation.stats import finite, mean
 from moa.types import Message, Sampling, Usage
 
 NEED_REFERENCE = frozenset({"math", "reasoning", "coding"})
@@ -159,7 +159,7 @@ class Scores:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "overall": self.overall,
+            "overall": finite(self.overall),
             "by_category": self.by_category,
             "by_turn": {str(k): v for k, v in self.by_turn.items()},
             "graded": self.graded,

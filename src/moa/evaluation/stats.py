@@ -32,3 +32,8 @@ def standard_error(values: Sequence[float]) -> float:
     m = mean(values)
     variance = sum((v - m) ** 2 for v in values) / (n - 1)
     return math.sqrt(variance / n)
+
+
+def finite(value: float) -> float | None:
+    """NaN (a mean of nothing) as None, which JSON can hold."""
+    return None if math.isnan(value) else value
