@@ -226,7 +226,7 @@ def chart(scores: dict[str, Scores], path: Path, *, judge: str) -> None:
     ax.set_ylim(0, 10)
     ax.set_ylabel("score (1-10)")
     ax.set_title(f"MT-Bench, judged by {judge}")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")  # off the bars
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
