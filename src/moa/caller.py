@@ -19,6 +19,7 @@ from moa.budget import (
     fit_references,
     messages_tokens,
 )
+from moa.cache import ResponseCache, replay
 from moa.errors import ProviderError
 from moa.prompts import fold_system, inject_references
 from moa.providers.base import Provider
@@ -37,6 +38,7 @@ class Caller:
     retry: RetryPolicy
     timeout_s: float
     defaults: Sampling
+    cache: ResponseCache | None = None  # reproducible calls only; see moa.cache
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
@@ -165,10 +167,16 @@ class Caller:
         return value
 
     async def complete(self, provider: Provider, request: ChatRequest) -> tuple[Completion, int]:
+        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
+            return hit, 0
+
         async def attempt() -> Completion:
             return await self._attempt(provider, request, lambda: provider.complete(request))
 
-        return await with_retries(attempt, self._policy(provider))
+        completion, attempts = await with_retries(attempt, self._policy(provider))
+        if self.cache is not None:
+            self.cache.put(provider.name, request, completion)
+        return completion, attempts
 
     async def stream(
         self, provider: Provider, request: ChatRequest
@@ -176,6 +184,8 @@ class Caller:
         """Open a stream and wait for its first chunk, retrying until then; afterwards a
         failure is not retried (the user has seen the tokens). The returned iterator yields
         the first chunk again, then the rest, each within the per-call timeout."""
+        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
+            return replay(hit), 0
 
         async def first_chunk() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
             chunks = aiter(provider.stream(request))
@@ -197,7 +207,10 @@ class Caller:
             return await self._attempt(provider, request, first_chunk)
 
         (chunks, first), attempts = await with_retries(attempt, self._policy(provider))
-        return self._rest(provider, request, chunks, first), attempts
+        rest = self._rest(provider, request, chunks, first)
+        if self.cache is not None:
+            rest = self.cache.record(provider.name, request, rest)
+        return rest, attempts
 
     async def _rest(
         self,

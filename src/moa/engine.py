@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
 from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.cache import ResponseCache
 from moa.caller import Caller
 from moa.errors import (
     AggregatorFailedError,
@@ -65,6 +66,7 @@ class MoA:
         defaults: Sampling | None = None,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         if not stages or not isinstance(stages[-1], Aggregator):
             raise ConfigError("a MoA ends with exactly one Aggregator")
@@ -79,6 +81,7 @@ class MoA:
             retry=retry or RetryPolicy(),
             timeout_s=timeout_s,
             defaults=defaults or Sampling(),
+            cache=cache,
         )
         for agent in self.agents:
             self._caller.check(agent)

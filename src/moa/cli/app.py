@@ -6,27 +6,25 @@ Errors become exit codes here and nowhere else: 2 for usage or configuration (Co
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from moa import recipes
+from moa.cli.batch import batch
+from moa.cli.evaluate import eval_app
+from moa.cli.guard import fail as _fail
+from moa.cli.guard import run_guarded
 from moa.cli.options import apply_overrides
 from moa.cli.render import Progress
 from moa.engine import MoA, as_messages
 from moa.errors import (
-    AggregatorFailedError,
     ConfigError,
-    LayerFailedError,
     MissingExtraError,
-    MoAError,
 )
 from moa.recipes.schema import Recipe
 from moa.types import Sampling
@@ -44,7 +42,6 @@ app.add_typer(recipes_app, name="recipes")
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
-T = TypeVar("T")
 
 RecipeOpt = Annotated[
     str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
@@ -63,26 +60,6 @@ MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
 ]
 TimeoutOpt = Annotated[float | None, typer.Option(help="Per-call timeout in seconds.")]
-
-
-def _fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def run_guarded(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning moa's errors into one stderr line and an exit code."""
-    try:
-        return asyncio.run(make())
-    except ConfigError as exc:
-        raise _fail(2, str(exc)) from None
-    except (LayerFailedError, AggregatorFailedError) as exc:
-        raise _fail(1, str(exc)) from None
-    except MoAError as exc:
-        raise _fail(1, str(exc)) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]cancelled[/yellow]")
-        raise typer.Exit(130) from None
 
 
 def load_recipe(
@@ -264,6 +241,10 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
         sys.stdout.write(recipes.builtin_text(name))
     except ConfigError as exc:
         raise _fail(2, str(exc)) from None
+
+
+app.command()(batch)
+app.add_typer(eval_app, name="eval")
 
 
 def _commands() -> set[str]:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.cache import ResponseCache
 from moa.engine import MoA
 from moa.errors import RecipeError
 from moa.providers.registry import ProviderConfig, Registry
@@ -18,7 +19,15 @@ from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe, SamplingSpec
 from moa.retry import RetryPolicy
 from moa.types import Sampling
 
-__all__ = ["Recipe", "build", "builtin_names", "builtin_text", "load", "parse"]
+__all__ = [
+    "Recipe",
+    "build",
+    "builtin_names",
+    "builtin_text",
+    "load",
+    "parse",
+    "register_providers",
+]
 
 _BUILTIN = resources.files("moa.recipes").joinpath("builtin")
 
@@ -62,13 +71,13 @@ def load(name_or_path: str | Path) -> Recipe:
     return parse(builtin_text(str(name_or_path)), f"recipe {name_or_path!r}")
 
 
-def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
-    """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked)."""
+def build(
+    recipe: Recipe, registry: Registry | None = None, *, cache: ResponseCache | None = None
+) -> MoA:
+    """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked); with a
+    `cache`, its reproducible calls are answered from there when they can be."""
     registry = registry or Registry()
-    for name, provider in recipe.providers.items():
-        registry.add(_provider_config(name, provider, registry.config(name)))
-    for key, limit in recipe.rate_limits.items():
-        registry.limits.configure(key, RateLimit(limit.rpm, limit.tpm, limit.max_concurrency))
+    register_providers(recipe, registry)
     layers = [
         ProposalLayer(
             *(_agent(m) for m in layer.models),
@@ -92,7 +101,16 @@ def build(recipe: Recipe, registry: Registry | None = None) -> MoA:
         defaults=_sampling(recipe.defaults),
         timeout_s=recipe.timeout_s,
         retry=RetryPolicy(**recipe.retry.model_dump()),
+        cache=cache,
     )
+
+
+def register_providers(recipe: Recipe, registry: Registry) -> None:
+    """Add the recipe's `[providers.NAME]` and `[rate_limits]` to a registry."""
+    for name, provider in recipe.providers.items():
+        registry.add(_provider_config(name, provider, registry.config(name)))
+    for key, limit in recipe.rate_limits.items():
+        registry.limits.configure(key, RateLimit(limit.rpm, limit.tpm, limit.max_concurrency))
 
 
 def _provider_config(

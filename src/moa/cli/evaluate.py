@@ -1,0 +1,323 @@
+"""`moa eval {alpaca-eval, mt-bench, quick}`.
+
+Work files sit beside the requested output so that rerunning the same command resumes:
+answers and verdicts already on disk are not asked for again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from moa import recipes
+from moa.cli.common import (
+    CacheOpt,
+    ConcurrencyOpt,
+    DataDirOpt,
+    LimitOpt,
+    NoCacheOpt,
+    QuietOpt,
+    RecipeOpt,
+    check_failures,
+    console_for,
+    err,
+    open_session,
+    out,
+    report,
+    slug,
+)
+from moa.cli.guard import run_guarded
+from moa.errors import ConfigError
+from moa.evaluation import alpaca, mtbench, quick
+from moa.evaluation.batch import records, run_items
+from moa.evaluation.data import data_dir
+from moa.evaluation.jsonl import write_json_atomic
+
+eval_app = typer.Typer(
+    help="Score a recipe: AlpacaEval 2, MT-Bench, or a quick offline accuracy check.",
+    no_args_is_help=True,
+)
+
+
+@eval_app.command("alpaca-eval")
+def alpaca_eval(
+    recipe: RecipeOpt = "local",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="AlpacaEval model_outputs.json to write.")
+    ] = Path("model_outputs.json"),
+    limit: LimitOpt = None,
+    name: Annotated[str | None, typer.Option(help="`generator` name (default: recipe's).")] = None,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Judge MODEL (provider:model) for a win rate.")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Baseline: a recipe, or an AlpacaEval outputs .json file."),
+    ] = None,
+    concurrency: ConcurrencyOpt = 4,
+    data: DataDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Answer the AlpacaEval 2 instructions; with --judge, a win rate against --baseline."""
+    if judge and not baseline:
+        raise typer.BadParameter("--judge needs --baseline (a recipe or an outputs .json)")
+
+    async def main() -> None:
+        folder = data_dir(data)
+        instructions = alpaca.load_instructions(folder, limit)
+        loaded = recipes.load(recipe)
+        base_file = Path(baseline) if baseline and baseline.endswith(".json") else None
+        base_recipe = recipes.load(baseline) if baseline and base_file is None else None
+        stem = output.with_suffix("")
+        all_stats = []
+        async with open_session(no_cache, cache) as session:
+            mixture = session.build(loaded)
+            # Built now so that a missing key for the baseline or judge fails before any call.
+            base_mixture = session.build(base_recipe) if base_recipe else None
+            sources = [loaded] + ([base_recipe] if base_recipe else [])
+            the_judge = session.judge(judge, sources, alpaca.JUDGE_MAX_TOKENS) if judge else None
+            runs = Path(f"{stem}.runs.jsonl")
+            stats = await alpaca.generate(
+                mixture,
+                instructions,
+                runs,
+                concurrency=concurrency,
+                console=console_for(quiet),
+                label=loaded.name,
+            )
+            report(stats, f"answers ({runs})")
+            all_stats.append(stats)
+            rows = alpaca.model_outputs(instructions, runs, name or loaded.name)
+            write_json_atomic(output, rows)
+            err.print(
+                f"wrote {len(rows)} outputs to {output} (generator {rows[0]['generator']!r})"
+                if rows
+                else f"wrote no outputs to {output}"
+            )
+            if the_judge is None:
+                err.print(f"  {session.cache_note()}")
+                check_failures(*all_stats)
+                return
+            if base_file is not None:
+                base = alpaca.load_outputs(base_file)
+                base_name = base_file.stem
+            else:
+                assert base_recipe is not None and base_mixture is not None
+                base_name = base_recipe.name
+                base_runs = Path(f"{stem}.baseline-{slug(base_name)}.runs.jsonl")
+                stats = await alpaca.generate(
+                    base_mixture,
+                    instructions,
+                    base_runs,
+                    concurrency=concurrency,
+                    console=console_for(quiet),
+                    label=base_name,
+                )
+                report(stats, f"baseline answers ({base_runs})")
+                all_stats.append(stats)
+                base = {
+                    r["instruction"]: r["output"]
+                    for r in alpaca.model_outputs(instructions, base_runs, base_name)
+                }
+            pairs = alpaca.pair_items(rows, base, instructions)
+            if not pairs:
+                raise ConfigError("no instruction has both an output and a baseline output")
+            judgments = Path(f"{stem}.judge-{slug(the_judge.model)}-vs-{slug(base_name)}.jsonl")
+            stats, judged = await alpaca.judge_all(
+                the_judge,
+                alpaca.judge_template(folder),
+                pairs,
+                judgments,
+                concurrency=concurrency,
+                console=console_for(quiet),
+            )
+            report(stats, f"verdicts ({judgments})")
+            all_stats.append(stats)
+            result = alpaca.win_rate(judged)
+            summary = {
+                "generator": rows[0]["generator"],
+                "baseline": base_name,
+                "judge": the_judge.model,
+                **result.to_dict(),
+            }
+            write_json_atomic(Path(f"{stem}.winrate.json"), summary)
+            _print_win_rate(summary)
+            err.print(f"  {session.cache_note()}")
+        check_failures(*all_stats)
+
+    run_guarded(main)
+
+
+def _print_win_rate(s: dict[str, Any]) -> None:
+    def pct(value: float | None, spec: str = ".1f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    table = Table(box=None, show_header=False)
+    rate, se = pct(s["win_rate"]), pct(s["standard_error"])
+    table.add_row("win rate", f"[bold]{rate}%[/bold] ± {se} (SE)")
+    table.add_row("vs", f"{s['baseline']} · judged by {s['judge']}, both orders")
+    table.add_row("pairs", f"{s['pairs']} ({s['wins']} won, {s['losses']} lost, {s['ties']} split)")
+    table.add_row("unparsable", f"{s['unparsable']} verdicts; {s['unjudged']} pairs unjudged")
+    first = "–" if s["first_position_rate"] is None else f"{s['first_position_rate']:.0%}"
+    table.add_row("first shown won", f"{first} of verdicts (position bias)")
+    table.add_row(
+        "avg length",
+        f"{pct(s['avg_length'], '.0f')} chars (baseline {pct(s['baseline_avg_length'], '.0f')})",
+    )
+    out.print(table)
+
+
+@eval_app.command("mt-bench")
+def mt_bench(
+    recipe: Annotated[
+        list[str], typer.Option("--recipe", "-r", help="Recipe (repeat to compare several).")
+    ],
+    judge: Annotated[str, typer.Option("--judge", help="Judge MODEL as provider:model.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for answers, verdicts and scores.")
+    ] = Path("mt_bench"),
+    chart: Annotated[
+        Path | None, typer.Option(help="PNG chart (default OUTPUT/mt_bench.png).")
+    ] = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    data: DataDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Both turns of the MT-Bench questions, graded 1-10 by --judge; scores and a chart."""
+
+    async def main() -> None:
+        bench = mtbench.load(data_dir(data), limit)
+        loaded = [recipes.load(r) for r in recipe]
+        names = [r.name for r in loaded]
+        if len(set(names)) != len(names):
+            raise ConfigError("two recipes share a name; give each recipe file its own `name`")
+        scores: dict[str, mtbench.Scores] = {}
+        all_stats = []
+        async with open_session(no_cache, cache) as session:
+            the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
+            mixtures = [session.build(r) for r in loaded]  # every key checked before any call
+            for spec, mixture in zip(loaded, mixtures, strict=True):
+                runs = output / f"{slug(spec.name)}.answers.jsonl"
+                stats = await mtbench.generate(
+                    mixture,
+                    bench,
+                    runs,
+                    concurrency=concurrency,
+                    console=console_for(quiet),
+                    label=spec.name,
+                )
+                report(stats, f"answers ({runs})")
+                judgments = output / f"{slug(spec.name)}.judge-{slug(judge)}.jsonl"
+                graded, scores[spec.name] = await mtbench.grade(
+                    the_judge,
+                    bench,
+                    runs,
+                    judgments,
+                    concurrency=concurrency,
+                    console=console_for(quiet),
+                )
+                report(graded, f"grades ({judgments})")
+                all_stats += [stats, graded]
+            err.print(f"  {session.cache_note()}")
+        write_json_atomic(
+            output / "scores.json",
+            {"judge": judge, "recipes": {n: s.to_dict() for n, s in scores.items()}},
+        )
+        png = chart or output / "mt_bench.png"
+        mtbench.chart(scores, png, judge=judge)
+        _print_scores(scores)
+        err.print(f"scores in {output / 'scores.json'}, chart in {png}")
+        check_failures(*all_stats)
+
+    run_guarded(main)
+
+
+def _print_scores(scores: dict[str, mtbench.Scores]) -> None:
+    table = Table("category", *scores, box=None)
+    for category in mtbench.CATEGORIES:
+        if any(category in s.by_category for s in scores.values()):
+            table.add_row(category, *(_num(s.by_category.get(category)) for s in scores.values()))
+    table.add_row("turn 1", *(_num(s.by_turn.get(1)) for s in scores.values()))
+    table.add_row("turn 2", *(_num(s.by_turn.get(2)) for s in scores.values()))
+    table.add_row("[bold]overall", *(f"[bold]{_num(s.overall)}" for s in scores.values()))
+    table.add_row("unparsable", *(str(s.unparsable) for s in scores.values()))
+    out.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+@eval_app.command("quick")
+def quick_eval(
+    data: Annotated[Path, typer.Option("--data", help="JSONL of `question` + `answers`.")],
+    recipe: RecipeOpt = "local",
+    limit: LimitOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Keep (and resume) the runs here.")
+    ] = None,
+    concurrency: ConcurrencyOpt = 2,
+    no_cache: NoCacheOpt = False,
+    cache: CacheOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Accuracy of each proposer alone and of the whole mixture, with 95% intervals."""
+
+    async def main() -> None:
+        items = quick.load(data)[:limit]
+        loaded = recipes.load(recipe)
+        with tempfile.TemporaryDirectory() as scratch:
+            runs = output or Path(scratch) / "runs.jsonl"
+            async with open_session(no_cache, cache) as session:
+                mixture = session.build(loaded)
+                stats = await run_items(
+                    items,
+                    quick.job(mixture),
+                    runs,
+                    concurrency=concurrency,
+                    console=console_for(quiet),
+                    label=loaded.name,
+                )
+                report(stats, "questions")
+            wanted = {repr(i.id) for i in items}
+            graded = [r for r in records(runs) if repr(r["id"]) in wanted]
+        rows = quick.accuracy(quick.systems(mixture), graded)
+        if as_json:
+            scores = [
+                {
+                    "system": r.system,
+                    "correct": r.correct,
+                    "n": r.n,
+                    "accuracy": r.accuracy,
+                    "ci95": [r.low, r.high],
+                }
+                for r in rows
+            ]
+            print(json.dumps({"recipe": loaded.name, "scores": scores}, indent=2))
+        else:
+            table = Table("", "correct", "accuracy", "95% CI", box=None)
+            for r in rows:
+                style = "bold" if r.system == quick.MIXTURE else ""
+                table.add_row(
+                    f"[{style}]{escape(r.system)}" if style else escape(r.system),
+                    f"{r.correct}/{r.n}",
+                    f"{r.accuracy:.0%}",
+                    f"{r.low:.0%}–{r.high:.0%}",
+                )
+            out.print(table)
+        check_failures(stats)
+
+    run_guarded(main)

@@ -1,0 +1,183 @@
+"""Run many items through an async job with bounded concurrency, into a resumable JSONL file.
+
+`moa batch`, the AlpacaEval and MT-Bench generations and the judges all use `run_items`:
+items whose id is already in the output are skipped, each finished item is appended durably
+(see `jsonl.AppendLog`), and a failed item is reported but not written, so a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from moa.engine import MoA, as_messages
+from moa.errors import ConfigError, InputError, RunError
+from moa.evaluation.jsonl import AppendLog, read_jsonl
+from moa.types import Message, Sampling, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: Any
+    messages: tuple[Message, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)  # anything else the job needs
+
+
+# A job turns an item into the fields of its output record, and the tokens it used.
+Job = Callable[[Item], Awaitable[tuple[dict[str, Any], Usage]]]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    total: int = 0
+    skipped: int = 0  # already in the output file
+    done: int = 0
+    failures: list[tuple[Any, str]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    truncated_bytes: int = 0  # a partial last line cut off on resume
+
+
+def load_input(path: Path) -> list[Item]:
+    """`moa batch` input: each line an object with `id` and `prompt` or `messages`."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    for number, line in read_jsonl(path):
+        where = f"{path}:{number}"
+        if "id" not in line:
+            raise InputError(f"{where}: every line needs an `id`")
+        key = repr(line["id"])
+        if key in seen:
+            raise InputError(f"{where}: duplicate id {line['id']!r}")
+        seen.add(key)
+        source = line.get("messages", line.get("prompt"))
+        if not isinstance(source, str | list):
+            raise InputError(f"{where}: needs a `prompt` string or a `messages` list")
+        try:
+            messages = as_messages(source)
+        except (InputError, KeyError, TypeError) as exc:
+            raise InputError(f"{where}: {exc}") from None
+        items.append(Item(line["id"], tuple(messages)))
+    if not items:
+        raise InputError(f"{path} holds no prompts")
+    return items
+
+
+def answer_job(mixture: MoA, sampling: Sampling | None = None, **extra: Any) -> Job:
+    """The job of `moa batch`: one MoA run per item; the record has the answer and trace."""
+
+    async def job(item: Item) -> tuple[dict[str, Any], Usage]:
+        result = await mixture.arun(list(item.messages), sampling=sampling)
+        return {**extra, "answer": result.text, "trace": result.to_dict()}, result.usage
+
+    return job
+
+
+async def run_items(
+    items: Sequence[Item],
+    job: Job,
+    output: Path,
+    *,
+    concurrency: int = 4,
+    console: Console | None = None,
+    label: str = "batch",
+) -> BatchStats:
+    """Run `job` over the items not yet in `output`, at most `concurrency` at a time."""
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    stats = BatchStats(total=len(items))
+    with AppendLog(output) as log, _progress(console) as bar:
+        stats.truncated_bytes = log.truncated_bytes
+        todo = [item for item in items if item.id not in log]
+        stats.skipped = len(items) - len(todo)
+        task = bar.add_task(
+            label,
+            total=len(items),
+            completed=stats.skipped,
+            tokens="0",
+            failed="",
+            skipped=stats.skipped,
+        )
+        pending: Iterator[Item] = iter(todo)
+
+        async def worker() -> None:
+            # The iterator is shared; asyncio switches tasks only at `await`, so each item
+            # is taken by exactly one worker.
+            for item in pending:
+                try:
+                    record, usage = await job(item)
+                except RunError as exc:
+                    stats.failures.append((item.id, str(exc)))
+                    bar.update(task, advance=1, failed=f"{len(stats.failures)} failed")
+                    continue
+                log.append({"id": item.id, **record})
+                stats.done += 1
+                stats.usage = stats.usage + usage
+                bar.update(task, advance=1, tokens=_tokens(stats.usage))
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    return stats
+
+
+def records(output: Path) -> list[dict[str, Any]]:
+    """The records of an output file, in the order they were written."""
+    with AppendLog(output) as log:
+        return list(log.done.values())
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second (or minute) over this run: rich's own speed is a short moving window,
+    which after a resume or a run of cache hits says nothing about the real throughput."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        fresh = task.completed - task.fields.get("skipped", 0)
+        speed = fresh / elapsed if elapsed > 0 else 0.0
+        if not speed:
+            return Text("–/min", style="progress.data.speed")
+        if speed >= 1:
+            return Text(f"{speed:.2f}/s", style="progress.data.speed")
+        return Text(f"{speed * 60:.1f}/min", style="progress.data.speed")
+
+
+def _progress(console: Console | None) -> Progress:
+    # Prices are not known for arbitrary providers, so the bar shows tokens, not dollars.
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[tokens]} tok"),
+        TextColumn("[red]{task.fields[failed]}"),
+        console=console or Console(stderr=True),
+        disable=console is None,
+        transient=False,
+    )
+
+
+def _tokens(usage: Usage) -> str:
+    return f"{usage.input_tokens:,} in / {usage.output_tokens:,} out"

@@ -1,0 +1,101 @@
+"""The response cache: reproducible calls are answered once, then from SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moa import MoA, Registry, RetryPolicy
+from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.cache import ResponseCache, default_path
+from moa.testing import FakeUpstream, Reply
+from moa.types import ChatRequest, Message, Sampling
+
+
+def seeded_moa(registry: Registry, cache: ResponseCache | None, aggregator: str = "agg") -> MoA:
+    return MoA(
+        ProposalLayer(
+            Agent("fake:a", Sampling(temperature=0.7, seed=1)),
+            Agent("fake:b", Sampling(temperature=0.0)),
+        ),
+        Aggregator(Agent(f"fake:{aggregator}", Sampling(temperature=0.0))),
+        registry=registry,
+        retry=RetryPolicy(max_attempts=1),
+        cache=cache,
+    )
+
+
+async def test_a_repeated_run_is_answered_from_the_cache(
+    upstream: FakeUpstream, registry: Registry, tmp_path: Path
+) -> None:
+    upstream.script("agg", Reply("final answer"))
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    first = await seeded_moa(registry, cache).arun("q")
+    second = await seeded_moa(registry, cache).arun("q")
+    assert second.text == first.text == "final answer"
+    for model in ("a", "b", "agg"):
+        assert len(upstream.requests_for(model)) == 1, model  # the upstream saw no repeat
+    assert [c.attempts for c in second.calls] == [0, 0, 0]  # 0 attempts: served from cache
+    assert second.usage.total_tokens == 0 and first.usage.total_tokens > 0
+    assert (cache.hits, cache.misses) == (3, 3)
+
+
+async def test_another_aggregator_reuses_the_layer_1_proposals(
+    upstream: FakeUpstream, registry: Registry, tmp_path: Path
+) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    await seeded_moa(registry, cache, aggregator="agg").arun("q")
+    result = await seeded_moa(registry, cache, aggregator="agg2").arun("q")
+    assert len(upstream.requests_for("a")) == 1 and len(upstream.requests_for("b")) == 1
+    assert len(upstream.requests_for("agg2")) == 1
+    assert result.text == "answer from agg2"
+    refs = upstream.requests_for("agg2")[0]["messages"][0]["content"]
+    assert "answer from a" in refs and "answer from b" in refs
+
+
+async def test_calls_that_are_not_reproducible_are_never_cached(
+    upstream: FakeUpstream, registry: Registry, tmp_path: Path
+) -> None:
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    mixture = MoA(
+        ProposalLayer("fake:a", Agent("fake:b", Sampling(temperature=0.9))),
+        Aggregator("fake:agg"),
+        registry=registry,
+        cache=cache,
+    )
+    await mixture.arun("q")
+    await mixture.arun("q")
+    assert [len(upstream.requests_for(m)) for m in ("a", "b", "agg")] == [2, 2, 2]
+    assert cache.count() == 0
+
+
+async def test_the_key_covers_messages_and_sampling_and_survives_reopening(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite"
+    request = ChatRequest("m", (Message(role="user", content="hi"),), Sampling(seed=3))
+    key = ResponseCache.key("fake", request)
+    assert key is not None
+    other_seed = ChatRequest("m", request.messages, Sampling(seed=4))
+    other_text = ChatRequest("m", (Message(role="user", content="hi!"),), Sampling(seed=3))
+    other_model = ChatRequest("n", request.messages, Sampling(seed=3))
+    assert (
+        len({key, *(ResponseCache.key("fake", r) for r in (other_seed, other_text, other_model))})
+        == 4
+    )
+    from moa.types import Completion
+
+    cache = ResponseCache(path)
+    cache.put("fake", request, Completion("stored"))
+    cache.close()
+    reopened = ResponseCache(path)
+    hit = reopened.get("fake", request)
+    assert hit is not None and hit.text == "stored"
+    assert reopened.get("fake", other_seed) is None
+
+
+def test_default_path_follows_moa_cache(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MOA_CACHE", str(tmp_path / "x.sqlite"))
+    assert default_path() == tmp_path / "x.sqlite"
+    monkeypatch.delenv("MOA_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_path() == tmp_path / "moa" / "cache.sqlite"
