@@ -75,6 +75,9 @@ class Registry:
         self._env = env if env is not None else os.environ
         # Limits are per process, shared by every run that uses this registry.
         self.limits = Limits({name: c.rate_limit for name, c in self._configs.items()})
+        # One llama.cpp model serves one call at a time: calls queue here, before their
+        # timeout starts, rather than inside the model's lock where they would time out.
+        self.limits.configure("local", RateLimit(max_concurrency=1))
 
     def add(self, config: ProviderConfig) -> None:
         self._configs[config.name] = config
