@@ -313,14 +313,26 @@ def test_local_models_report_their_loaded_context_window() -> None:
     assert LocalProvider(n_ctx=2048).context_window("smollm2") == 2048
 
 
-def test_a_call_queued_behind_a_concurrency_limit_is_not_timed_while_it_waits(upstream: FakeUpstream) -> None:
+def test_a_call_queued_behind_a_concurrency_limit_is_not_timed_while_it_waits(
+    upstream: FakeUpstream,
+) -> None:
     """How the embedded model is protected: one call at a time, and queueing is not a timeout."""
     registry = Registry(
-        {"fake": ProviderConfig("fake", upstream.base_url, rate_limit=RateLimit(max_concurrency=1))}, env={}
+        {
+            "fake": ProviderConfig(
+                "fake", upstream.base_url, rate_limit=RateLimit(max_concurrency=1)
+            )
+        },
+        env={},
     )
     for m in "abc":
         upstream.script(m, Reply(m, delay_s=0.4))
-    moa = MoA(ProposalLayer("fake:a", "fake:b", "fake:c"), Aggregator("fake:agg"), registry=registry, timeout_s=0.7)
+    moa = MoA(
+        ProposalLayer("fake:a", "fake:b", "fake:c"),
+        Aggregator("fake:agg"),
+        registry=registry,
+        timeout_s=0.7,
+    )
     result = moa.run("q")
     assert [c.status for c in result.proposals()] == ["ok", "ok", "ok"]
     assert upstream.max_active == 1
