@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from moa.agents import Agent
@@ -39,6 +39,9 @@ class Caller:
     timeout_s: float
     defaults: Sampling
     cache: ResponseCache | None = None  # reproducible calls only; see moa.cache
+    # provider:model -> has a system role; asked once (a local model loads to answer it), not
+    # through a worker thread on every call.
+    _system_roles: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
@@ -125,7 +128,10 @@ class Caller:
             references = fit_references(references, available_tokens=room, overhead_tokens=overhead)
         system_role = agent.system_role
         if system_role is None:
+            system_role = self._system_roles.get((provider.name, model))
+        if system_role is None:
             system_role = await asyncio.to_thread(provider.supports_system_role, model)
+            self._system_roles[(provider.name, model)] = system_role
         shaped = inject_references(shaped, references, prompt=prompt)
         if not system_role:
             shaped = fold_system(shaped)

@@ -5,9 +5,13 @@
         up.script("flaky", Reply(status=500), Reply("second try works"))
         ... point a provider at up.base_url ...
         up.requests_for("slow")  # the JSON bodies it received
+        up.latency("p1", Profile(ttft=LogNormal(0.05, 0.8), tokens_per_s=200))  # see latency.py
+        up.calls  # when each request arrived, got its first byte and finished
 
 Replies queued for a model are used in order; the last one repeats. A model with no script
-answers "answer from MODEL". Needs the `server` extra (starlette + uvicorn).
+answers "answer from MODEL". A reply with no delays of its own takes its model's latency
+profile (or the default one set with `latency(None, ...)`), if any. Needs the `server` extra
+(starlette + uvicorn).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import uvicorn
@@ -28,6 +32,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from moa.testing.latency import Profile
 
 Body = dict[str, Any]
 
@@ -50,6 +56,17 @@ class Reply:
     finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
 
 
+@dataclass(slots=True)
+class Call:
+    """One request as the upstream saw it (time.monotonic() seconds, this process's clock)."""
+
+    model: str
+    arrived: float
+    first_byte: float | None = None  # when the answer started (after time to first token)
+    finished: float | None = None  # when its last byte was handed to the server
+    status: int = 200
+
+
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p if i == len(parts) - 1 else p + " " for i, p in enumerate(parts)]
@@ -65,10 +82,15 @@ class FakeUpstream:
         self.active = 0
         self.max_active = 0
         self.throttled = 0  # requests answered 429 by the rate limit below
+        self.calls: list[Call] = []
+        self._profiles: dict[str | None, Profile] = {}
         self._rate: tuple[int, float] | None = None
         self._window: deque[float] = deque()
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit it: without it a reply written as headers then body waits
+        # for the client's delayed ACK (about 40 ms on Linux) before the body is sent.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind((host, 0))
         self._socket.listen(1024)
         self.port: int = self._socket.getsockname()[1]
@@ -88,6 +110,14 @@ class FakeUpstream:
     def script(self, model: str, *replies: Reply) -> None:
         with self._lock:
             self._scripts[model] = list(replies)
+
+    def latency(self, model: str | None, profile: Profile | None) -> None:
+        """Give `model` (None: every model without its own) a latency profile; None removes it."""
+        with self._lock:
+            if profile is None:
+                self._profiles.pop(model, None)
+            else:
+                self._profiles[model] = profile
 
     def rate_limit(self, limit: int | None, window_s: float = 60.0) -> None:
         """Answer 429 (with Retry-After) past `limit` requests in any `window_s` seconds."""
@@ -113,6 +143,8 @@ class FakeUpstream:
             self._rate = None
             self._window.clear()
             self.throttled = 0
+            self.calls.clear()
+            self._profiles.clear()
             self._scripts.clear()
             self.requests.clear()
             self.request_times.clear()
@@ -123,12 +155,17 @@ class FakeUpstream:
         with self._lock:
             return [r for r in self.requests if r.get("model") == model]
 
-    def _next_reply(self, model: str) -> Reply:
+    def _next_reply(self, model: str, body: Body) -> Reply:
         with self._lock:
             queue = self._scripts.get(model)
-            if not queue:
-                return Reply()
-            return queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = Reply() if not queue else queue.pop(0) if len(queue) > 1 else queue[0]
+            profile = self._profiles.get(model, self._profiles.get(None))
+        if profile is None or reply.delay_s or reply.token_delay_s:
+            return reply
+        messages = body.get("messages") or [{}]
+        key = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
+        delay = profile.first_token_s(model, key)
+        return replace(reply, delay_s=delay, token_delay_s=profile.token_delay_s)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,28 +202,41 @@ class FakeUpstream:
         body: Body = await request.json()
         model = str(body.get("model", ""))
         now = time.monotonic()
+        call = Call(model, now)
         with self._lock:
             self.requests.append(body)
             self.request_times[model].append(now)
+            self.calls.append(call)
             wait = self._over_limit(now)
             if wait is not None:
                 self.throttled += 1
         if wait is not None:
+            call.status, call.finished = 429, now
             headers = {
                 "retry-after-ms": str(int(wait * 1000) + 1),
                 "retry-after": str(math.ceil(wait)),
             }
             error = {"message": "rate limited", "type": "rate_limit", "param": None, "code": None}
             return JSONResponse({"error": error}, status_code=429, headers=headers)
-        reply = self._next_reply(model)
+        reply = self._next_reply(model, body)
+        call.status = reply.status
+        text = reply.text(body) if callable(reply.text) else reply.text
+        if text is None:
+            text = f"answer from {model}"
+        delay = reply.delay_s
+        if not body.get("stream") and reply.token_delay_s:
+            delay += reply.token_delay_s * len(_words(text))  # generated before it is sent
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
-            if reply.delay_s and not await _sleep_unless_gone(request, reply.delay_s):
+            if delay and not await _sleep_unless_gone(request, delay):
                 self.disconnects += 1
                 return Response(status_code=499)
         finally:
             self.active -= 1
+        call.first_byte = time.monotonic()
+        if not body.get("stream"):
+            call.finished = call.first_byte
         if reply.raw_body is not None:
             return Response(
                 reply.raw_body,
@@ -202,14 +252,11 @@ class FakeUpstream:
                 "code": reply.error_code,
             }
             return JSONResponse({"error": error}, status_code=reply.status, headers=reply.headers)
-        text = reply.text(body) if callable(reply.text) else reply.text
-        if text is None:
-            text = f"answer from {model}"
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         usage = reply.usage or (prompt_tokens, len(text.split()))
         if body.get("stream"):
             return StreamingResponse(
-                self._sse(request, model, text, reply, usage, body),
+                self._sse(call, model, text, reply, usage, body),
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
@@ -232,7 +279,7 @@ class FakeUpstream:
 
     async def _sse(
         self,
-        request: Request,
+        call: Call,
         model: str,
         text: str,
         reply: Reply,
@@ -274,6 +321,7 @@ class FakeUpstream:
                     },
                 }
                 yield f"data: {json.dumps(payload)}\n\n"
+            call.finished = time.monotonic()
             yield "data: [DONE]\n\n"
         except asyncio.CancelledError:
             self.disconnects += 1

@@ -1,0 +1,1 @@
+"""One module per row of the suite (issue #5)."""

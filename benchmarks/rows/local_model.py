@@ -1,0 +1,108 @@
+"""Row 6 — the embedded model: moa's local adapter vs raw llama-cpp-python, and `moa ask`.
+
+Tokens/s: the same prompt and settings (temperature 0, seed 0, max_tokens MAX_TOKENS, n_ctx
+4096, one thread per CPU) through `moa.providers.local.LocalProvider.stream` and through
+`llama_cpp.Llama.create_chat_completion(stream=True)`, alternating, each timed from the call
+to its last token; medians. Then `moa ask` on the default `local` recipe in a subprocess:
+wall time and time to the first byte of the answer on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.common import RowResult, median
+from moa.providers.local import LocalProvider, resolve_model_path
+from moa.types import ChatRequest, Message, Sampling
+
+PROMPT = "Explain in a few sentences why the sky is blue."
+MAX_TOKENS = 128
+
+
+def _raw(llama: object) -> tuple[int, float]:
+    started = time.perf_counter()
+    tokens = 0
+    for part in llama.create_chat_completion(  # type: ignore[attr-defined]
+        messages=[{"role": "user", "content": PROMPT}],
+        temperature=0.0,
+        seed=0,
+        max_tokens=MAX_TOKENS,
+        stream=True,
+    ):
+        if part["choices"][0].get("delta", {}).get("content"):
+            tokens += 1
+    return tokens, time.perf_counter() - started
+
+
+async def _adapter(provider: LocalProvider) -> tuple[int, float]:
+    request = ChatRequest(
+        "smollm2",
+        (Message(role="user", content=PROMPT),),
+        Sampling(temperature=0.0, seed=0, max_tokens=MAX_TOKENS),
+    )
+    started = time.perf_counter()
+    tokens = 0
+    async for chunk in provider.stream(request):
+        tokens += bool(chunk.text)
+    return tokens, time.perf_counter() - started
+
+
+def _moa_ask() -> tuple[float, float | None, int]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from moa.cli.app import main; main()", "ask", PROMPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        bufsize=0,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    first = process.stdout.read(1)
+    first_at = time.perf_counter() - started if first else None
+    process.stdout.read()
+    code = process.wait()
+    return time.perf_counter() - started, first_at, code
+
+
+def run(quick: bool = False) -> RowResult:
+    from llama_cpp import Llama
+
+    reps = 2 if quick else 5
+    asks = 1 if quick else 3
+    row = RowResult("6", "local model (SmolLM2-135M, llama.cpp): adapter vs raw; moa ask")
+    row.params = {"reps": reps, "max_tokens": MAX_TOKENS, "moa_ask_runs": asks, "prompt": PROMPT}
+    provider = LocalProvider()
+    llama = Llama(
+        model_path=str(resolve_model_path("smollm2")),
+        n_ctx=4096,
+        n_threads=max(1, os.cpu_count() or 1),
+        verbose=False,
+    )
+    asyncio.run(_adapter(provider))  # warm-up: loads the adapter's model
+    _raw(llama)
+    rates: dict[str, list[float]] = {"adapter": [], "raw": []}
+    tokens: dict[str, list[int]] = {"adapter": [], "raw": []}
+    for _ in range(reps):
+        for name in ("adapter", "raw"):
+            n, seconds = asyncio.run(_adapter(provider)) if name == "adapter" else _raw(llama)
+            rates[name].append(n / seconds)
+            tokens[name].append(n)
+    del llama
+    ask = [_moa_ask() for _ in range(asks)]
+    row.raw = {"tokens_per_s": rates, "tokens": tokens, "moa_ask": ask}
+    row.add("adapter tokens/s", median(rates["adapter"]), "tok/s")
+    row.add("raw llama_cpp tokens/s", median(rates["raw"]), "tok/s")
+    row.add("adapter / raw", median(rates["adapter"]) / median(rates["raw"]), "", ">= 0.95")
+    row.add("moa ask (local recipe) wall", median([w for w, _, _ in ask]), "s")
+    row.add("moa ask runs that exited 0", sum(code == 0 for _, _, code in ask))
+    firsts = [f for _, f, _ in ask if f is not None]
+    row.add("moa ask time to first answer byte", median(firsts) if firsts else None, "s")
+    row.notes.append(
+        "moa ask = 3 proposals + 1 aggregation on one 2-core CPU, model load included "
+        "(a fresh process each time)."
+    )
+    return row
