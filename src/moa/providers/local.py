@@ -1,8 +1,13 @@
 """The embedded model: any GGUF file through llama-cpp-python, offline.
 
-A llama.cpp context is not thread-safe, so there is one `Llama` per file, its calls are
-serialized by a lock, and generation runs on a worker thread with tokens handed back to the
-event loop as they are produced.
+A llama.cpp context is not thread-safe, so there is one `Llama` per file per process, and every
+load and generation runs on one dedicated thread, which also serializes them; tokens are handed
+back to the event loop as they are produced.
+
+Why one thread for all of them: llama.cpp computes with an OpenMP team that belongs to the
+calling thread and spins between tokens. Calls from a new thread each time start a new team
+while the old one still spins, and on a small machine generation then runs ~3x slower
+(measured: benchmarks row 6).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import importlib.metadata
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +56,24 @@ class _LoadedModel:
             from llama_cpp import Llama
         except ImportError:
             raise MissingExtraError("llama-cpp-python", "local") from None
-        self.lock = threading.Lock()
         self.llama: Any = Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
         template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
         self.system_role = "system" in template and "System role not supported" not in template
+
+
+# Process-wide: the one llama thread, and the models it has loaded.
+_LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-llama")
+_MODELS: dict[tuple[Path, int, int], _LoadedModel] = {}
+
+
+def _load(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
+    """Runs on the llama thread only, so no lock is needed."""
+    key = (path, n_ctx, n_threads)
+    if key not in _MODELS:
+        _MODELS[key] = _LoadedModel(path, n_ctx, n_threads)
+    return _MODELS[key]
 
 
 class LocalProvider:
@@ -64,15 +82,11 @@ class LocalProvider:
     def __init__(self, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         self._n_ctx = n_ctx
         self._n_threads = n_threads or max(1, os.cpu_count() or 1)
-        self._models: dict[Path, _LoadedModel] = {}
-        self._load_lock = threading.Lock()
 
     def _model(self, model: str) -> _LoadedModel:
+        """Load (once per process) on the llama thread; blocks the calling thread."""
         path = resolve_model_path(model)
-        with self._load_lock:
-            if path not in self._models:
-                self._models[path] = _LoadedModel(path, self._n_ctx, self._n_threads)
-            return self._models[path]
+        return _LLAMA_THREAD.submit(_load, path, self._n_ctx, self._n_threads).result()
 
     def check(self, model: str) -> None:
         """Fail now (missing extra, missing file) rather than at the first call."""
@@ -89,7 +103,8 @@ class LocalProvider:
         return self._n_ctx
 
     async def aclose(self) -> None:
-        self._models.clear()
+        # Loaded models stay for the process: reloading one costs more than keeping it.
+        pass
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
         s = request.sampling
@@ -122,25 +137,27 @@ class LocalProvider:
         return Completion(text=text, usage=usage, finish_reason=finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        loaded = await asyncio.to_thread(self._model, request.model)
+        path = resolve_model_path(request.model)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
         def produce() -> None:
+            if stop.is_set():  # cancelled while queued for the llama thread
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+                return
             try:
-                with loaded.lock:
-                    for chunk in _generate(loaded, self._kwargs(request), request.messages):
-                        if stop.is_set():
-                            break
-                        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                loaded = _load(path, self._n_ctx, self._n_threads)
+                for chunk in _generate(loaded, self._kwargs(request), request.messages):
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # handed to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
-        worker = threading.Thread(target=produce, name="moa-local", daemon=True)
-        worker.start()
+        _LLAMA_THREAD.submit(produce)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
@@ -152,7 +169,7 @@ class LocalProvider:
                     ) from item
                 yield item
         finally:
-            stop.set()  # a cancelled caller frees the model after the current token
+            stop.set()  # a cancelled caller frees the llama thread after the current token
 
 
 def _generate(
