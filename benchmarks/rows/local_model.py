@@ -3,13 +3,16 @@
 Tokens/s: the same prompt and settings (temperature 0, seed 0, max_tokens MAX_TOKENS, n_ctx
 4096, one thread per CPU) through `moa.providers.local.LocalProvider.stream` and through
 `llama_cpp.Llama.create_chat_completion(stream=True)`, alternating, each timed from the call
-to its last token; medians. Then `moa ask` on the default `local` recipe in a subprocess:
+to its last token after a warm-up generation; medians. Each sample runs in a fresh process:
+llama.cpp's OpenMP team belongs to the thread that calls it and spins between tokens, so two
+paths measured in one process would slow each other down. Then `moa ask` on the default `local` recipe in a subprocess:
 wall time and time to the first byte of the answer on stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -68,30 +71,48 @@ def _moa_ask() -> tuple[float, float | None, int]:
     return time.perf_counter() - started, first_at, code
 
 
-def run(quick: bool = False) -> RowResult:
+def _sample(kind: str) -> tuple[int, float]:
+    """One warmed-up generation by `kind` ("adapter" or "raw"), in this process."""
+    if kind == "adapter":
+        provider = LocalProvider()
+        asyncio.run(_adapter(provider))
+        return asyncio.run(_adapter(provider))
     from llama_cpp import Llama
 
-    reps = 2 if quick else 5
-    asks = 1 if quick else 3
-    row = RowResult("6", "local model (SmolLM2-135M, llama.cpp): adapter vs raw; moa ask")
-    row.params = {"reps": reps, "max_tokens": MAX_TOKENS, "moa_ask_runs": asks, "prompt": PROMPT}
-    provider = LocalProvider()
     llama = Llama(
         model_path=str(resolve_model_path("smollm2")),
         n_ctx=4096,
         n_threads=max(1, os.cpu_count() or 1),
         verbose=False,
     )
-    asyncio.run(_adapter(provider))  # warm-up: loads the adapter's model
     _raw(llama)
+    return _raw(llama)
+
+
+def _sample_in_subprocess(kind: str) -> tuple[int, float]:
+    code = (
+        "import json, sys; from benchmarks.rows.local_model import _sample; "
+        f"print(json.dumps(_sample({kind!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+    )
+    tokens, seconds = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(tokens), float(seconds)
+
+
+def run(quick: bool = False) -> RowResult:
+    reps = 2 if quick else 5
+    asks = 1 if quick else 3
+    row = RowResult("6", "local model (SmolLM2-135M, llama.cpp): adapter vs raw; moa ask")
+    row.params = {"reps": reps, "max_tokens": MAX_TOKENS, "moa_ask_runs": asks, "prompt": PROMPT}
     rates: dict[str, list[float]] = {"adapter": [], "raw": []}
     tokens: dict[str, list[int]] = {"adapter": [], "raw": []}
     for _ in range(reps):
         for name in ("adapter", "raw"):
-            n, seconds = asyncio.run(_adapter(provider)) if name == "adapter" else _raw(llama)
+            n, seconds = _sample_in_subprocess(name)
             rates[name].append(n / seconds)
             tokens[name].append(n)
-    del llama
     ask = [_moa_ask() for _ in range(asks)]
     row.raw = {"tokens_per_s": rates, "tokens": tokens, "moa_ask": ask}
     row.add("adapter tokens/s", median(rates["adapter"]), "tok/s")

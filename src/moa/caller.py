@@ -169,7 +169,7 @@ class Caller:
                     limiter.on_error(error, sent_at)
                 raise
         for limiter in limiters:
-            limiter.on_success()
+            limiter.on_success(sent_at)
         return value
 
     async def complete(self, provider: Provider, request: ChatRequest) -> tuple[Completion, int]:

@@ -1,9 +1,11 @@
 """Client-side rate limits per provider and per model, adaptive (AIMD).
 
 Each limiter paces requests/minute and tokens/minute with a GCRA bucket and caps concurrent
-calls. A 429 halves that limiter's request rate and pauses it for the server's Retry-After;
-every success raises the rate again by a small step, up to the configured ceiling. A long batch
-under a 60-RPM key therefore settles just under the limit instead of hammering it.
+calls. With no configured rate, the first 429 sets one from what the server accepted before
+refusing; every later 429 cuts the rate (once per burst, harder if the last cut was recent) and
+pauses the limiter for the server's Retry-After; every success raises the rate by a small step,
+up to the configured ceiling. A long batch under a 60-RPM key therefore settles just under the
+limit instead of hammering it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class RateLimit:
     max_concurrency: int | None = None
     decrease: float = 0.9  # multiplicative decrease on a 429
     increase_rpm: float = 1.0  # additive increase per success ...
-    increase_fraction: float = 0.005  # ... or this fraction of the ceiling (or rate), if larger
+    increase_fraction: float = 0.003  # ... or this fraction of the ceiling (or rate), if larger
 
 
 class _Bucket:
@@ -67,6 +69,8 @@ class Limiter:
         self._paused_until = 0.0
         self._decreased_at = float("-inf")
         self._recent: deque[float] = deque()  # send times in the last minute
+        self._accepted: deque[float] = deque()  # send times of successful calls, last minute
+        self._successes_since_cut = 0
         self.throttled = 0  # 429s seen
 
     def _semaphore(self) -> asyncio.Semaphore | None:
@@ -111,13 +115,27 @@ class Limiter:
             if slots is not None:
                 slots.release()
 
-    def on_success(self) -> None:
+    def on_success(self, sent_at: float) -> None:
+        self._successes_since_cut += 1
+        self._accepted.append(sent_at)
+        while self._accepted and self._accepted[0] < sent_at - 60.0:
+            self._accepted.popleft()
         if self.rpm is None or self._requests is None:
             return
         ceiling = self.limit.rpm
         step = max(self.limit.increase_rpm, self.limit.increase_fraction * (ceiling or self.rpm))
         self.rpm = self.rpm + step if ceiling is None else min(ceiling, self.rpm + step)
         self._requests.per_minute = self.rpm
+
+    def _first_estimate(self, now: float, retry_after: float | None) -> float:
+        """The rate a first 429 reveals: the server accepted what succeeded lately, and frees
+        room after Retry-After, so its window spans about (time since the first of them +
+        Retry-After)."""
+        accepted = [t for t in self._accepted if t >= now - 60.0]
+        if not accepted:
+            return self.observed_rpm(now) * self.limit.decrease
+        window = now - accepted[0] + (retry_after if retry_after is not None else 1.0)
+        return 0.95 * len(accepted) * 60.0 / max(window, 1e-3)
 
     def now(self) -> float:
         return self._clock()
@@ -134,8 +152,11 @@ class Limiter:
             # One burst answers with many 429s: cut the rate once for it, not once per reply.
             return
         self._decreased_at = now
-        base = self.rpm if self.rpm is not None else self.observed_rpm(now)
-        self.rpm = max(1.0, base * self.limit.decrease)
+        if self.rpm is None:
+            self.rpm = max(1.0, self._first_estimate(now, error.retry_after))
+        else:
+            self.rpm = max(1.0, self.rpm * self.limit.decrease)
+        self._successes_since_cut = 0
         if self._requests is None:
             self._requests = _Bucket(self.rpm, 60.0 / self.rpm)
         self._requests.per_minute = self.rpm
