@@ -198,12 +198,7 @@ class Caller:
             try:
                 first = await anext(chunks)
             except StopAsyncIteration:
-                raise ProviderError(
-                    f"{provider.name}:{request.model} returned an empty stream",
-                    provider=provider.name,
-                    model=request.model,
-                    kind="empty",
-                ) from None
+                raise ProviderError.empty(provider.name, request.model, "stream") from None
             except BaseException:
                 await _close(chunks)
                 raise

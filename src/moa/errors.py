@@ -99,6 +99,16 @@ class ProviderError(RunError):
         self.attempts = 1  # set by the retry loop when it gives up
         super().__init__(message)
 
+    @classmethod
+    def empty(cls, provider: str, model: str, what: str = "content") -> ProviderError:
+        """An answer with nothing in it: a failure of that call, not retried."""
+        return cls(
+            f"{provider}:{model} returned empty {what}",
+            provider=provider,
+            model=model,
+            kind="empty",
+        )
+
     @property
     def retryable(self) -> bool:
         if self.kind in ("connection", "timeout"):

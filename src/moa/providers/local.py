@@ -128,12 +128,7 @@ class LocalProvider:
             finish = chunk.finish_reason or finish
         text = "".join(text_parts)
         if not text.strip():
-            raise ProviderError(
-                f"local:{request.model} returned empty content",
-                provider=self.name,
-                model=request.model,
-                kind="empty",
-            )
+            raise ProviderError.empty(self.name, request.model)
         return Completion(text=text, usage=usage, finish_reason=finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:

@@ -71,12 +71,7 @@ class OpenAICompatibleProvider:
         choice = response.choices[0]
         text = choice.message.content
         if text is None or not text.strip():
-            raise ProviderError(
-                f"{self.name}:{request.model} returned empty content",
-                provider=self.name,
-                model=request.model,
-                kind="empty",
-            )
+            raise ProviderError.empty(self.name, request.model)
         usage = response.usage
         return Completion(
             text=text,
