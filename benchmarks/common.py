@@ -114,10 +114,11 @@ def build_moa(
 
 
 @contextmanager
-def raw_upstream() -> Iterator[RawUpstream]:
-    """`benchmarks.rawserver` in a child process: zero latency, its CPU not counted in ours."""
+def raw_upstream(*args: str) -> Iterator[RawUpstream]:
+    """`benchmarks.rawserver` in a child process, its CPU not counted in ours: zero latency,
+    or paced by `args` (e.g. "--ttft-ms", "50"; see `python -m benchmarks.rawserver -h`)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.rawserver"],
+        [sys.executable, "-m", "benchmarks.rawserver", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

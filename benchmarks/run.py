@@ -1,7 +1,9 @@
 """Run the benchmark suite: `python -m benchmarks.run [--quick] [--only 1,3] [--out FILE]`.
 
 Prints one table and writes every figure (with the raw samples) as JSON. Rows are numbered as
-in issue #5; row 4 (the server) needs `moa serve` and is measured after that merges.
+in issue #5. Row 4 measures LiteLLM's proxy as its peer when it finds the executable
+(`--litellm PATH`, else $LITELLM_BIN, else /tmp/litellm-venv/bin/litellm, else PATH;
+`--litellm none` skips it).
 """
 
 from __future__ import annotations
@@ -17,21 +19,18 @@ from pathlib import Path
 
 from benchmarks.common import RowResult
 
-ROWS: dict[str, str | None] = {
+ROWS: dict[str, str] = {
     "1": "benchmarks.rows.critical_path",
     "2": "benchmarks.rows.tail",
     "3": "benchmarks.rows.overhead",
-    "4": None,  # placeholder, see below
+    "4": "benchmarks.rows.server",
     "5": "benchmarks.rows.batch",
     "6": "benchmarks.rows.local_model",
 }
-ROW4_PLACEHOLDER = "row 4: needs `moa serve` — measured by the lead after merge"
 
 
 def run_row(number: str, quick: bool) -> RowResult:
     module_name = ROWS[number]
-    if module_name is None:
-        return RowResult("4", "server (moa serve vs direct vs LiteLLM)", skipped=ROW4_PLACEHOLDER)
     module = importlib.import_module(module_name)
     started = time.monotonic()
     try:
@@ -61,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
     parser.add_argument("--only", help="comma-separated rows, e.g. 1,3 (default: all)")
     parser.add_argument("--out", default="benchmarks/results/latest.json", help="JSON output")
+    parser.add_argument(
+        "--litellm", help="row 4's peer: LiteLLM's executable, or `none` to skip it"
+    )
     args = parser.parse_args(argv)
+    if args.litellm:
+        os.environ["LITELLM_BIN"] = args.litellm
     selected = args.only.split(",") if args.only else list(ROWS)
     unknown = [r for r in selected if r not in ROWS]
     if unknown:

@@ -1,5 +1,5 @@
-"""The benchmark runner runs: its quickest mode on the cheap overhead row (structure only;
-timings are never asserted — these machines are noisy)."""
+"""The benchmark runner runs: its quickest mode on the cheap overhead row and on the server row
+(structure only; timings are never asserted — these machines are noisy)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,41 @@ run = pytest.importorskip("benchmarks.run")
 
 def test_runner_quick_overhead_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    assert run.main(["--quick", "--only", "3,4", "--out", str(out)]) == 0
+    assert run.main(["--quick", "--only", "3", "--out", str(out)]) == 0
     table = capsys.readouterr().out
     assert "moa CPU per call" in table
-    assert "row 4: needs `moa serve`" in table
     report = json.loads(out.read_text())
     rows = {r["row"]: r for r in report["rows"]}
-    assert set(rows) == {"3", "4"}
-    assert rows["4"]["skipped"]
+    assert set(rows) == {"3"}
     metrics = {m["name"]: m for m in rows["3"]["metrics"]}
     per_call = metrics["moa CPU per call"]
     assert per_call["unit"] == "ms" and per_call["goal"] == "<= 1"
     assert isinstance(per_call["value"], float) and per_call["value"] > 0
     assert isinstance(per_call["met"], bool)
+
+
+def test_runner_quick_server_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 4: upstream, `moa serve` and (when its executable is here) LiteLLM as child
+    processes, a few streamed requests each; without LiteLLM the row says so and goes on."""
+    pytest.importorskip("fastapi")
+    from benchmarks.rows import server
+
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "4", "--out", str(out)]) == 0
+    assert "4 clients, moa: added TTLB p50" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["row"] == "4" and not row["skipped"]
+    metrics = {m["name"]: m for m in row["metrics"]}
+    targets = ["direct", "moa"]
+    if server.litellm_executable() is None:
+        assert any("LiteLLM not measured" in note for note in row["notes"])
+    elif not row["notes"]:  # found and started
+        targets.append("litellm")
+        assert isinstance(metrics["4 clients: moa / LiteLLM requests/s"]["met"], bool)
+    for target in targets:
+        assert metrics[f"4 clients, {target}: failed requests"]["value"] == 0
+        p50 = metrics[f"4 clients, {target}: TTLB p50"]
+        assert p50["unit"] == "ms" and p50["value"] > 0
+    added = metrics["4 clients, moa: added TTLB p50"]
+    assert added["goal"] is None  # the goal applies at 64 and 256 clients only
+    assert isinstance(metrics["4 clients, moa: server CPU per request"]["value"], float)
