@@ -26,25 +26,23 @@ def test_runner_quick_overhead_row(tmp_path: Path, capsys: pytest.CaptureFixture
     assert isinstance(per_call["met"], bool)
 
 
-def test_runner_quick_server_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Row 4: upstream, `moa serve` and (when its executable is here) LiteLLM as child
-    processes, a few streamed requests each; without LiteLLM the row says so and goes on."""
+def test_runner_quick_server_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row 4: upstream and `moa serve` as child processes, a few streamed requests each. The
+    LiteLLM peer is left out here (it is measured only when present, by the full run), so the
+    smoke test is the same on every machine."""
     pytest.importorskip("fastapi")
-    from benchmarks.rows import server
+    monkeypatch.setenv("LITELLM_BIN", "none")
 
     out = tmp_path / "bench.json"
     assert run.main(["--quick", "--only", "4", "--out", str(out)]) == 0
     assert "4 clients, moa: added TTLB p50" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["rows"]
     assert row["row"] == "4" and not row["skipped"]
+    assert any("LiteLLM not measured" in note for note in row["notes"])
     metrics = {m["name"]: m for m in row["metrics"]}
-    targets = ["direct", "moa"]
-    if server.litellm_executable() is None:
-        assert any("LiteLLM not measured" in note for note in row["notes"])
-    elif not row["notes"]:  # found and started
-        targets.append("litellm")
-        assert isinstance(metrics["4 clients: moa / LiteLLM requests/s"]["met"], bool)
-    for target in targets:
+    for target in ("direct", "moa"):
         assert metrics[f"4 clients, {target}: failed requests"]["value"] == 0
         p50 = metrics[f"4 clients, {target}: TTLB p50"]
         assert p50["unit"] == "ms" and p50["value"] > 0
