@@ -101,8 +101,8 @@ async def test_sdk_async_completion_and_stream(upstream: FakeUpstream, moa_serve
     assert len(pieces) >= 3  # streamed in pieces, not one lump
 
 
-def test_sampling_fields_reach_the_upstream_calls(upstream: FakeUpstream, moa_server) -> None:
-    client(moa_server).chat.completions.create(
+def ask_with_sampling(server) -> None:
+    client(server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "q"}],
         temperature=0.25,
@@ -111,11 +111,31 @@ def test_sampling_fields_reach_the_upstream_calls(upstream: FakeUpstream, moa_se
         seed=42,
         stop=["END"],
     )
+
+
+def test_sampling_fields_apply_to_the_aggregator_and_proposers_keep_the_recipes(
+    upstream: FakeUpstream, moa_server
+) -> None:
+    ask_with_sampling(moa_server)
+    (final,) = upstream.requests_for("agg")
+    assert (final["temperature"], final["max_tokens"], final["seed"]) == (0.25, 77, 42)
+    assert final["stop"] == ["END"]
+    for model in ("a", "b"):
+        (sent,) = upstream.requests_for(model)
+        assert "seed" not in sent and "stop" not in sent and sent.get("temperature") != 0.25
+
+
+def test_a_recipe_may_let_request_sampling_reach_every_call(
+    upstream: FakeUpstream, serve_moa
+) -> None:
+    recipe = (
+        'name = "test-moa"\nrequest_sampling = "all"\n[retry]\nmax_attempts = 1\n'
+        '[[layers]]\nmodels = ["fake:a", "fake:b"]\n[aggregator]\nmodel = "fake:agg"\n'
+    )
+    ask_with_sampling(serve_moa(recipe))
     for model in ("a", "b", "agg"):
         (sent,) = upstream.requests_for(model)
-        assert sent["temperature"] == 0.25
-        assert sent["max_tokens"] == 77
-        assert sent["seed"] == 42
+        assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.25, 77, 42)
         assert sent["stop"] == ["END"]
 
 

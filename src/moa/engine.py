@@ -94,11 +94,20 @@ class MoA:
         return f"MoA({', '.join(map(repr, (*self.layers, self.aggregator)))})"
 
     async def stream(
-        self, prompt: Prompt, *, sampling: Sampling | None = None
+        self,
+        prompt: Prompt,
+        *,
+        sampling: Sampling | None = None,
+        aggregator_sampling: Sampling | None = None,
     ) -> AsyncIterator[Event]:
-        """Run once, yielding what happens as it happens; the last event is `Done`."""
+        """Run once, yielding what happens as it happens; the last event is `Done`.
+
+        `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
+        (over `sampling`), e.g. a client's max_tokens for the final answer.
+        """
         messages = as_messages(prompt)
         overrides = sampling or Sampling()
+        final = (aggregator_sampling or Sampling()).merged_over(overrides)
         result = Result()
         started = time.perf_counter()
         references: list[str] = []
@@ -115,13 +124,21 @@ class MoA:
                 raise LayerFailedError(number, records, result)
             references = [r.output for r in answers]
 
-        async for event in self._aggregate(messages, references, overrides, result):
+        async for event in self._aggregate(messages, references, final, result):
             yield event
         result.latency_s = time.perf_counter() - started
         yield Done(result)
 
-    async def arun(self, prompt: Prompt, *, sampling: Sampling | None = None) -> Result:
-        async for event in self.stream(prompt, sampling=sampling):
+    async def arun(
+        self,
+        prompt: Prompt,
+        *,
+        sampling: Sampling | None = None,
+        aggregator_sampling: Sampling | None = None,
+    ) -> Result:
+        async for event in self.stream(
+            prompt, sampling=sampling, aggregator_sampling=aggregator_sampling
+        ):
             if isinstance(event, Done):
                 return event.result
         raise AssertionError("stream() always ends with Done or an exception")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -80,6 +80,10 @@ class Recipe(_Strict):
     description: str = ""
     prompt: str = AGGREGATE_AND_SYNTHESIZE  # default aggregate-and-synthesize text
     timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    # Which calls a served request's temperature / max_tokens / stop / seed apply to: the
+    # aggregator only (proposers keep the recipe's own, e.g. Self-MoA's varied temperatures),
+    # or every call of the run.
+    request_sampling: Literal["aggregator", "all"] = "aggregator"
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     layers: list[LayerSpec] = Field(default_factory=list)

@@ -34,6 +34,7 @@ from moa.server.schemas import (
     validation_error,
 )
 from moa.server.security import AuthGate, BearerAuth, Redactor
+from moa.types import Sampling
 
 log = logging.getLogger("moa.server")
 
@@ -100,12 +101,14 @@ def create_app(
                 code="model_not_found",
             )
         check_supported(body)
-        messages, sampling = to_messages(body), to_sampling(body)
+        messages, requested = to_messages(body), to_sampling(body)
+        to_all = recipes[body.model].request_sampling == "all"
         run = Run(
             model=body.model,
             moa=mixture,
             messages=messages,
-            sampling=sampling,
+            sampling=requested if to_all else Sampling(),
+            aggregator_sampling=Sampling() if to_all else requested,
             slot=slots.take(),
             metrics=metrics,
             redactor=redactor,

@@ -39,7 +39,8 @@ class Run:
     model: str  # the recipe name the client asked for
     moa: MoA
     messages: list[Message]
-    sampling: Sampling
+    sampling: Sampling  # the request's, for every call of the run
+    aggregator_sampling: Sampling  # the request's, for the aggregator only
     slot: Slot
     metrics: Metrics
     redactor: Redactor
@@ -51,7 +52,12 @@ class Run:
         """Run to the end, then answer with one `chat.completion` body."""
         try:
             result = await until_disconnect(
-                receive, self.moa.arun(self.messages, sampling=self.sampling)
+                receive,
+                self.moa.arun(
+                    self.messages,
+                    sampling=self.sampling,
+                    aggregator_sampling=self.aggregator_sampling,
+                ),
             )
         except ClientGone:
             self._finish(False, CLIENT_CLOSED, None, "client_disconnected")
@@ -68,7 +74,13 @@ class Run:
 
     async def stream(self, receive: Receive) -> Response:
         """Start the run; answer with SSE once the first token is in, or with an error."""
-        events = aiter(self.moa.stream(self.messages, sampling=self.sampling))
+        events = aiter(
+            self.moa.stream(
+                self.messages,
+                sampling=self.sampling,
+                aggregator_sampling=self.aggregator_sampling,
+            )
+        )
         try:
             head = await until_disconnect(receive, _until_first_token(events))
         except ClientGone:
