@@ -24,15 +24,14 @@ class Progress:
         self.out, self.err = out, err
         self.show_proposals = show_proposals
         self.quiet = quiet
-        self._started_layer = 0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Token):
             self.out.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
             self.out.file.flush()
         elif isinstance(event, ProposalStarted):
-            if event.layer != self._started_layer and not self.quiet:
-                self._started_layer = event.layer
+            # A layer's calls all start at once, index 0 first: one header per layer.
+            if event.index == 0 and not self.quiet:
                 self.err.print(f"[dim]layer {event.layer}: proposing…[/dim]")
         elif isinstance(event, ProposalFinished | ProposalFailed):
             self._proposal(event.record)
