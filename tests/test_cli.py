@@ -153,6 +153,7 @@ def test_chat_keeps_the_history_across_turns(upstream: FakeUpstream, recipe_file
     done = moa("chat", "-r", str(recipe_file(RECIPE)), stdin="hello\nand then?\n/exit\n")
     assert done.returncode == 0, done.stderr
     assert "first reply" in done.stdout and "second reply" in done.stdout
+    assert done.stderr.count("layer 1: proposing") == 2  # progress for every turn
     last = upstream.requests_for("a")[-1]["messages"]
     assert last == [
         {"role": "user", "content": "hello"},
