@@ -169,3 +169,17 @@ def test_chat_survives_a_failed_turn(upstream: FakeUpstream, recipe_file) -> Non
     assert "aggregator failed" in done.stderr and "recovered" in done.stdout
     # the failed turn is not in the history
     assert upstream.requests_for("a")[-1]["messages"] == [{"role": "user", "content": "two"}]
+
+
+def test_overriding_models_drops_the_recipes_per_model_settings(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    path = recipe_file(
+        '[defaults]\ntemperature = 0.7\n[[layers]]\nmodels = [{model = "fake:a", max_tokens = 9}]\n'
+        '[aggregator]\nmodel = "fake:agg"\nmax_tokens = 11\nseed = 3\n'
+    )
+    done = moa("ask", "q", "-r", str(path), "-p", "fake:x", "-a", "fake:z")
+    assert done.returncode == 0, done.stderr
+    (proposal,), (final,) = upstream.requests_for("x"), upstream.requests_for("z")
+    assert "max_tokens" not in proposal and "max_tokens" not in final and "seed" not in final
+    assert proposal["temperature"] == final["temperature"] == 0.7  # recipe-wide defaults stay

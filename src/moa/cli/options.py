@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moa.errors import ConfigError
-from moa.recipes.schema import LayerSpec, ModelSpec, Recipe
+from moa.recipes.schema import AggregatorSpec, LayerSpec, ModelSpec, Recipe
 
 
 def apply_overrides(
@@ -31,7 +31,6 @@ def apply_overrides(
     if proposers or layers is not None:
         updates["layers"] = proposal_layers
     if aggregator:
-        updates["aggregator"] = recipe.aggregator.model_copy(
-            update={"model": aggregator, "fallbacks": []}
-        )
+        # The recipe's aggregator settings belong to its model; the new one starts clean.
+        updates["aggregator"] = AggregatorSpec(model=aggregator, prompt=recipe.aggregator.prompt)
     return recipe.model_copy(update=updates) if updates else recipe
