@@ -191,6 +191,13 @@ def serve(
     graceful_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight runs get to finish on shutdown.")
     ] = 30,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="Let browser apps on this origin call the API (repeatable; * for any).",
+        ),
+    ] = None,
 ) -> None:
     """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
     try:
@@ -211,6 +218,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             workers=workers,
             graceful_timeout_s=graceful_timeout,
+            cors_origins=cors_origin or [],
         )
     except ConfigError as exc:
         raise _fail(2, str(exc)) from None

@@ -15,11 +15,12 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
 from moa import recipes as recipe_lib
 from moa.engine import MoA
-from moa.errors import MoAError
+from moa.errors import ConfigError, MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
@@ -51,14 +52,14 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     registry_factory: Callable[[], Registry] = Registry,
     env: Mapping[str, str] | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """Serve `recipes` under their keys as model names.
 
     Every recipe is built now, so a missing key or extra fails at startup, not on a request.
+    `cors_origins` lets browser apps on those origins call the API (`*` for any).
     """
-    mixtures: dict[str, MoA] = {
-        name: recipe_lib.build(recipe, registry_factory()) for name, recipe in recipes.items()
-    }
+    mixtures = _build_all(recipes, registry_factory())
     metrics = Metrics()
     slots = RunSlots(max_concurrent_runs)
     redactor = Redactor.for_recipes(recipes.values(), env)
@@ -75,6 +76,14 @@ def create_app(
         summary="Mixture-of-Agents recipes served as OpenAI-compatible chat models.",
         lifespan=lifespan,
     )
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
     app.state.metrics = metrics
     app.state.slots = slots
     # Outermost last: auth runs before the body is buffered and measured.
@@ -183,3 +192,18 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics, redactor: Redactor) 
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(MoAError, on_moa_error)
     app.add_exception_handler(Exception, on_crash)
+
+
+def _build_all(recipes: Mapping[str, Recipe], registry: Registry) -> dict[str, MoA]:
+    """Build every recipe on one registry: one client and one set of rate limits per provider
+    for the whole process, however many recipes use it."""
+    declared: dict[str, tuple[str, object]] = {}
+    for name, recipe in recipes.items():
+        for provider, spec in recipe.providers.items():
+            earlier = declared.setdefault(provider, (name, spec))
+            if earlier[1] != spec:
+                raise ConfigError(
+                    f"recipes {earlier[0]!r} and {name!r} declare provider {provider!r} "
+                    f"differently; give one of them another provider name"
+                )
+    return {name: recipe_lib.build(recipe, registry) for name, recipe in recipes.items()}

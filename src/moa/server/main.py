@@ -21,6 +21,7 @@ ENV_RECIPES = "MOA_SERVE_RECIPES"
 ENV_API_KEYS = "MOA_API_KEYS"
 ENV_MAX_RUNS = "MOA_MAX_CONCURRENT_RUNS"
 ENV_MAX_BODY = "MOA_MAX_BODY_BYTES"
+ENV_CORS = "MOA_CORS_ORIGINS"
 
 
 def load_recipes(refs: Iterable[str]) -> dict[str, Recipe]:
@@ -51,7 +52,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 
 def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     """The app as configured by MOA_SERVE_RECIPES (comma-separated; default `local`),
-    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS and MOA_MAX_BODY_BYTES."""
+    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES and MOA_CORS_ORIGINS."""
     env = os.environ if env is None else env
     refs = [r.strip() for r in env.get(ENV_RECIPES, "local").split(",") if r.strip()]
     return create_app(
@@ -60,6 +61,7 @@ def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         max_concurrent_runs=_int_env(env, ENV_MAX_RUNS, DEFAULT_MAX_CONCURRENT_RUNS),
         max_body_bytes=_int_env(env, ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES),
         env=env,
+        cors_origins=parse_keys(env.get(ENV_CORS)),
     )
 
 
@@ -84,6 +86,7 @@ def serve(
     workers: int = 1,
     graceful_timeout_s: int = 30,
     log_level: str = "info",
+    cors_origins: Sequence[str] = (),
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight runs get `graceful_timeout_s` to finish."""
     _log_to_stderr(log_level)
@@ -95,6 +98,7 @@ def serve(
         api_keys=api_keys,
         max_concurrent_runs=max_concurrent_runs,
         max_body_bytes=max_body_bytes,
+        cors_origins=cors_origins,
     )
     if workers == 1:
         uvicorn.run(
@@ -110,6 +114,7 @@ def serve(
     os.environ[ENV_API_KEYS] = ",".join(api_keys)
     os.environ[ENV_MAX_RUNS] = str(max_concurrent_runs)
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
+    os.environ[ENV_CORS] = ",".join(cors_origins)
     uvicorn.run(
         "moa.server:app_from_env",
         factory=True,
