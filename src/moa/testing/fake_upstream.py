@@ -77,7 +77,6 @@ class FakeUpstream:
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[Body] = []
-        self.request_times: dict[str, list[float]] = defaultdict(list)
         self.disconnects = 0  # clients that went away before their answer was complete
         self.active = 0
         self.max_active = 0
@@ -147,9 +146,17 @@ class FakeUpstream:
             self._profiles.clear()
             self._scripts.clear()
             self.requests.clear()
-            self.request_times.clear()
             self.disconnects = 0
             self.max_active = 0
+
+    @property
+    def request_times(self) -> dict[str, list[float]]:
+        """Arrival times of the requests, by model (from the call log)."""
+        times: dict[str, list[float]] = defaultdict(list)
+        with self._lock:
+            for call in self.calls:
+                times[call.model].append(call.arrived)
+        return times
 
     def requests_for(self, model: str) -> list[Body]:
         with self._lock:
@@ -205,7 +212,6 @@ class FakeUpstream:
         call = Call(model, now)
         with self._lock:
             self.requests.append(body)
-            self.request_times[model].append(now)
             self.calls.append(call)
             wait = self._over_limit(now)
             if wait is not None:
