@@ -109,3 +109,14 @@ def test_custom_provider_key_variable_is_checked(recipe_file) -> None:
     )
     with pytest.raises(MissingAPIKeyError, match="MY_VLLM_KEY"):
         recipes.build(recipes.load(path), Registry(env={}))
+
+
+def test_registering_the_same_provider_again_keeps_its_client(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    registry = Registry(env={})
+    recipe = recipes.load(recipe_file('[aggregator]\nmodel = "fake:agg"\n'))
+    recipes.build(recipe, registry)
+    client = registry.provider("fake")
+    recipes.register_providers(recipe, registry)
+    assert registry.provider("fake") is client

@@ -59,34 +59,35 @@ async def open_session(no_cache: bool, cache_path: Path | None) -> AsyncIterator
     try:
         yield opened
     finally:
-        for mixture in opened.mixtures:
-            await mixture.aclose()
-        for registry in opened.registries:
-            await registry.aclose()
+        await opened.registry.aclose()
         if opened.cache is not None:
             opened.cache.close()
 
 
 class Session:
-    """The cache and everything opened on it, closed together."""
+    """The cache and one registry (one client and one set of rate limits per provider, shared
+    by the recipes, the baseline and the judge), closed together."""
 
     def __init__(self, cache: ResponseCache | None) -> None:
         self.cache = cache
-        self.mixtures: list[MoA] = []
-        self.registries: list[Registry] = []
+        self.registry = Registry()
+        self._recipes: list[Recipe] = []
+
+    def _share(self, recipe: Recipe) -> None:
+        if recipe not in self._recipes:
+            recipes.check_shared_providers([*self._recipes, recipe])
+            self._recipes.append(recipe)
 
     def build(self, recipe: Recipe) -> MoA:
-        mixture = recipes.build(recipe, cache=self.cache)
-        self.mixtures.append(mixture)
-        return mixture
+        self._share(recipe)
+        return recipes.build(recipe, self.registry, cache=self.cache)
 
     def judge(self, model: str, sources: Sequence[Recipe], max_tokens: int) -> Judge:
         """A judge whose provider may be a built-in one or any declared in the recipes."""
-        registry = Registry()
         for recipe in sources:
-            recipes.register_providers(recipe, registry)
-        self.registries.append(registry)
-        return Judge(model, registry, max_tokens=max_tokens, cache=self.cache)
+            self._share(recipe)
+            recipes.register_providers(recipe, self.registry)
+        return Judge(model, self.registry, max_tokens=max_tokens, cache=self.cache)
 
     def cache_note(self) -> str:
         if self.cache is None:

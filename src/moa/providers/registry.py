@@ -80,6 +80,8 @@ class Registry:
         self.limits.configure("local", RateLimit(max_concurrency=1))
 
     def add(self, config: ProviderConfig) -> None:
+        if self._configs.get(config.name) == config:
+            return  # registered already: keep its client and its rate-limit state
         self._configs[config.name] = config
         self._instances.pop(config.name, None)
         self.limits.configure(config.name, config.rate_limit)

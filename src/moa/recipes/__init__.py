@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "build",
     "builtin_names",
     "builtin_text",
+    "check_shared_providers",
     "load",
     "parse",
     "register_providers",
@@ -103,6 +105,19 @@ def build(
         retry=RetryPolicy(**recipe.retry.model_dump()),
         cache=cache,
     )
+
+
+def check_shared_providers(recipes: Sequence[Recipe]) -> None:
+    """Recipes that will share one registry must not declare a provider differently."""
+    declared: dict[str, tuple[str, ProviderSpec]] = {}
+    for recipe in recipes:
+        for provider, spec in recipe.providers.items():
+            first, earlier = declared.setdefault(provider, (recipe.name, spec))
+            if earlier != spec:
+                raise RecipeError(
+                    f"recipes {first!r} and {recipe.name!r} declare provider {provider!r} "
+                    f"differently; give one of them another provider name"
+                )
 
 
 def register_providers(recipe: Recipe, registry: Registry) -> None:

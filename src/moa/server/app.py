@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from moa import recipes as recipe_lib
 from moa.engine import MoA
-from moa.errors import ConfigError, MoAError
+from moa.errors import MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
@@ -197,13 +197,5 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics, redactor: Redactor) 
 def _build_all(recipes: Mapping[str, Recipe], registry: Registry) -> dict[str, MoA]:
     """Build every recipe on one registry: one client and one set of rate limits per provider
     for the whole process, however many recipes use it."""
-    declared: dict[str, tuple[str, object]] = {}
-    for name, recipe in recipes.items():
-        for provider, spec in recipe.providers.items():
-            earlier = declared.setdefault(provider, (name, spec))
-            if earlier[1] != spec:
-                raise ConfigError(
-                    f"recipes {earlier[0]!r} and {name!r} declare provider {provider!r} "
-                    f"differently; give one of them another provider name"
-                )
+    recipe_lib.check_shared_providers(list(recipes.values()))
     return {name: recipe_lib.build(recipe, registry) for name, recipe in recipes.items()}
