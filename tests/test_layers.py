@@ -167,3 +167,9 @@ def test_the_trace_records_every_call_with_usage_and_totals(
     assert (result.usage.input_tokens, result.usage.output_tokens) == (50, 10)
     assert all(c.latency_s > 0 for c in result.calls)
     assert result.to_dict()["usage"]["total_tokens"] == 60
+
+
+def test_aggregator_sampling_reaches_only_the_aggregator(upstream: FakeUpstream, make_moa) -> None:
+    make_moa([["a"]]).run("q", aggregator_sampling=Sampling(max_tokens=33))
+    assert "max_tokens" not in upstream.requests_for("a")[0]
+    assert upstream.requests_for("agg")[0]["max_tokens"] == 33

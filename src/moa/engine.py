@@ -143,12 +143,20 @@ class MoA:
                 return event.result
         raise AssertionError("stream() always ends with Done or an exception")
 
-    def run(self, prompt: Prompt, *, sampling: Sampling | None = None) -> Result:
+    def run(
+        self,
+        prompt: Prompt,
+        *,
+        sampling: Sampling | None = None,
+        aggregator_sampling: Sampling | None = None,
+    ) -> Result:
         """Blocking form of `arun`, for scripts and notebooks without an event loop."""
 
         async def once() -> Result:
             try:
-                return await self.arun(prompt, sampling=sampling)
+                return await self.arun(
+                    prompt, sampling=sampling, aggregator_sampling=aggregator_sampling
+                )
             finally:
                 # Clients are bound to this loop, which ends with asyncio.run().
                 await self.registry.aclose()
