@@ -15,6 +15,16 @@ class ProposalStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class ProposalDelta:
+    """A piece of a proposer's answer as it is generated (one piece for whole-answer providers)."""
+
+    layer: int
+    index: int
+    model: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProposalFinished:
     record: CallRecord
 
@@ -40,4 +50,12 @@ class Done:
     result: Result
 
 
-Event = ProposalStarted | ProposalFinished | ProposalFailed | AggregatorStarted | Token | Done
+Event = (
+    ProposalStarted
+    | ProposalDelta
+    | ProposalFinished
+    | ProposalFailed
+    | AggregatorStarted
+    | Token
+    | Done
+)

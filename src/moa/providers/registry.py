@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.providers.base import Provider
-from moa.providers.openai_compat import OpenAICompatibleProvider
 from moa.ratelimit import Limits, RateLimit
 from moa.retry import RetryPolicy
 
@@ -34,10 +33,9 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
         ProviderConfig("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
         ProviderConfig("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
         ProviderConfig("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-        # One local GPU serves Ollama: more parallel calls only queue there.
-        ProviderConfig(
-            "ollama", "http://localhost:11434/v1", rate_limit=RateLimit(max_concurrency=2)
-        ),
+        # No client cap: Ollama queues requests itself (OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
+        # and a cap below a layer's width would only add latency.
+        ProviderConfig("ollama", "http://localhost:11434/v1", rate_limit=RateLimit()),
     )
 }
 
@@ -131,6 +129,9 @@ class Registry:
             api_key = self._env.get(config.api_key_env, "")
             if not api_key:
                 raise MissingAPIKeyError(config.name, config.api_key_env)
+        # Imported here: the SDK costs ~0.8 s to import and the local recipe never needs it.
+        from moa.providers.openai_compat import OpenAICompatibleProvider
+
         return OpenAICompatibleProvider(
             config.name,
             base_url=base_url,
