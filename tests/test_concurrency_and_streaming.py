@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from moa import AggregatorStarted, Done, ProposalFinished, ProposalStarted, Token
+from moa import AggregatorStarted, Done, ProposalDelta, ProposalFinished, ProposalStarted, Token
 from moa.testing import FakeUpstream, Reply
 
 
@@ -39,7 +39,8 @@ async def test_events_come_in_order_and_tokens_spell_the_answer(
     upstream: FakeUpstream, make_moa
 ) -> None:
     upstream.script("agg", Reply("the final answer is here", token_delay_s=0.01))
-    events = [e async for e in make_moa([["a", "b"]]).stream("q")]
+    all_events = [e async for e in make_moa([["a", "b"]]).stream("q")]
+    events = [e for e in all_events if not isinstance(e, ProposalDelta)]
     kinds = [type(e).__name__ for e in events]
     assert kinds[:2] == ["ProposalStarted", "ProposalStarted"]
     assert kinds[2:4] == ["ProposalFinished", "ProposalFinished"]
@@ -49,7 +50,25 @@ async def test_events_come_in_order_and_tokens_spell_the_answer(
     assert isinstance(events[-1], Done)
     assert events[-1].result.text == "".join(tokens)
     assert {e.model for e in events if isinstance(e, ProposalStarted)} == {"fake:a", "fake:b"}
-    assert all(e.record.latency_s > 0 for e in events if isinstance(e, ProposalFinished))
+
+
+async def test_proposals_stream_as_deltas_before_each_proposal_finishes(
+    upstream: FakeUpstream, make_moa
+) -> None:
+    upstream.script("a", Reply("alpha beta gamma", token_delay_s=0.01))
+    upstream.script("b", Reply("one two", token_delay_s=0.01))
+    events = [e async for e in make_moa([["a", "b"]]).stream("q")]
+    for index, answer in ((0, "alpha beta gamma"), (1, "one two")):
+        deltas = [e for e in events if isinstance(e, ProposalDelta) and e.index == index]
+        finished = next(
+            i
+            for i, e in enumerate(events)
+            if isinstance(e, ProposalFinished) and e.record.index == index
+        )
+        assert len(deltas) == len(answer.split(" "))  # one per streamed chunk, not one at the end
+        assert "".join(d.text for d in deltas) == answer == events[finished].record.output
+        assert all(events.index(d) < finished for d in deltas)
+        assert {(d.layer, d.model) for d in deltas} == {(1, f"fake:{'ab'[index]}")}
 
 
 async def test_tokens_reach_the_caller_before_the_aggregator_finishes(

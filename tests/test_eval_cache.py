@@ -85,12 +85,12 @@ async def test_the_key_covers_messages_and_sampling_and_survives_reopening(
     from moa.types import Completion
 
     cache = ResponseCache(path)
-    cache.put("fake", request, Completion("stored"))
+    await cache.put("fake", request, Completion("stored"))
     cache.close()
     reopened = ResponseCache(path)
-    hit = reopened.get("fake", request)
+    hit = await reopened.get("fake", request)
     assert hit is not None and hit.text == "stored"
-    assert reopened.get("fake", other_seed) is None
+    assert await reopened.get("fake", other_seed) is None
 
 
 def test_default_path_follows_moa_cache(monkeypatch, tmp_path: Path) -> None:

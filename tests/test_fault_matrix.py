@@ -310,7 +310,7 @@ async def test_a_configured_rate_limit_avoids_429s(upstream: FakeUpstream) -> No
 def test_local_models_report_their_loaded_context_window() -> None:
     from moa.providers.local import LocalProvider
 
-    assert LocalProvider(n_ctx=2048).context_window("smollm2") == 2048
+    assert LocalProvider(n_ctx=2048).profile("smollm2").context_window == 2048
 
 
 def test_a_call_queued_behind_a_concurrency_limit_is_not_timed_while_it_waits(

@@ -8,15 +8,23 @@ import random
 import pytest
 
 from moa import ProviderError, RetryPolicy
+from moa.errors import (
+    EmptyResponseError,
+    MalformedResponseError,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from moa.retry import parse_retry_after, with_retries
 
 
 def error(
-    status: int | None = None, *, kind: str = "status", retry_after: float | None = None
+    status: int | None = None,
+    *,
+    kind: type[ProviderError] = UpstreamStatusError,
+    retry_after: float | None = None,
 ) -> ProviderError:
-    return ProviderError(
-        "x", provider="p", model="m", status_code=status, kind=kind, retry_after=retry_after
-    )
+    return kind("x", provider="p", model="m", status_code=status, retry_after=retry_after)
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
@@ -30,8 +38,10 @@ def test_client_errors_are_not(status: int) -> None:
 
 
 def test_connection_errors_and_timeouts_are_retryable_bad_bodies_not() -> None:
-    assert error(kind="connection").retryable and error(kind="timeout").retryable
-    assert not error(kind="malformed").retryable and not error(kind="empty").retryable
+    assert error(kind=UpstreamConnectionError).retryable
+    assert error(kind=UpstreamTimeoutError).retryable
+    assert not error(kind=MalformedResponseError).retryable
+    assert not error(kind=EmptyResponseError).retryable
 
 
 def test_retry_after_headers() -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from moa.errors import ConfigError
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.types import Sampling
+
+if TYPE_CHECKING:
+    from moa.strategies import Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,7 @@ class Agent:
     system: str | None = None  # this slot's own system prompt
     system_role: bool | None = None  # None: ask the provider whether the template has one
     context_window: int | None = None  # tokens; None: the provider's or a known default
+    timeout_s: float | None = None  # per call; None: the provider's, else the recipe's
 
     @classmethod
     def of(cls, value: str | Agent) -> Agent:
@@ -66,10 +71,17 @@ class Aggregator:
         *,
         prompt: str = AGGREGATE_AND_SYNTHESIZE,
         fallbacks: Sequence[str | Agent] = (),
+        strategy: str | Strategy = "synthesize",
     ) -> None:
         self.agent = Agent.of(agent)
         self.prompt = prompt
         self.fallbacks: tuple[Agent, ...] = tuple(Agent.of(a) for a in fallbacks)
+        # Resolved now, so an unknown name fails when the MoA is built, not mid-run.
+        if isinstance(strategy, str):
+            from moa import strategies  # the strategies call agents: imported when first needed
+
+            strategy = strategies.get(strategy)
+        self.strategy: Strategy = strategy
 
     @property
     def candidates(self) -> tuple[Agent, ...]:

@@ -1,12 +1,17 @@
 """Context budgets: references are shortened to fit a model's window, never sent to be rejected.
 
-Token counts are estimated from characters (3 characters a token: conservative for English and
-code, so estimates run high and prompts stay inside the window).
+Token counts come from the model's profile (`ModelProfile.count_tokens`): the embedded model
+counts with its own tokenizer; for the others `estimate_tokens` estimates from characters —
+3 characters a token for alphabetic text (conservative for English and code) and one token per
+CJK character (BPE vocabularies spend about 0.7-1.5 tokens on each), so estimates run high and
+prompts stay inside the window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from moa.types import Message
 
@@ -36,31 +41,56 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
 }
 
 
+# CJK ideographs, kana, hangul and full-width forms: about a token each, not a third of one.
+_WIDE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+TokenCounter = Callable[[str], int]
+
+
 def estimate_tokens(text: str) -> int:
-    return int(len(text) / CHARS_PER_TOKEN) + 1
+    wide = len(_WIDE.findall(text))
+    return int((len(text) - wide) / CHARS_PER_TOKEN) + wide + 1
 
 
-def messages_tokens(messages: Sequence[Message]) -> int:
+def messages_tokens(messages: Sequence[Message], count: TokenCounter = estimate_tokens) -> int:
     # A few tokens per message for the chat template's role markers.
-    return sum(estimate_tokens(m["content"]) + 4 for m in messages)
+    return sum(count(m["content"]) + 4 for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """How much of one reference was kept to fit the window (characters)."""
+
+    kept: int
+    total: int
 
 
 def fit_references(
-    references: Sequence[str], *, available_tokens: int, overhead_tokens: int
-) -> list[str]:
+    references: Sequence[str],
+    *,
+    available_tokens: int,
+    overhead_tokens: int,
+    count: TokenCounter = estimate_tokens,
+) -> tuple[list[str], list[Cut]]:
     """Shorten references proportionally so that they and the rest of the prompt fit.
 
     `available_tokens` is the window minus the answer's max_tokens; `overhead_tokens` is what the
-    prompt costs without references. Each reference keeps its beginning and is marked where cut.
+    prompt costs without references. Each reference keeps its beginning and is marked where cut;
+    the cuts say how much of each was kept (empty when nothing was cut).
     """
     room = available_tokens - overhead_tokens
-    needed = sum(estimate_tokens(r) for r in references)
+    needed = sum(count(r) for r in references)
     if needed <= room:
-        return list(references)
-    mark = estimate_tokens(CUT_MARK)
+        return list(references), []
+    mark = count(CUT_MARK)
     scale = max(0.0, room - mark * len(references)) / needed
-    out = []
+    out, cuts = [], []
     for ref in references:
         keep = int(len(ref) * scale)
-        out.append(ref if keep >= len(ref) else ref[:keep].rstrip() + CUT_MARK)
-    return out
+        if keep >= len(ref):
+            out.append(ref)
+            cuts.append(Cut(len(ref), len(ref)))
+        else:
+            out.append(ref[:keep].rstrip() + CUT_MARK)
+            cuts.append(Cut(len(ref[:keep].rstrip()), len(ref)))
+    return out, cuts

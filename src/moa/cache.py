@@ -83,7 +83,7 @@ class ResponseCache:
         blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def get(self, provider: str, request: ChatRequest) -> Completion | None:
+    async def get(self, provider: str, request: ChatRequest) -> Completion | None:
         key = self.key(provider, request)
         if key is None:
             return None
@@ -96,7 +96,7 @@ class ResponseCache:
         self.hits += 1
         return Completion(text=row[0], usage=Usage(), finish_reason=row[1])
 
-    def put(self, provider: str, request: ChatRequest, completion: Completion) -> None:
+    async def put(self, provider: str, request: ChatRequest, completion: Completion) -> None:
         key = self.key(provider, request)
         if key is None or not completion.text:
             return
@@ -128,15 +128,10 @@ class ResponseCache:
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
             yield chunk
-        self.put(provider, request, Completion("".join(parts), usage, finish))
+        await self.put(provider, request, Completion("".join(parts), usage, finish))
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
-
-
-async def replay(completion: Completion) -> AsyncIterator[StreamChunk]:
-    """A cached answer as a stream: the whole text in one chunk."""
-    yield StreamChunk(completion.text, completion.usage, completion.finish_reason)

@@ -1,35 +1,28 @@
-"""One upstream call for one agent: message shaping, context budget, rate limits, timeout and
-retries.
+"""One upstream call for one agent: the request builder, then the provider's policy chain.
 
-The engine decides *what* to call and when; this module decides *how* one call is made.
+The engine decides *what* to call and when; this module decides *how* one call is made:
+`moa.request` shapes it (pure), `moa.policies` wraps the provider in cache / retry / rate
+limits / timeout, and the Caller puts them together and owns the two rules that need both —
+a context-length refusal is answered once with halved references, and an empty answer is a
+failure only when nothing explains it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from moa.agents import Agent
-from moa.budget import (
-    DEFAULT_CONTEXT_WINDOW,
-    KNOWN_CONTEXT_WINDOWS,
-    estimate_tokens,
-    fit_references,
-    messages_tokens,
-)
-from moa.cache import ResponseCache, replay
-from moa.errors import ProviderError
-from moa.prompts import fold_system, inject_references
-from moa.providers.base import Provider
+from moa.cache import ResponseCache
+from moa.errors import ContextLengthError, ProviderError
+from moa.policies import aclose, chain
+from moa.providers.base import ModelProfile, Provider
 from moa.providers.registry import Registry
-from moa.retry import RetryPolicy, with_retries
-from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk
-
-T = TypeVar("T")
-# Room kept for the answer when neither the call nor the recipe sets max_tokens.
-DEFAULT_ANSWER_TOKENS = 1024
+from moa.request import Built, Call, build_request
+from moa.retry import RetryPolicy
+from moa.trace import CallRecord
+from moa.types import ChatRequest, Completion, Sampling, StreamChunk
 
 
 @dataclass(slots=True)
@@ -39,213 +32,93 @@ class Caller:
     timeout_s: float
     defaults: Sampling
     cache: ResponseCache | None = None  # reproducible calls only; see moa.cache
-    # provider:model -> has a system role; asked once (a local model loads to answer it), not
-    # through a worker thread on every call.
-    _system_roles: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Asked once per model (a local model loads to answer), not on every call.
+    _profiles: dict[tuple[str, str], ModelProfile] = field(default_factory=dict)
+    # Per provider instance: a registry that was closed makes new ones, which get new chains.
+    _chains: dict[int, tuple[Provider, Provider]] = field(default_factory=dict)
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
         self.registry.resolve(agent.model)
 
-    # -- what the engine calls ---------------------------------------------------------------
+    async def build(self, call: Call, *, squeeze: float = 1.0) -> tuple[Provider, Built]:
+        provider, model = self.registry.resolve(call.agent.model)
+        key = (provider.name, model)
+        if key not in self._profiles:
+            self._profiles[key] = await asyncio.to_thread(provider.profile, model)
+        config = self.registry.config(provider.name)
+        # The most specific timeout wins: the model's, then the provider's, then the recipe's.
+        timeout = call.agent.timeout_s or (config and config.timeout_s) or self.timeout_s
+        built = build_request(
+            call,
+            model,
+            self._profiles[key],
+            defaults=self.defaults,
+            timeout_s=timeout,
+            squeeze=squeeze,
+        )
+        return self._chain(provider), built
 
-    async def propose(
-        self,
-        agent: Agent,
-        messages: Sequence[Message],
-        references: Sequence[str],
-        prompt: str,
-        overrides: Sampling,
-    ) -> tuple[Completion, int]:
-        """A whole answer, and the attempts it took."""
-        return await self._send(agent, messages, references, prompt, overrides, self.complete)
-
-    async def open_stream(
-        self,
-        agent: Agent,
-        messages: Sequence[Message],
-        references: Sequence[str],
-        prompt: str,
-        overrides: Sampling,
-    ) -> tuple[AsyncIterator[StreamChunk], int]:
-        """A stream whose first chunk has arrived, and the attempts it took."""
-        return await self._send(agent, messages, references, prompt, overrides, self.stream)
-
-    async def _send(
-        self,
-        agent: Agent,
-        messages: Sequence[Message],
-        references: Sequence[str],
-        prompt: str,
-        overrides: Sampling,
-        send: Callable[[Provider, ChatRequest], Awaitable[T]],
-    ) -> T:
-        async def build_and_send(squeeze: float) -> T:
-            provider, request = await self.build_request(
-                agent, messages, references, prompt, overrides, squeeze=squeeze
-            )
-            return await send(provider, request)
-
-        try:
-            return await build_and_send(1.0)
-        except ProviderError as error:
-            if error.kind != "context_length":
-                raise
-            # The model rejected our estimate: halve the room for references, once.
-            return await build_and_send(0.5)
-
-    # -- building blocks ---------------------------------------------------------------------
-
-    async def build_request(
-        self,
-        agent: Agent,
-        messages: Sequence[Message],
-        references: Sequence[str],
-        prompt: str,
-        overrides: Sampling,
-        *,
-        squeeze: float = 1.0,
-    ) -> tuple[Provider, ChatRequest]:
-        provider, model = self.registry.resolve(agent.model)
-        shaped = list(messages)
-        if agent.system is not None:
-            if shaped and shaped[0]["role"] == "system":
-                merged = agent.system + "\n\n" + shaped[0]["content"]
-                shaped[0] = Message(role="system", content=merged)
-            else:
-                shaped.insert(0, Message(role="system", content=agent.system))
-        # The run's explicit overrides (CLI flags, API request) win over the agent's own
-        # settings, which win over the recipe's defaults.
-        sampling = overrides.merged_over(agent.sampling.merged_over(self.defaults))
-        if references:
-            overhead = messages_tokens(shaped) + estimate_tokens(prompt) + 8
-            room = self.context_window(agent, provider, model)
-            room -= sampling.max_tokens or DEFAULT_ANSWER_TOKENS
-            if squeeze < 1.0:
-                # The model rejected our estimate: shrink what we actually sent.
-                sent = overhead + sum(estimate_tokens(r) for r in references)
-                room = int(min(room, sent) * squeeze)
-            references = fit_references(references, available_tokens=room, overhead_tokens=overhead)
-        system_role = agent.system_role
-        if system_role is None:
-            system_role = self._system_roles.get((provider.name, model))
-        if system_role is None:
-            system_role = await asyncio.to_thread(provider.supports_system_role, model)
-            self._system_roles[(provider.name, model)] = system_role
-        shaped = inject_references(shaped, references, prompt=prompt)
-        if not system_role:
-            shaped = fold_system(shaped)
-        return provider, ChatRequest(model, tuple(shaped), sampling, self.timeout_s)
-
-    def context_window(self, agent: Agent, provider: Provider, model: str) -> int:
-        if agent.context_window is not None:
-            return agent.context_window
-        reported = getattr(provider, "context_window", None)
-        if callable(reported) and (window := reported(model)) is not None:
-            return int(window)
-        return KNOWN_CONTEXT_WINDOWS.get(model, DEFAULT_CONTEXT_WINDOW)
-
-    def _policy(self, provider: Provider) -> RetryPolicy:
-        return self.registry.retry_policy(provider.name) or self.retry
-
-    async def _attempt(
-        self, provider: Provider, request: ChatRequest, call: Callable[[], Awaitable[T]]
-    ) -> T:
-        """One try: wait for the rate limits, bound it by the timeout, teach the limiters."""
-        limiters = self.registry.limits.for_call(provider.name, request.model)
-        cost = messages_tokens(request.messages) + (request.sampling.max_tokens or 0)
-        async with limiters[0].slot(cost), limiters[1].slot(cost):
-            sent_at = limiters[0].now()
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    value = await call()
-            except TimeoutError:
-                error = _timeout(provider, request, self.timeout_s)
-                for limiter in limiters:
-                    limiter.on_error(error, sent_at)
-                raise error from None
-            except ProviderError as error:
-                for limiter in limiters:
-                    limiter.on_error(error, sent_at)
-                raise
-        for limiter in limiters:
-            limiter.on_success(sent_at)
-        return value
-
-    async def complete(self, provider: Provider, request: ChatRequest) -> tuple[Completion, int]:
-        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
-            return hit, 0
-
-        async def attempt() -> Completion:
-            return await self._attempt(provider, request, lambda: provider.complete(request))
-
-        completion, attempts = await with_retries(attempt, self._policy(provider))
-        if self.cache is not None:
-            self.cache.put(provider.name, request, completion)
-        return completion, attempts
+    def _chain(self, provider: Provider) -> Provider:
+        known = self._chains.get(id(provider))
+        if known is not None and known[0] is provider:
+            return known[1]
+        retry = self.registry.retry_policy(provider.name) or self.retry
+        wrapped = chain(provider, limits=self.registry.limits, retry=retry, cache=self.cache)
+        self._chains[id(provider)] = (provider, wrapped)
+        return wrapped
 
     async def stream(
-        self, provider: Provider, request: ChatRequest
-    ) -> tuple[AsyncIterator[StreamChunk], int]:
-        """Open a stream and wait for its first chunk, retrying until then; afterwards a
-        failure is not retried (the user has seen the tokens). The returned iterator yields
-        the first chunk again, then the rest, each within the per-call timeout."""
-        if self.cache is not None and (hit := self.cache.get(provider.name, request)):
-            return replay(hit), 0
-
-        async def first_chunk() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
-            chunks = aiter(provider.stream(request))
-            try:
-                first = await anext(chunks)
-            except StopAsyncIteration:
-                raise ProviderError.empty(provider.name, request.model, "stream") from None
-            except BaseException:
-                await _close(chunks)
-                raise
-            return chunks, first
-
-        async def attempt() -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
-            return await self._attempt(provider, request, first_chunk)
-
-        (chunks, first), attempts = await with_retries(attempt, self._policy(provider))
-        rest = self._rest(provider, request, chunks, first)
-        if self.cache is not None:
-            rest = self.cache.record(provider.name, request, rest)
-        return rest, attempts
-
-    async def _rest(
-        self,
-        provider: Provider,
-        request: ChatRequest,
-        chunks: AsyncIterator[StreamChunk],
-        first: StreamChunk,
-    ) -> AsyncIterator[StreamChunk]:
+        self, call: Call, record: CallRecord | None = None
+    ) -> AsyncGenerator[StreamChunk, None]:
+        """The answer, chunk by chunk (the first chunk carries the attempts it took). What was
+        cut or changed to fit the window is noted on `record`."""
+        provider, built = await self.build(call)
+        chunks = aiter(provider.stream(built.request))
+        try:
+            first = await anext(chunks)
+        except ContextLengthError:
+            # The model refused our estimate of what fits: halve the references' room, once.
+            provider, built = await self.build(call, squeeze=0.5)
+            chunks = aiter(provider.stream(built.request))
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise ProviderError.empty(provider.name, built.request.model, "stream") from None
+        if record is not None:
+            record.references_cut = built.cuts
+            record.notes.extend(built.notes)
+        said = bool(first.text.strip())
+        finish = first.finish_reason
         try:
             yield first
-            while True:
-                try:
-                    async with asyncio.timeout(self.timeout_s):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise _timeout(provider, request, self.timeout_s) from None
+            async for chunk in chunks:
+                said = said or bool(chunk.text.strip())
+                finish = chunk.finish_reason or finish
                 yield chunk
         finally:
-            await _close(chunks)
+            await aclose(chunks)
+        if not said and not _explains_empty(built.request, finish):
+            raise ProviderError.empty(provider.name, built.request.model)
+
+    async def complete(self, call: Call, record: CallRecord | None = None) -> Completion:
+        """The whole answer at once (judges and other non-streamed calls)."""
+        provider, built = await self.build(call)
+        try:
+            completion = await provider.complete(built.request)
+        except ContextLengthError:
+            provider, built = await self.build(call, squeeze=0.5)
+            completion = await provider.complete(built.request)
+        if record is not None:
+            record.references_cut = built.cuts
+            record.notes.extend(built.notes)
+        if not completion.text.strip() and not _explains_empty(
+            built.request, completion.finish_reason
+        ):
+            raise ProviderError.empty(provider.name, built.request.model)
+        return completion
 
 
-def _timeout(provider: Provider, request: ChatRequest, seconds: float) -> ProviderError:
-    return ProviderError(
-        f"{provider.name}:{request.model} gave no answer within {seconds:g}s "
-        f"(raise it with --timeout or `timeout_s` in the recipe)",
-        provider=provider.name,
-        model=request.model,
-        kind="timeout",
-    )
-
-
-async def _close(chunks: AsyncIterator[StreamChunk]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
+def _explains_empty(request: ChatRequest, finish_reason: str | None) -> bool:
+    """An empty answer is what was asked for when max_tokens ran out (a one-token classifier)
+    or a stop sequence matched at once (a client's title generator); otherwise it is a fault."""
+    return finish_reason == "length" or bool(request.sampling.stop)

@@ -12,31 +12,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from types import TracebackType
 
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.cache import ResponseCache
 from moa.caller import Caller
-from moa.errors import (
-    AggregatorFailedError,
-    ConfigError,
-    InputError,
-    LayerFailedError,
-    ProviderError,
-)
+from moa.errors import ConfigError, InputError, LayerFailedError, ProviderError
 from moa.events import (
-    AggregatorStarted,
     Done,
     Event,
+    ProposalDelta,
     ProposalFailed,
     ProposalFinished,
     ProposalStarted,
-    Token,
 )
 from moa.providers.registry import Registry
+from moa.request import Call
 from moa.retry import RetryPolicy
+from moa.strategies import Stage
 from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling, Usage
+from moa.types import Message, Sampling
 
 Prompt = str | Sequence[Message]
 
@@ -76,6 +72,7 @@ class MoA:
         self.layers: tuple[ProposalLayer, ...] = layers  # type: ignore[assignment]
         self.aggregator: Aggregator = stages[-1]
         self.registry = registry or Registry()
+        self._runner: asyncio.Runner | None = None  # the event loop of blocking `run()` calls
         self._caller = Caller(
             registry=self.registry,
             retry=retry or RetryPolicy(),
@@ -111,6 +108,7 @@ class MoA:
         result = Result()
         started = time.perf_counter()
         references: list[str] = []
+        proposals: list[CallRecord] = []
         for number, layer in enumerate(self.layers, 1):
             records: list[CallRecord] = []
             async for event in self._run_layer(
@@ -118,13 +116,22 @@ class MoA:
             ):
                 yield event
             result.calls.extend(records)
-            answers = [r for r in records if r.ok]
-            if not answers:
+            proposals = [r for r in records if r.ok]
+            if not proposals:
                 result.latency_s = time.perf_counter() - started
                 raise LayerFailedError(number, records, result)
-            references = [r.output for r in answers]
+            references = [r.output for r in proposals]
 
-        async for event in self._aggregate(messages, references, final, result):
+        stage = Stage(
+            number=len(self.layers) + 1,
+            messages=messages,
+            proposals=proposals,
+            aggregator=self.aggregator,
+            caller=self._caller,
+            overrides=final,
+            result=result,
+        )
+        async for event in self.aggregator.strategy.aggregate(stage):
             yield event
         result.latency_s = time.perf_counter() - started
         yield Done(result)
@@ -150,18 +157,31 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
     ) -> Result:
-        """Blocking form of `arun`, for scripts and notebooks without an event loop."""
+        """Blocking form of `arun`, for scripts and notebooks without an event loop. Calls share
+        one event loop, and so their connections, until `close()` (or the `with` block ends)."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(
+            self.arun(prompt, sampling=sampling, aggregator_sampling=aggregator_sampling)
+        )
 
-        async def once() -> Result:
-            try:
-                return await self.arun(
-                    prompt, sampling=sampling, aggregator_sampling=aggregator_sampling
-                )
-            finally:
-                # Clients are bound to this loop, which ends with asyncio.run().
-                await self.registry.aclose()
+    def close(self) -> None:
+        """End what `run()` opened: its connections and its event loop."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            runner.run(self.registry.aclose())
+            runner.close()
 
-        return asyncio.run(once())
+    def __enter__(self) -> MoA:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     async def aclose(self) -> None:
         await self.registry.aclose()
@@ -187,7 +207,8 @@ class MoA:
         records: list[CallRecord],
     ) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
-        finished: asyncio.Queue[CallRecord] = asyncio.Queue()
+        # Deltas and finished records of every proposer, in the order they happen.
+        happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
         slots = [
             CallRecord(layer=number, index=i, model=agent.model, role="proposer")
             for i, agent in enumerate(layer.agents)
@@ -195,7 +216,9 @@ class MoA:
         records.extend(slots)
         tasks = [
             asyncio.create_task(
-                self._propose(agent, slot, messages, references, layer.prompt, overrides, finished)
+                self._propose(
+                    Call(agent, messages, references, layer.prompt, overrides), slot, happened
+                )
             )
             for agent, slot in zip(layer.agents, slots, strict=True)
         ]
@@ -207,17 +230,20 @@ class MoA:
         try:
             while len(arrived) < len(tasks):
                 quorum = answered >= layer.min_proposals
-                if quorum and finished.empty() and (deadline is None or loop.time() >= deadline):
+                if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
                     break
                 wait = deadline - loop.time() if quorum and deadline is not None else None
                 try:
                     async with asyncio.timeout(wait):
-                        record = await finished.get()
+                        item = await happened.get()
                 except TimeoutError:
                     continue
-                arrived.add(record.index)
-                answered += record.ok
-                yield ProposalFinished(record) if record.ok else ProposalFailed(record)
+                if isinstance(item, ProposalDelta):
+                    yield item
+                    continue
+                arrived.add(item.index)
+                answered += item.ok
+                yield ProposalFinished(item) if item.ok else ProposalFailed(item)
         finally:
             for task in tasks:
                 task.cancel()
@@ -230,69 +256,33 @@ class MoA:
 
     async def _propose(
         self,
-        agent: Agent,
+        call: Call,
         record: CallRecord,
-        messages: list[Message],
-        references: list[str],
-        prompt: str,
-        overrides: Sampling,
-        finished: asyncio.Queue[CallRecord],
+        happened: asyncio.Queue[ProposalDelta | CallRecord],
     ) -> None:
         started = time.perf_counter()
+        parts: list[str] = []
         try:
-            completion, record.attempts = await self._caller.propose(
-                agent, messages, references, prompt, overrides
-            )
-            record.output, record.usage = completion.text, completion.usage
-            record.finish_reason = completion.finish_reason
+            async with aclosing(self._caller.stream(call, record)) as chunks:
+                async for chunk in chunks:
+                    if chunk.attempts is not None:
+                        record.attempts = chunk.attempts
+                    if chunk.text:
+                        parts.append(chunk.text)
+                        happened.put_nowait(
+                            ProposalDelta(record.layer, record.index, record.model, chunk.text)
+                        )
+                    record.usage = chunk.usage or record.usage
+                    record.finish_reason = chunk.finish_reason or record.finish_reason
         except ProviderError as error:
-            record.status, record.error, record.attempts = "failed", str(error), error.attempts
+            record.fail(error)
         except asyncio.CancelledError:
+            # A straggler keeps what it had said, for the trace.
+            record.output = "".join(parts)
             record.latency_s = time.perf_counter() - started
             raise
         except Exception as error:  # a provider bug must not take the whole run down
             record.status, record.error = "failed", f"{type(error).__name__}: {error}"
+        record.output = "".join(parts)
         record.latency_s = time.perf_counter() - started
-        finished.put_nowait(record)
-
-    async def _aggregate(
-        self,
-        messages: list[Message],
-        references: list[str],
-        overrides: Sampling,
-        result: Result,
-    ) -> AsyncIterator[Event]:
-        number = len(self.layers) + 1
-        failures: list[CallRecord] = []
-        for index, agent in enumerate(self.aggregator.candidates):
-            record = CallRecord(layer=number, index=index, model=agent.model, role="aggregator")
-            result.calls.append(record)
-            yield AggregatorStarted(number, agent.model)
-            started = time.perf_counter()
-            parts: list[str] = []
-            try:
-                chunks, record.attempts = await self._caller.open_stream(
-                    agent, messages, references, self.aggregator.prompt, overrides
-                )
-                usage: Usage | None = None
-                async for chunk in chunks:
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        yield Token(chunk.text)
-                    usage = chunk.usage or usage
-                    record.finish_reason = chunk.finish_reason or record.finish_reason
-                record.usage = usage or Usage()
-            except ProviderError as error:
-                record.status, record.error, record.attempts = "failed", str(error), error.attempts
-                if parts:
-                    record.error += " (after streaming part of the answer)"
-            finally:
-                record.output = "".join(parts)
-                record.latency_s = time.perf_counter() - started
-            if record.ok:
-                result.text, result.aggregator_model = record.output, agent.model
-                return
-            failures.append(record)
-            if parts:
-                break  # the user has seen tokens: a fallback would contradict them
-        raise AggregatorFailedError(failures, result)
+        happened.put_nowait(record)

@@ -9,6 +9,11 @@
     │   └── MissingExtraError       an optional dependency is not installed
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
+        │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
+        │   ├── UpstreamTimeoutError    no answer within the call's timeout
+        │   ├── UpstreamConnectionError could not connect, or the connection broke off
+        │   ├── MalformedResponseError  a body that is not the API's shape
+        │   └── EmptyResponseError      an answer with nothing in it
         ├── LayerFailedError        every proposer of a layer failed
         └── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
 
@@ -71,12 +76,15 @@ class RunError(MoAError):
 
 
 class ProviderError(RunError):
-    """One upstream call failed.
+    """One upstream call failed; the subclass says how (as httpx's exceptions do).
 
     `status_code` is the HTTP status (None for connection errors, timeouts and bad bodies);
     `retry_after` is the server's requested wait in seconds, when it sent one. Retry decisions
-    are made on these fields only, never on the message text.
+    are made on the type and these fields only, never on the message text. `kind` names the
+    failure for traces and clients (`rate_limited`, `timeout`, `context_length`, …).
     """
+
+    kind = "error"
 
     def __init__(
         self,
@@ -87,35 +95,82 @@ class ProviderError(RunError):
         status_code: int | None = None,
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
-        kind: str = "status",
     ) -> None:
         self.provider = provider
         self.model = model
         self.status_code = status_code
         self.headers = dict(headers or {})
         self.retry_after = retry_after
-        # one of: status, connection, timeout, empty, malformed, context_length, cancelled
-        self.kind = kind
         self.attempts = 1  # set by the retry loop when it gives up
         super().__init__(message)
 
     @classmethod
-    def empty(cls, provider: str, model: str, what: str = "content") -> ProviderError:
-        """An answer with nothing in it: a failure of that call, not retried."""
-        return cls(
-            f"{provider}:{model} returned empty {what}",
-            provider=provider,
-            model=model,
-            kind="empty",
+    def empty(cls, provider: str, model: str, what: str = "content") -> EmptyResponseError:
+        """An answer with nothing in it (and nothing to explain why): not retried."""
+        return EmptyResponseError(
+            f"{provider}:{model} returned empty {what}", provider=provider, model=model
         )
 
     @property
     def retryable(self) -> bool:
-        if self.kind in ("connection", "timeout"):
-            return True
-        if self.status_code is None:
-            return False
-        return self.status_code in (408, 409, 429) or self.status_code >= 500
+        return False
+
+
+class UpstreamStatusError(ProviderError):
+    """The upstream answered with an HTTP error status."""
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        if self.status_code == 429:
+            return "rate_limited"
+        if self.status_code in (401, 403):
+            return "auth"
+        if self.status_code is not None and self.status_code >= 500:
+            return "upstream_error"
+        return "bad_request"
+
+    @property
+    def retryable(self) -> bool:
+        code = self.status_code
+        return code is not None and (code in (408, 409, 429) or code >= 500)
+
+
+class ContextLengthError(UpstreamStatusError):
+    """The model refused the prompt as longer than its context window."""
+
+    kind = "context_length"
+
+    @property
+    def retryable(self) -> bool:
+        return False  # the caller shrinks the references instead
+
+
+class UpstreamTimeoutError(ProviderError):
+    kind = "timeout"
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class UpstreamConnectionError(ProviderError):
+    """Could not connect, or the connection broke off mid-answer."""
+
+    kind = "connection"
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class MalformedResponseError(ProviderError):
+    """A body that is not the API's shape: truncated JSON, an HTML page, a missing field."""
+
+    kind = "malformed"
+
+
+class EmptyResponseError(ProviderError):
+    kind = "empty"
 
 
 class LayerFailedError(RunError):

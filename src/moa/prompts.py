@@ -57,3 +57,15 @@ def fold_system(messages: Sequence[Message]) -> list[Message]:
             out[i] = Message(role="user", content=system + "\n\n" + message["content"])
             return out
     return [Message(role="user", content=system), *out]
+
+
+def with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+    """`system` put first: merged before an existing leading system message, else inserted."""
+    out = [Message(role=m["role"], content=m["content"]) for m in messages]
+    if system is None:
+        return out
+    if out and out[0]["role"] == "system":
+        out[0] = Message(role="system", content=system + "\n\n" + out[0]["content"])
+    else:
+        out.insert(0, Message(role="system", content=system))
+    return out

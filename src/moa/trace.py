@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from moa.budget import Cut
+from moa.errors import ProviderError
 from moa.types import Usage
 
 CallRole = Literal["proposer", "aggregator"]
@@ -24,6 +26,18 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     attempts: int = 1
     finish_reason: str | None = None  # the upstream's: "stop", "length" (hit max_tokens), …
+    # How much of each reference was kept to fit the window (empty: nothing was cut).
+    references_cut: list[Cut] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # settings changed to make the call fit
+    error_kind: str | None = None  # the failure's kind: rate_limited, timeout, empty, …
+
+    def fail(self, error: ProviderError) -> None:
+        self.status, self.error, self.attempts = "failed", str(error), error.attempts
+        self.error_kind = error.kind
+
+    @property
+    def shortened(self) -> bool:
+        return any(c.kept < c.total for c in self.references_cut)
 
     @property
     def ok(self) -> bool:
@@ -33,6 +47,7 @@ class CallRecord:
         data = asdict(self)
         data["input_tokens"] = self.usage.input_tokens
         data["output_tokens"] = self.usage.output_tokens
+        data["usage_estimated"] = self.usage.estimated
         del data["usage"]
         return data
 
@@ -60,6 +75,23 @@ class Result:
     @property
     def failures(self) -> list[CallRecord]:
         return [c for c in self.calls if not c.ok]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a user should know about how the answer was reached: shortened references and
+        settings moa changed to make a call fit."""
+        out: list[str] = []
+        for call in self.calls:
+            where = f"layer {call.layer} · {call.model}"
+            out.extend(f"{where}: {note}" for note in call.notes)
+            if call.shortened:
+                kept = sum(c.kept for c in call.references_cut)
+                total = sum(c.total for c in call.references_cut)
+                out.append(
+                    f"{where}: references cut to fit the context window "
+                    f"({kept:,} of {total:,} characters kept)"
+                )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         usage = self.usage

@@ -44,10 +44,14 @@ class ChatRequest:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    # True when the upstream reported no usage and moa counted the tokens itself.
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.estimated or other.estimated,
         )
 
     @property
@@ -60,12 +64,16 @@ class Completion:
     text: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    attempts: int = 1  # upstream tries it took; 0 when answered from the cache
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """A piece of a streamed answer: text, and on the last chunk usage and finish reason."""
+    """A piece of a streamed answer: text, and on the last chunk usage and finish reason.
+
+    `attempts` is set on the first chunk by the retry policy (0 for a cached answer)."""
 
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    attempts: int | None = None

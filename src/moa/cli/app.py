@@ -6,6 +6,8 @@ Errors become exit codes here and nowhere else: 2 for usage or configuration (Co
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sys
 from typing import Annotated
@@ -153,14 +155,19 @@ def chat(
         mixture = build()
     except ConfigError as exc:
         raise _fail(2, str(exc)) from None
-    chat_loop(
-        mixture,
-        sampling=Sampling(temperature=temperature, max_tokens=max_tokens),
-        system=system,
-        progress=Progress(out, err, show_proposals=show_proposals, quiet=False),
-        console=err,
-        run_guarded=run_guarded,
-    )
+    # One event loop for the whole session: its connections are reused from turn to turn.
+    with asyncio.Runner() as runner:
+        try:
+            chat_loop(
+                mixture,
+                sampling=Sampling(temperature=temperature, max_tokens=max_tokens),
+                system=system,
+                progress=Progress(out, err, show_proposals=show_proposals, quiet=False),
+                console=err,
+                run_guarded=functools.partial(run_guarded, runner=runner),
+            )
+        finally:
+            runner.run(mixture.aclose())
 
 
 @app.command()

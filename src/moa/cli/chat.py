@@ -50,14 +50,11 @@ def chat_loop(
         turn = [*history, Message(role="user", content=line)]
 
         async def answer(turn: list[Message]) -> str:
-            try:
-                async for event in mixture.stream(turn, sampling=sampling):
-                    progress(event)
-                    if isinstance(event, Done):
-                        return event.result.text
-                return ""
-            finally:
-                await mixture.registry.aclose()
+            async for event in mixture.stream(turn, sampling=sampling):
+                progress(event)
+                if isinstance(event, Done):
+                    return event.result.text
+            return ""
 
         try:
             reply = run_guarded(functools.partial(answer, turn))

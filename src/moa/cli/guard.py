@@ -22,10 +22,14 @@ def fail(code: int, message: str) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run_guarded(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning moa's errors into one stderr line and an exit code."""
+def run_guarded(
+    make: Callable[[], Coroutine[Any, Any, T]], runner: asyncio.Runner | None = None
+) -> T:
+    """Run a coroutine, turning moa's errors into one stderr line and an exit code. With a
+    `runner`, on its event loop (a chat session keeps one loop, and its connections, for all
+    of its turns); Ctrl-C cancels the coroutine either way."""
     try:
-        return asyncio.run(make())
+        return runner.run(make()) if runner is not None else asyncio.run(make())
     except ConfigError as exc:
         raise fail(2, str(exc)) from None
     except MoAError as exc:  # RunError and its kin: the run started and failed

@@ -56,12 +56,16 @@ class Progress:
 
     def _done(self, result: Result) -> None:
         self.out.print()
+        # Warnings are not progress: even --quiet shows what changed the answer's footing.
+        for warning in result.warnings:
+            self.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
         if self.quiet:
             return
         usage = result.usage
         failed = len(result.failures)
         note = f" · {failed} failed" if failed else ""
+        about = "~" if usage.estimated else ""  # an upstream sent no usage: moa counted
         self.err.print(
-            f"[dim]{len(result.calls)} calls · {usage.input_tokens} in / {usage.output_tokens} out "
-            f"tokens · {result.latency_s:.1f}s{note}[/dim]"
+            f"[dim]{len(result.calls)} calls · {about}{usage.input_tokens} in / "
+            f"{usage.output_tokens} out tokens · {result.latency_s:.1f}s{note}[/dim]"
         )

@@ -13,6 +13,7 @@ from moa.agents import Agent
 from moa.cache import ResponseCache
 from moa.caller import Caller
 from moa.providers.registry import Registry
+from moa.request import Call
 from moa.retry import RetryPolicy
 from moa.types import Message, Sampling, Usage
 
@@ -34,10 +35,7 @@ class Judge:
         self._caller.check(self._agent)  # a missing key fails before any answer is generated
 
     async def ask(self, messages: Sequence[Message]) -> tuple[str, Usage]:
-        provider, request = await self._caller.build_request(
-            self._agent, messages, (), "", Sampling()
-        )
-        completion, _ = await self._caller.complete(provider, request)
+        completion = await self._caller.complete(Call(self._agent, messages))
         return completion.text, completion.usage
 
 

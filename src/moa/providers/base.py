@@ -1,19 +1,50 @@
-"""The one protocol every provider implements."""
+"""The one protocol every provider implements, and what a provider says about each model."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
 
+from moa.budget import DEFAULT_CONTEXT_WINDOW, TokenCounter, estimate_tokens
 from moa.types import ChatRequest, Completion, StreamChunk
+
+# How a provider continues an answer it has already begun: "assistant" — the server continues a
+# final assistant message (vLLM's continue_final_message, llama.cpp's server); "kv" — a local
+# model that keeps its KV cache; "none" — it cannot.
+Continuation = Literal["none", "assistant", "kv"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an endpoint accepts beyond plain chat, declared per provider rather than guessed
+    per call (a recipe may declare them for its own `[providers.NAME]`)."""
+
+    tools: bool = False
+    json_schema: bool = False
+    logprobs: bool = False
+    n: bool = False
+    continuation: Continuation = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """One model as its provider knows it: window, chat template, capabilities, token counter."""
+
+    context_window: int = DEFAULT_CONTEXT_WINDOW
+    system_role: bool = True  # False: the template has none (Gemma's); fold it into a user turn
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    count_tokens: TokenCounter = estimate_tokens
 
 
 @runtime_checkable
 class Provider(Protocol):
-    """A source of chat completions: an OpenAI-compatible API, a local model, a test double.
+    """A source of chat completions: an OpenAI-compatible API, a local model, a test double, or
+    a policy (rate limit, timeout, retry, cache) wrapping another provider.
 
     `complete` returns the whole answer; `stream` yields it chunk by chunk, the last chunk
-    carrying usage when the backend reports it. Both raise `moa.errors.ProviderError`.
+    carrying usage and the finish reason. Both raise `moa.errors.ProviderError` subclasses.
+    `profile` may block (a local model loads to answer it): call it off the event loop.
     """
 
     name: str
@@ -22,6 +53,6 @@ class Provider(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]: ...
 
-    def supports_system_role(self, model: str) -> bool: ...
+    def profile(self, model: str) -> ModelProfile: ...
 
     async def aclose(self) -> None: ...

@@ -21,7 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from moa.errors import ConfigError, MissingExtraError, ProviderError
+from moa.errors import (
+    ConfigError,
+    ContextLengthError,
+    MalformedResponseError,
+    MissingExtraError,
+    ProviderError,
+)
+from moa.providers.base import Capabilities, ModelProfile
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
 ALIASES: dict[str, tuple[str, str]] = {
@@ -62,6 +69,13 @@ class _LoadedModel:
         template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
         self.system_role = "system" in template and "System role not supported" not in template
 
+    def count_tokens(self, text: str) -> int:
+        # Tokenizing reads the vocabulary only, not the context: safe beside a generation.
+        return len(self.llama.tokenize(text.encode(), add_bos=False, special=False))
+
+
+# llama.cpp constrains output to a JSON schema with a grammar; one sequence per call (no `n`).
+LOCAL_CAPABILITIES = Capabilities(json_schema=True)
 
 # Process-wide: the one llama thread, and the models it has loaded.
 _LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-llama")
@@ -96,11 +110,14 @@ class LocalProvider:
         except ImportError:
             raise MissingExtraError("llama-cpp-python", "local") from None
 
-    def supports_system_role(self, model: str) -> bool:
-        return self._model(model).system_role
-
-    def context_window(self, model: str) -> int:
-        return self._n_ctx
+    def profile(self, model: str) -> ModelProfile:
+        loaded = self._model(model)
+        return ModelProfile(
+            context_window=self._n_ctx,
+            system_role=loaded.system_role,
+            capabilities=LOCAL_CAPABILITIES,
+            count_tokens=loaded.count_tokens,
+        )
 
     async def aclose(self) -> None:
         # Loaded models stay for the process: reloading one costs more than keeping it.
@@ -126,10 +143,7 @@ class LocalProvider:
             text_parts.append(chunk.text)
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
-        text = "".join(text_parts)
-        if not text.strip():
-            raise ProviderError.empty(self.name, request.model)
-        return Completion(text=text, usage=usage, finish_reason=finish)
+        return Completion(text="".join(text_parts), usage=usage, finish_reason=finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         path = resolve_model_path(request.model)
@@ -156,15 +170,22 @@ class LocalProvider:
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
-                    raise ProviderError(
-                        f"local:{request.model} failed: {item}",
-                        provider=self.name,
-                        model=request.model,
-                        kind="malformed",
-                    ) from item
+                    raise _convert(item, request.model) from item
                 yield item
         finally:
             stop.set()  # a cancelled caller frees the llama thread after the current token
+
+
+def _convert(error: BaseException, model: str) -> ProviderError:
+    # llama-cpp-python says a prompt is too long only in a ValueError's text: this is the one
+    # place moa reads an error's words, because the library gives nothing else to go on.
+    if isinstance(error, ValueError) and "context window" in str(error):
+        return ContextLengthError(
+            f"local:{model}: {error}", provider="local", model=model, status_code=400
+        )
+    return MalformedResponseError(
+        f"local:{model} failed: {type(error).__name__}: {error}", provider="local", model=model
+    )
 
 
 def _generate(

@@ -3,6 +3,7 @@ through the official `openai` SDK. SDK retries are off: `moa.retry` owns retryin
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -10,7 +11,21 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from moa.errors import ProviderError
+from moa.budget import (
+    DEFAULT_CONTEXT_WINDOW,
+    KNOWN_CONTEXT_WINDOWS,
+    estimate_tokens,
+    messages_tokens,
+)
+from moa.errors import (
+    ContextLengthError,
+    MalformedResponseError,
+    ProviderError,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from moa.providers.base import Capabilities, ModelProfile
 from moa.retry import parse_retry_after
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
@@ -25,10 +40,14 @@ class OpenAICompatibleProvider:
         api_key_env: str | None = None,
         timeout_s: float = 120.0,
         default_headers: Mapping[str, str] | None = None,
+        capabilities: Capabilities | None = None,
+        context_windows: Mapping[str, int] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url
         self.api_key_env = api_key_env
+        self.capabilities = capabilities or Capabilities()
+        self._windows = dict(context_windows or KNOWN_CONTEXT_WINDOWS)
         self._client = AsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -37,8 +56,12 @@ class OpenAICompatibleProvider:
             default_headers=dict(default_headers or {}),
         )
 
-    def supports_system_role(self, model: str) -> bool:
-        return True  # the hosted APIs apply each model's template themselves
+    def profile(self, model: str) -> ModelProfile:
+        # The hosted APIs apply each model's chat template themselves: a system role always works.
+        return ModelProfile(
+            context_window=self._windows.get(model, DEFAULT_CONTEXT_WINDOW),
+            capabilities=self.capabilities,
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -72,115 +95,164 @@ class OpenAICompatibleProvider:
             raise self._convert(exc, request.model) from exc
         except ValueError as exc:  # not JSON: an HTML error page, a truncated body
             raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
+        return self._completion(request, body)
+
+    def _completion(self, request: ChatRequest, body: Any) -> Completion:
         try:
             choice = body["choices"][0]
-            text = choice["message"]["content"]
-            usage = _usage(body.get("usage"))
+            text = choice["message"]["content"] or ""
             finish = choice.get("finish_reason")
+            usage = _usage(body.get("usage"))
         except (KeyError, IndexError, TypeError, AttributeError):
             raise self._bad_body(request.model, "no choices[0].message in the body") from None
-        if not isinstance(text, str) or not text.strip():
-            raise ProviderError.empty(self.name, request.model)
-        return Completion(text=text, usage=usage or Usage(), finish_reason=finish)
+        if not isinstance(text, str):
+            raise self._bad_body(request.model, "choices[0].message.content is not text")
+        return Completion(text, usage or _estimate(request, text), finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         params = self._params(request)
         params["stream"] = True
         params["stream_options"] = {"include_usage": True}
         streamed = False
-        finish: str | None = None
         try:
             async with self._client.chat.completions.with_streaming_response.create(
                 **params
             ) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments, `event:` lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if not isinstance(chunk, dict):
-                        raise ValueError("a stream event that is not a JSON object")
-                    if chunk.get("error"):
-                        raise self._stream_error(request.model, chunk["error"])
-                    text = ""
-                    choices = chunk.get("choices") or []
-                    if choices:
-                        delta = choices[0].get("delta") or {}
-                        text = delta.get("content") or ""
-                        finish = choices[0].get("finish_reason") or finish
-                    usage = _usage(chunk.get("usage"))
-                    if text or usage:
+                http = _http_library(response.http_response)
+                try:
+                    if not _is_event_stream(response.headers.get("content-type", "")):
+                        # A server that ignored stream=true (or an error page served as 200).
+                        body = json.loads(await response.read())
+                        yield _as_chunk(self._completion(request, body))
+                        return
+                    async for chunk in self._chunks(request, response.iter_lines()):
                         streamed = True
-                        yield StreamChunk(text=text, usage=usage, finish_reason=finish)
-        except ProviderError:
-            raise
+                        yield chunk
+                except http.RequestError as exc:
+                    timed_out = isinstance(exc, http.TimeoutException)
+                    raise self._broken(request.model, exc, streamed, timed_out) from exc
         except openai.OpenAIError as exc:
             raise self._convert(exc, request.model) from exc
-        except (ValueError, AttributeError, TypeError) as exc:
+        except ValueError as exc:  # JSON that does not parse
             raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            # Reading the body raises the HTTP library's own errors (httpx or httpx2, by SDK
-            # version), which are not part of the SDK's API: a stream that broke off.
-            where = "broke off" if streamed else "failed before its first token"
-            raise ProviderError(
-                f"{self.name}:{request.model}: the stream {where} ({exc})",
-                provider=self.name,
-                model=request.model,
-                kind="connection",
-            ) from exc
+
+    async def _chunks(
+        self, request: ChatRequest, lines: AsyncIterator[str]
+    ) -> AsyncIterator[StreamChunk]:
+        """Chat-completion chunks from server-sent events; every chunk's finish reason is kept
+        (llama.cpp's server sends it in a chunk whose delta is empty), and a stream that ends
+        without usage (servers that ignore `stream_options`) gets an estimate, marked as such."""
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        async for data in _sse_data(lines):
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if not isinstance(chunk, dict):
+                raise ValueError("a stream event that is not a JSON object")
+            if chunk.get("error"):
+                raise self._stream_error(request.model, chunk["error"])
+            text, reason = "", None
+            choices = chunk.get("choices") or []
+            if choices and isinstance(choices[0], dict):
+                text = (choices[0].get("delta") or {}).get("content") or ""
+                reason = choices[0].get("finish_reason")
+            finish = reason or finish
+            usage = _usage(chunk.get("usage")) or usage
+            if text or reason:
+                parts.append(text)
+                yield StreamChunk(text=text, finish_reason=reason)
+        yield StreamChunk(usage=usage or _estimate(request, "".join(parts)), finish_reason=finish)
 
     def _stream_error(self, model: str, error: object) -> ProviderError:
         message = error.get("message") if isinstance(error, dict) else error
-        return ProviderError(
+        status = error.get("code") if isinstance(error, dict) else None
+        return UpstreamStatusError(
             f"{self.name}:{model}: error in the stream: {message}",
             provider=self.name,
             model=model,
-            kind="status",
+            status_code=status if isinstance(status, int) else None,
+        )
+
+    def _broken(self, model: str, exc: Exception, streamed: bool, timed_out: bool) -> ProviderError:
+        where = "broke off" if streamed else "failed before its first token"
+        error_type = UpstreamTimeoutError if timed_out else UpstreamConnectionError
+        return error_type(
+            f"{self.name}:{model}: the stream {where} ({type(exc).__name__}: {exc})",
+            provider=self.name,
+            model=model,
         )
 
     def _bad_body(self, model: str, why: str) -> ProviderError:
-        return ProviderError(
-            f"{self.name}:{model}: malformed response: {why}",
-            provider=self.name,
-            model=model,
-            kind="malformed",
+        return MalformedResponseError(
+            f"{self.name}:{model}: malformed response: {why}", provider=self.name, model=model
         )
 
     def _convert(self, exc: openai.OpenAIError, model: str) -> ProviderError:
         where = f"{self.name}:{model}"
         if isinstance(exc, openai.APITimeoutError):
-            return ProviderError(
-                f"{where} timed out", provider=self.name, model=model, kind="timeout"
-            )
+            return UpstreamTimeoutError(f"{where} timed out", provider=self.name, model=model)
         if isinstance(exc, openai.APIConnectionError):
-            return ProviderError(
+            return UpstreamConnectionError(
                 f"{where}: cannot reach {self.base_url} ({exc.__cause__ or exc})",
                 provider=self.name,
                 model=model,
-                kind="connection",
             )
         if isinstance(exc, openai.APIStatusError):
             headers = {k.lower(): v for k, v in exc.response.headers.items()}
-            kind = (
-                "context_length"
+            error_type = (
+                ContextLengthError
                 if _error_code(exc.body) == "context_length_exceeded"
-                else ("status")
+                else UpstreamStatusError
             )
             hint = ""
             if exc.status_code in (401, 403) and self.api_key_env:
                 hint = f" — check the key in {self.api_key_env}"
-            return ProviderError(
+            return error_type(
                 f"{where}: HTTP {exc.status_code}: {_error_message(exc)}{hint}",
                 provider=self.name,
                 model=model,
                 status_code=exc.status_code,
                 headers=headers,
                 retry_after=parse_retry_after(headers),
-                kind=kind,
             )
         return self._bad_body(model, str(exc))
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each server-sent event, per the spec: consecutive `data:` lines of one
+    event are joined with newlines, a blank line ends the event, other fields are skipped."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _http_library(response: object) -> Any:
+    """The HTTP library under the SDK (httpx, or httpx2 in newer SDKs): reading a body raises
+    its errors, which are not part of the SDK's API. Both name them alike (RequestError,
+    TimeoutException), so they are looked up on the library the response belongs to."""
+    return importlib.import_module(type(response).__module__.partition(".")[0])
+
+
+def _as_chunk(completion: Completion) -> StreamChunk:
+    return StreamChunk(completion.text, completion.usage, completion.finish_reason)
+
+
+def _estimate(request: ChatRequest, output: str) -> Usage:
+    return Usage(messages_tokens(request.messages), estimate_tokens(output), estimated=True)
 
 
 def _usage(data: object) -> Usage | None:

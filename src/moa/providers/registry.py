@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
-from moa.providers.base import Provider
+from moa.providers.base import Capabilities, Provider
 from moa.ratelimit import Limits, RateLimit
 from moa.retry import RetryPolicy
 
@@ -19,7 +20,8 @@ class ProviderConfig:
     name: str
     base_url: str
     api_key_env: str | None = None
-    timeout_s: float = 120.0
+    timeout_s: float | None = None  # per call; None: the recipe's (a model's own wins over both)
+    capabilities: Capabilities = field(default_factory=Capabilities)
     # No request rate by default: the limiter learns it from the first 429 (see ratelimit.py).
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(max_concurrency=16))
     retry: RetryPolicy | None = None  # None: the recipe's policy
@@ -46,6 +48,13 @@ def _local_factory() -> Provider:
     return LocalProvider()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def split_model_ref(ref: str) -> tuple[str, str]:
     """`together:meta-llama/X` → ("together", "meta-llama/X"); only the first colon splits."""
     provider, sep, model = ref.partition(":")
@@ -70,6 +79,7 @@ class Registry:
         self._configs.update(providers or {})
         self._factories: dict[str, Callable[[], Provider]] = {"local": _local_factory}
         self._instances: dict[str, Provider] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._env = env if env is not None else os.environ
         # Limits are per process, shared by every run that uses this registry.
         self.limits = Limits({name: c.rate_limit for name, c in self._configs.items()})
@@ -101,6 +111,11 @@ class Registry:
         return sorted({*self._configs, *self._factories})
 
     def provider(self, name: str) -> Provider:
+        loop = _running_loop()
+        if loop is not None and loop is not self._loop:
+            # Clients belong to the event loop they first ran on: a new loop gets new ones
+            # (the old loop's are unusable here, and closed with it).
+            self._instances, self._loop = {}, loop
         if name in self._instances:
             return self._instances[name]
         if name in self._factories:
@@ -137,7 +152,8 @@ class Registry:
             base_url=base_url,
             api_key=api_key,
             api_key_env=config.api_key_env,
-            timeout_s=config.timeout_s,
+            timeout_s=config.timeout_s or 600.0,
+            capabilities=config.capabilities,
         )
 
     async def aclose(self) -> None:

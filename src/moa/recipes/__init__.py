@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,10 @@ def build(
     ]
     spec = recipe.aggregator
     aggregator = Aggregator(
-        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks"}))),
+        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks", "strategy"}))),
         prompt=spec.prompt or recipe.prompt,
         fallbacks=[_agent(m) for m in spec.fallbacks],
+        strategy=spec.strategy,
     )
     return MoA(
         *layers,
@@ -137,11 +139,17 @@ def _provider_config(
         )
     base = builtin or ProviderConfig(name, spec.base_url or "")
     limit = base.rate_limit
+    declared = {
+        key: value
+        for key in ("tools", "json_schema", "logprobs", "n", "continuation")
+        if (value := getattr(spec, key)) is not None
+    }
     return ProviderConfig(
         name,
         spec.base_url or base.base_url,
         spec.api_key_env if "api_key_env" in spec.model_fields_set else base.api_key_env,
-        spec.timeout_s,
+        spec.timeout_s if spec.timeout_s is not None else base.timeout_s,
+        replace(base.capabilities, **declared),
         RateLimit(
             spec.rpm or limit.rpm,
             spec.tpm or limit.tpm,
@@ -163,7 +171,14 @@ def _sampling(spec: SamplingSpec) -> Sampling:
 def _agent(spec: str | ModelSpec) -> Agent:
     if isinstance(spec, str):
         return Agent(spec)
-    return Agent(spec.model, _sampling(spec), spec.system, spec.system_role, spec.context_window)
+    return Agent(
+        spec.model,
+        _sampling(spec),
+        spec.system,
+        spec.system_role,
+        spec.context_window,
+        spec.timeout_s,
+    )
 
 
 def _describe(exc: ValidationError) -> str:

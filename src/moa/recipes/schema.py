@@ -25,6 +25,7 @@ class ModelSpec(SamplingSpec):
     system: str | None = None
     system_role: bool | None = None
     context_window: Annotated[int, Field(ge=256)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
 
 
 class LayerSpec(_Strict):
@@ -44,13 +45,10 @@ class LayerSpec(_Strict):
         return self
 
 
-class AggregatorSpec(SamplingSpec):
-    model: str
-    system: str | None = None
-    system_role: bool | None = None
-    context_window: Annotated[int, Field(ge=256)] | None = None
+class AggregatorSpec(ModelSpec):
     prompt: str | None = None
     fallbacks: list[str | ModelSpec] = Field(default_factory=list)
+    strategy: str = "synthesize"  # how the proposals become the answer (moa.strategies)
 
 
 class RetrySpec(_Strict):
@@ -71,8 +69,14 @@ class ProviderSpec(RateLimitSpec):
 
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    timeout_s: Annotated[float, Field(gt=0)] | None = None  # per call; the recipe's if unset
     retry: RetrySpec | None = None
+    # What the endpoint accepts (unset: the built-in provider's declared values, else none).
+    tools: bool | None = None
+    json_schema: bool | None = None
+    logprobs: bool | None = None
+    n: bool | None = None
+    continuation: Literal["none", "assistant"] | None = None
 
 
 class Recipe(_Strict):

@@ -54,6 +54,8 @@ class Reply:
     error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
     usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
     finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
+    # Ignore `stream_options.include_usage`, as llama.cpp's own server does: no usage chunk.
+    ignore_stream_options: bool = False
 
 
 @dataclass(slots=True)
@@ -262,7 +264,7 @@ class FakeUpstream:
         usage = reply.usage or (prompt_tokens, len(text.split()))
         if body.get("stream"):
             return StreamingResponse(
-                self._sse(call, model, text, reply, usage, body),
+                self._sse(call, model, "" if reply.content_null else text, reply, usage, body),
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
@@ -306,14 +308,15 @@ class FakeUpstream:
 
         try:
             yield chunk({"role": "assistant", "content": ""})
-            for i, word in enumerate(_words(text)):
+            for i, word in enumerate(_words(text) if text else []):
                 if reply.cut_after_tokens is not None and i >= reply.cut_after_tokens:
                     raise ConnectionResetError("scripted stream cut")
                 if reply.token_delay_s:
                     await asyncio.sleep(reply.token_delay_s)
                 yield chunk({"content": word})
             yield chunk({}, reply.finish_reason)
-            if (body.get("stream_options") or {}).get("include_usage"):
+            wants_usage = (body.get("stream_options") or {}).get("include_usage")
+            if wants_usage and not reply.ignore_stream_options:
                 payload = {
                     "id": "chatcmpl-fake",
                     "object": "chat.completion.chunk",

@@ -1,0 +1,109 @@
+"""What one agent is sent: the conversation, its references and settings, shaped for its model.
+
+Pure: no I/O, so every rule here is tested with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from moa.agents import Agent
+from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
+from moa.errors import ConfigError
+from moa.prompts import inject_references, with_system
+from moa.providers.base import ModelProfile
+from moa.types import ChatRequest, Message, Sampling
+
+# Room kept for the answer when neither the call nor the recipe sets max_tokens.
+DEFAULT_ANSWER_TOKENS = 1024
+# References squeezed below this (tokens, or share of their length) make the MoA a single
+# model in disguise: the answer's room is shrunk first, and if that is not enough, the run fails.
+MIN_REFERENCE_TOKENS = 200
+MIN_REFERENCE_SHARE = 0.25
+# Never shrink an answer's room below this to make space for references.
+MIN_ANSWER_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One agent's turn: what it answers, with what it sees of the previous layer."""
+
+    agent: Agent
+    messages: Sequence[Message]
+    references: Sequence[str] = ()
+    prompt: str = ""  # the aggregate-and-synthesize text put before the references
+    overrides: Sampling = field(default_factory=Sampling)  # the run's own settings win
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    request: ChatRequest
+    cuts: list[Cut] = field(default_factory=list)  # how much of each reference was kept
+    notes: list[str] = field(default_factory=list)  # what was changed to make it fit
+
+
+def build_request(
+    call: Call,
+    model: str,
+    profile: ModelProfile,
+    *,
+    defaults: Sampling,
+    timeout_s: float | None,
+    squeeze: float = 1.0,
+) -> Built:
+    """The request for `call` to `model`. `squeeze` < 1 shrinks the references' room after the
+    model refused our estimate of what fits (a context-length error)."""
+    agent = call.agent
+    messages = with_system(call.messages, agent.system)
+    # The run's explicit overrides (CLI flags, API request) win over the agent's own settings,
+    # which win over the recipe's defaults.
+    sampling = call.overrides.merged_over(agent.sampling.merged_over(defaults))
+    references: list[str] = list(call.references)
+    cuts: list[Cut] = []
+    notes: list[str] = []
+    if references:
+        count = profile.count_tokens
+        overhead = messages_tokens(messages, count) + count(call.prompt) + 8
+        window = agent.context_window or profile.context_window
+        sampling, note = _answer_room(call, sampling, window - overhead, count, model, window)
+        notes.extend(note)
+        room = window - (sampling.max_tokens or DEFAULT_ANSWER_TOKENS)
+        if squeeze < 1.0:
+            sent = overhead + sum(count(r) for r in references)
+            room = int(min(room, sent) * squeeze)
+        references, cuts = fit_references(
+            references, available_tokens=room, overhead_tokens=overhead, count=count
+        )
+    system_role = agent.system_role if agent.system_role is not None else profile.system_role
+    shaped = inject_references(messages, references, prompt=call.prompt, system_role=system_role)
+    return Built(ChatRequest(model, tuple(shaped), sampling, timeout_s), cuts, notes)
+
+
+def _answer_room(
+    call: Call,
+    sampling: Sampling,
+    free: int,
+    count: TokenCounter,
+    model: str,
+    window: int,
+) -> tuple[Sampling, list[str]]:
+    """Shrink max_tokens when it leaves the references too little of the window; fail when even
+    that is not enough. `free` is the window minus everything but references and answer."""
+    needed = sum(count(r) for r in call.references)
+    enough = min(needed, max(MIN_REFERENCE_TOKENS, int(needed * MIN_REFERENCE_SHARE)))
+    answer = sampling.max_tokens or DEFAULT_ANSWER_TOKENS
+    if free - answer >= enough:
+        return sampling, []
+    shrunk = max(min(answer, MIN_ANSWER_TOKENS), free - needed)
+    if free - shrunk < enough:
+        raise ConfigError(
+            f"{call.agent.model}: its {window}-token context window leaves no room for the "
+            f"references ({needed} tokens) — lower max_tokens, set the model's context_window, "
+            f"or give the proposers a smaller max_tokens"
+        )
+    note = (
+        f"max_tokens lowered from {answer} to {shrunk} so the references fit "
+        f"{model}'s {window}-token context window"
+    )
+    return replace(sampling, max_tokens=shrunk), [note]
