@@ -79,11 +79,15 @@ class Caller:
             first = await anext(chunks)
         except ContextLengthError:
             # The model refused our estimate of what fits: halve the references' room, once.
+            await aclose(chunks)
             provider, built = await self.build(call, squeeze=0.5)
             chunks = aiter(provider.stream(built.request))
             first = await anext(chunks)
         except StopAsyncIteration:
             raise ProviderError.empty(provider.name, built.request.model, "stream") from None
+        except BaseException:
+            await aclose(chunks)
+            raise
         if record is not None:
             record.references_cut = built.cuts
             record.notes.extend(built.notes)

@@ -157,13 +157,20 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
     ) -> Result:
-        """Blocking form of `arun`, for scripts and notebooks without an event loop. Calls share
-        one event loop, and so their connections, until `close()` (or the `with` block ends)."""
-        if self._runner is None:
-            self._runner = asyncio.Runner()
-        return self._runner.run(
-            self.arun(prompt, sampling=sampling, aggregator_sampling=aggregator_sampling)
-        )
+        """Blocking form of `arun`, for scripts and notebooks without an event loop. Inside a
+        `with MoA(...) as mixture:` block, calls share one event loop and its connections
+        until the block ends; outside one, each call opens and closes its own."""
+        coro = self.arun(prompt, sampling=sampling, aggregator_sampling=aggregator_sampling)
+        if self._runner is not None:
+            return self._runner.run(coro)
+
+        async def once() -> Result:
+            try:
+                return await coro
+            finally:
+                await self.registry.aclose()
+
+        return asyncio.run(once())
 
     def close(self) -> None:
         """End what `run()` opened: its connections and its event loop."""
@@ -173,6 +180,7 @@ class MoA:
             runner.close()
 
     def __enter__(self) -> MoA:
+        self._runner = self._runner or asyncio.Runner()
         return self
 
     def __exit__(

@@ -166,8 +166,12 @@ class Cached(Wrapper):
         if (hit := await self.cache.get(self.name, request)) is not None:
             yield StreamChunk(hit.text, hit.usage, hit.finish_reason, attempts=0)
             return
-        async for chunk in self.cache.record(self.name, request, self.inner.stream(request)):
-            yield chunk
+        chunks = self.cache.record(self.name, request, self.inner.stream(request))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await aclose(chunks)
 
 
 def chain(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import openai
@@ -125,9 +126,11 @@ class OpenAICompatibleProvider:
                         body = json.loads(await response.read())
                         yield _as_chunk(self._completion(request, body))
                         return
-                    async for chunk in self._chunks(request, response.iter_lines()):
-                        streamed = True
-                        yield chunk
+                    chunks = self._chunks(request, response.iter_lines())
+                    async with aclosing(chunks):
+                        async for chunk in chunks:
+                            streamed = True
+                            yield chunk
                 except http.RequestError as exc:
                     timed_out = isinstance(exc, http.TimeoutException)
                     raise self._broken(request.model, exc, streamed, timed_out) from exc
@@ -138,31 +141,32 @@ class OpenAICompatibleProvider:
 
     async def _chunks(
         self, request: ChatRequest, lines: AsyncIterator[str]
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk, None]:
         """Chat-completion chunks from server-sent events; every chunk's finish reason is kept
         (llama.cpp's server sends it in a chunk whose delta is empty), and a stream that ends
         without usage (servers that ignore `stream_options`) gets an estimate, marked as such."""
         parts: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
-        async for data in _sse_data(lines):
-            if data == "[DONE]":
-                break
-            chunk = json.loads(data)
-            if not isinstance(chunk, dict):
-                raise ValueError("a stream event that is not a JSON object")
-            if chunk.get("error"):
-                raise self._stream_error(request.model, chunk["error"])
-            text, reason = "", None
-            choices = chunk.get("choices") or []
-            if choices and isinstance(choices[0], dict):
-                text = (choices[0].get("delta") or {}).get("content") or ""
-                reason = choices[0].get("finish_reason")
-            finish = reason or finish
-            usage = _usage(chunk.get("usage")) or usage
-            if text or reason:
-                parts.append(text)
-                yield StreamChunk(text=text, finish_reason=reason)
+        async with aclosing(_sse_data(lines)) as events:
+            async for data in events:
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise ValueError("a stream event that is not a JSON object")
+                if chunk.get("error"):
+                    raise self._stream_error(request.model, chunk["error"])
+                text, reason = "", None
+                choices = chunk.get("choices") or []
+                if choices and isinstance(choices[0], dict):
+                    text = (choices[0].get("delta") or {}).get("content") or ""
+                    reason = choices[0].get("finish_reason")
+                finish = reason or finish
+                usage = _usage(chunk.get("usage")) or usage
+                if text or reason:
+                    parts.append(text)
+                    yield StreamChunk(text=text, finish_reason=reason)
         yield StreamChunk(usage=usage or _estimate(request, "".join(parts)), finish_reason=finish)
 
     def _stream_error(self, model: str, error: object) -> ProviderError:
@@ -220,7 +224,7 @@ class OpenAICompatibleProvider:
         return self._bad_body(model, str(exc))
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     """The `data` of each server-sent event, per the spec: consecutive `data:` lines of one
     event are joined with newlines, a blank line ends the event, other fields are skipped."""
     data: list[str] = []

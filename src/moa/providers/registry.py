@@ -112,10 +112,12 @@ class Registry:
 
     def provider(self, name: str) -> Provider:
         loop = _running_loop()
-        if loop is not None and loop is not self._loop:
-            # Clients belong to the event loop they first ran on: a new loop gets new ones
-            # (the old loop's are unusable here, and closed with it).
-            self._instances, self._loop = {}, loop
+        if loop is not None:
+            if self._loop is not None and loop is not self._loop:
+                # Clients belong to the event loop they first ran on: a new loop gets new
+                # ones (the old loop's are unusable here, and went with it).
+                self._instances = {}
+            self._loop = loop
         if name in self._instances:
             return self._instances[name]
         if name in self._factories:
