@@ -321,3 +321,17 @@ def test_blocking_runs_share_one_loop_and_one_client_until_closed() -> None:
         assert moa.run("two").text == "an answer"
         assert len(made) == 1 and closed == []  # one client served both runs
     assert closed == made  # and the `with` block closed it
+
+
+def test_the_builtin_ollama_provider_runs_a_whole_layer_at_once(upstream: FakeUpstream) -> None:
+    """Ollama queues requests itself: a client cap below the layer's width only adds latency."""
+    for name in "abcd":
+        upstream.script(name, Reply(name, delay_s=0.3))
+    registry = Registry(env={"MOA_OLLAMA_BASE_URL": upstream.base_url})
+    moa = MoA(
+        ProposalLayer(*(f"ollama:{name}" for name in "abcd")),
+        Aggregator("ollama:agg"),
+        registry=registry,
+    )
+    assert all(call.ok for call in moa.run("q").calls)
+    assert upstream.max_active == 4
