@@ -39,3 +39,24 @@ async def test_the_local_recipe_answers_offline_and_streams() -> None:
     assert result.text.strip() and result.text == "".join(tokens)
     assert all(0 < c.usage.output_tokens <= 24 for c in result.calls)
     assert result.usage.input_tokens > 0
+
+
+async def test_a_prompt_over_the_window_is_a_context_length_error_not_malformed() -> None:
+    from moa.errors import ContextLengthError
+    from moa.providers.local import LocalProvider
+    from moa.types import ChatRequest, Message
+
+    provider = LocalProvider(n_ctx=256)
+    request = ChatRequest("smollm2", (Message(role="user", content="word " * 600),), Sampling())
+    with pytest.raises(ContextLengthError):
+        await provider.complete(request)
+
+
+def test_the_local_profile_counts_with_the_models_own_tokenizer() -> None:
+    from moa.budget import estimate_tokens
+    from moa.providers.local import LocalProvider
+
+    profile = LocalProvider().profile("smollm2")
+    text = "The capital of France is Paris."
+    assert 0 < profile.count_tokens(text) != estimate_tokens(text)
+    assert profile.system_role  # SmolLM2's template has one

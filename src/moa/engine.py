@@ -12,23 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
 from types import TracebackType
 
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.cache import ResponseCache
 from moa.caller import Caller
-from moa.errors import ConfigError, InputError, LayerFailedError, ProviderError
+from moa.errors import ConfigError, InputError, LayerFailedError
 from moa.events import (
     Done,
     Event,
-    ProposalDelta,
-    ProposalFailed,
-    ProposalFinished,
-    ProposalStarted,
 )
+from moa.layer import run_layer
 from moa.providers.registry import Registry
-from moa.request import Call
 from moa.retry import RetryPolicy
 from moa.strategies import Stage
 from moa.trace import CallRecord, Result
@@ -111,8 +106,8 @@ class MoA:
         proposals: list[CallRecord] = []
         for number, layer in enumerate(self.layers, 1):
             records: list[CallRecord] = []
-            async for event in self._run_layer(
-                number, layer, messages, references, overrides, records
+            async for event in run_layer(
+                self._caller, number, layer, messages, references, overrides, records
             ):
                 yield event
             result.calls.extend(records)
@@ -204,93 +199,3 @@ class MoA:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    async def _run_layer(
-        self,
-        number: int,
-        layer: ProposalLayer,
-        messages: list[Message],
-        references: list[str],
-        overrides: Sampling,
-        records: list[CallRecord],
-    ) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
-        # Deltas and finished records of every proposer, in the order they happen.
-        happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
-        slots = [
-            CallRecord(layer=number, index=i, model=agent.model, role="proposer")
-            for i, agent in enumerate(layer.agents)
-        ]
-        records.extend(slots)
-        tasks = [
-            asyncio.create_task(
-                self._propose(
-                    Call(agent, messages, references, layer.prompt, overrides), slot, happened
-                )
-            )
-            for agent, slot in zip(layer.agents, slots, strict=True)
-        ]
-        for slot in slots:
-            yield ProposalStarted(number, slot.index, slot.model)
-        deadline = None if layer.deadline_s is None else loop.time() + layer.deadline_s
-        arrived: set[int] = set()
-        answered = 0
-        try:
-            while len(arrived) < len(tasks):
-                quorum = answered >= layer.min_proposals
-                if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
-                    break
-                wait = deadline - loop.time() if quorum and deadline is not None else None
-                try:
-                    async with asyncio.timeout(wait):
-                        item = await happened.get()
-                except TimeoutError:
-                    continue
-                if isinstance(item, ProposalDelta):
-                    yield item
-                    continue
-                arrived.add(item.index)
-                answered += item.ok
-                yield ProposalFinished(item) if item.ok else ProposalFailed(item)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for slot in slots:
-            if slot.index not in arrived:
-                slot.status = "cancelled"
-                slot.error = f"cancelled: layer {number} moved on with {answered} answers"
-                yield ProposalFailed(slot)
-
-    async def _propose(
-        self,
-        call: Call,
-        record: CallRecord,
-        happened: asyncio.Queue[ProposalDelta | CallRecord],
-    ) -> None:
-        started = time.perf_counter()
-        parts: list[str] = []
-        try:
-            async with aclosing(self._caller.stream(call, record)) as chunks:
-                async for chunk in chunks:
-                    if chunk.attempts is not None:
-                        record.attempts = chunk.attempts
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        happened.put_nowait(
-                            ProposalDelta(record.layer, record.index, record.model, chunk.text)
-                        )
-                    record.usage = chunk.usage or record.usage
-                    record.finish_reason = chunk.finish_reason or record.finish_reason
-        except ProviderError as error:
-            record.fail(error)
-        except asyncio.CancelledError:
-            # A straggler keeps what it had said, for the trace.
-            record.output = "".join(parts)
-            record.latency_s = time.perf_counter() - started
-            raise
-        except Exception as error:  # a provider bug must not take the whole run down
-            record.status, record.error = "failed", f"{type(error).__name__}: {error}"
-        record.output = "".join(parts)
-        record.latency_s = time.perf_counter() - started
-        happened.put_nowait(record)

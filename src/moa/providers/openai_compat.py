@@ -18,16 +18,8 @@ from moa.budget import (
     estimate_tokens,
     messages_tokens,
 )
-from moa.errors import (
-    ContextLengthError,
-    MalformedResponseError,
-    ProviderError,
-    UpstreamConnectionError,
-    UpstreamStatusError,
-    UpstreamTimeoutError,
-)
 from moa.providers.base import Capabilities, ModelProfile
-from moa.retry import parse_retry_after
+from moa.providers.openai_errors import Errors
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 
@@ -48,6 +40,7 @@ class OpenAICompatibleProvider:
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.capabilities = capabilities or Capabilities()
+        self._errors = Errors(name, base_url, api_key_env)
         self._windows = dict(context_windows or KNOWN_CONTEXT_WINDOWS)
         self._client = AsyncOpenAI(
             base_url=base_url,
@@ -93,9 +86,9 @@ class OpenAICompatibleProvider:
             )
             body = json.loads(raw.http_response.content)
         except openai.OpenAIError as exc:
-            raise self._convert(exc, request.model) from exc
+            raise self._errors.convert(exc, request.model) from exc
         except ValueError as exc:  # not JSON: an HTML error page, a truncated body
-            raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
+            raise self._errors.bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
         return self._completion(request, body)
 
     def _completion(self, request: ChatRequest, body: Any) -> Completion:
@@ -105,9 +98,11 @@ class OpenAICompatibleProvider:
             finish = choice.get("finish_reason")
             usage = _usage(body.get("usage"))
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise self._bad_body(request.model, "no choices[0].message in the body") from None
+            raise self._errors.bad_body(
+                request.model, "no choices[0].message in the body"
+            ) from None
         if not isinstance(text, str):
-            raise self._bad_body(request.model, "choices[0].message.content is not text")
+            raise self._errors.bad_body(request.model, "choices[0].message.content is not text")
         return Completion(text, usage or _estimate(request, text), finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -133,11 +128,11 @@ class OpenAICompatibleProvider:
                             yield chunk
                 except http.RequestError as exc:
                     timed_out = isinstance(exc, http.TimeoutException)
-                    raise self._broken(request.model, exc, streamed, timed_out) from exc
+                    raise self._errors.broken(request.model, exc, streamed, timed_out) from exc
         except openai.OpenAIError as exc:
-            raise self._convert(exc, request.model) from exc
+            raise self._errors.convert(exc, request.model) from exc
         except ValueError as exc:  # JSON that does not parse
-            raise self._bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
+            raise self._errors.bad_body(request.model, f"{type(exc).__name__}: {exc}") from exc
 
     async def _chunks(
         self, request: ChatRequest, lines: AsyncIterator[str]
@@ -156,7 +151,7 @@ class OpenAICompatibleProvider:
                 if not isinstance(chunk, dict):
                     raise ValueError("a stream event that is not a JSON object")
                 if chunk.get("error"):
-                    raise self._stream_error(request.model, chunk["error"])
+                    raise self._errors.stream_error(request.model, chunk["error"])
                 text, reason = "", None
                 choices = chunk.get("choices") or []
                 if choices and isinstance(choices[0], dict):
@@ -168,60 +163,6 @@ class OpenAICompatibleProvider:
                     parts.append(text)
                     yield StreamChunk(text=text, finish_reason=reason)
         yield StreamChunk(usage=usage or _estimate(request, "".join(parts)), finish_reason=finish)
-
-    def _stream_error(self, model: str, error: object) -> ProviderError:
-        message = error.get("message") if isinstance(error, dict) else error
-        status = error.get("code") if isinstance(error, dict) else None
-        return UpstreamStatusError(
-            f"{self.name}:{model}: error in the stream: {message}",
-            provider=self.name,
-            model=model,
-            status_code=status if isinstance(status, int) else None,
-        )
-
-    def _broken(self, model: str, exc: Exception, streamed: bool, timed_out: bool) -> ProviderError:
-        where = "broke off" if streamed else "failed before its first token"
-        error_type = UpstreamTimeoutError if timed_out else UpstreamConnectionError
-        return error_type(
-            f"{self.name}:{model}: the stream {where} ({type(exc).__name__}: {exc})",
-            provider=self.name,
-            model=model,
-        )
-
-    def _bad_body(self, model: str, why: str) -> ProviderError:
-        return MalformedResponseError(
-            f"{self.name}:{model}: malformed response: {why}", provider=self.name, model=model
-        )
-
-    def _convert(self, exc: openai.OpenAIError, model: str) -> ProviderError:
-        where = f"{self.name}:{model}"
-        if isinstance(exc, openai.APITimeoutError):
-            return UpstreamTimeoutError(f"{where} timed out", provider=self.name, model=model)
-        if isinstance(exc, openai.APIConnectionError):
-            return UpstreamConnectionError(
-                f"{where}: cannot reach {self.base_url} ({exc.__cause__ or exc})",
-                provider=self.name,
-                model=model,
-            )
-        if isinstance(exc, openai.APIStatusError):
-            headers = {k.lower(): v for k, v in exc.response.headers.items()}
-            error_type = (
-                ContextLengthError
-                if _error_code(exc.body) == "context_length_exceeded"
-                else UpstreamStatusError
-            )
-            hint = ""
-            if exc.status_code in (401, 403) and self.api_key_env:
-                hint = f" — check the key in {self.api_key_env}"
-            return error_type(
-                f"{where}: HTTP {exc.status_code}: {_error_message(exc)}{hint}",
-                provider=self.name,
-                model=model,
-                status_code=exc.status_code,
-                headers=headers,
-                retry_after=parse_retry_after(headers),
-            )
-        return self._bad_body(model, str(exc))
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
@@ -263,21 +204,3 @@ def _usage(data: object) -> Usage | None:
     if not isinstance(data, dict):
         return None
     return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
-
-
-def _error_code(body: object) -> str | None:
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            code = inner.get("code")
-            return code if isinstance(code, str) else None
-    return None
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])[:300]
-    return exc.message[:300]

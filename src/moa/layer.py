@@ -1,0 +1,109 @@
+"""One proposal layer: its proposers run concurrently and stream; the layer moves on once all
+have answered, or once its quorum is in and its deadline has passed (stragglers cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from moa.agents import ProposalLayer
+from moa.caller import Caller
+from moa.errors import ProviderError
+from moa.events import Event, ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
+from moa.request import Call
+from moa.trace import CallRecord
+from moa.types import Message, Sampling
+
+
+async def run_layer(
+    caller: Caller,
+    number: int,
+    layer: ProposalLayer,
+    messages: list[Message],
+    references: list[str],
+    overrides: Sampling,
+    records: list[CallRecord],
+) -> AsyncIterator[Event]:
+    loop = asyncio.get_running_loop()
+    # Deltas and finished records of every proposer, in the order they happen.
+    happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
+    slots = [
+        CallRecord(layer=number, index=i, model=agent.model, role="proposer")
+        for i, agent in enumerate(layer.agents)
+    ]
+    records.extend(slots)
+    tasks = [
+        asyncio.create_task(
+            _propose(
+                caller, Call(agent, messages, references, layer.prompt, overrides), slot, happened
+            )
+        )
+        for agent, slot in zip(layer.agents, slots, strict=True)
+    ]
+    for slot in slots:
+        yield ProposalStarted(number, slot.index, slot.model)
+    deadline = None if layer.deadline_s is None else loop.time() + layer.deadline_s
+    arrived: set[int] = set()
+    answered = 0
+    try:
+        while len(arrived) < len(tasks):
+            quorum = answered >= layer.min_proposals
+            if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
+                break
+            wait = deadline - loop.time() if quorum and deadline is not None else None
+            try:
+                async with asyncio.timeout(wait):
+                    item = await happened.get()
+            except TimeoutError:
+                continue
+            if isinstance(item, ProposalDelta):
+                yield item
+                continue
+            arrived.add(item.index)
+            answered += item.ok
+            yield ProposalFinished(item) if item.ok else ProposalFailed(item)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for slot in slots:
+        if slot.index not in arrived:
+            slot.status = "cancelled"
+            slot.error = f"cancelled: layer {number} moved on with {answered} answers"
+            yield ProposalFailed(slot)
+
+
+async def _propose(
+    caller: Caller,
+    call: Call,
+    record: CallRecord,
+    happened: asyncio.Queue[ProposalDelta | CallRecord],
+) -> None:
+    started = time.perf_counter()
+    parts: list[str] = []
+    try:
+        async with aclosing(caller.stream(call, record)) as chunks:
+            async for chunk in chunks:
+                if chunk.attempts is not None:
+                    record.attempts = chunk.attempts
+                if chunk.text:
+                    parts.append(chunk.text)
+                    happened.put_nowait(
+                        ProposalDelta(record.layer, record.index, record.model, chunk.text)
+                    )
+                record.usage = chunk.usage or record.usage
+                record.finish_reason = chunk.finish_reason or record.finish_reason
+    except ProviderError as error:
+        record.fail(error)
+    except asyncio.CancelledError:
+        # A straggler keeps what it had said, for the trace.
+        record.output = "".join(parts)
+        record.latency_s = time.perf_counter() - started
+        raise
+    except Exception as error:  # a provider bug must not take the whole run down
+        record.status, record.error = "failed", f"{type(error).__name__}: {error}"
+    record.output = "".join(parts)
+    record.latency_s = time.perf_counter() - started
+    happened.put_nowait(record)
