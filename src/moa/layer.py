@@ -52,12 +52,14 @@ async def run_layer(
             quorum = answered >= layer.min_proposals
             if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
                 break
-            wait = deadline - loop.time() if quorum and deadline is not None else None
-            try:
-                async with asyncio.timeout(wait):
-                    item = await happened.get()
-            except TimeoutError:
-                continue
+            if quorum and deadline is not None:
+                try:
+                    async with asyncio.timeout(deadline - loop.time()):
+                        item = await happened.get()
+                except TimeoutError:
+                    continue
+            else:  # no clock to watch (most waits: one per streamed chunk)
+                item = await happened.get()
             if isinstance(item, ProposalDelta):
                 yield item
                 continue
