@@ -335,3 +335,11 @@ def test_the_builtin_ollama_provider_runs_a_whole_layer_at_once(upstream: FakeUp
     )
     assert all(call.ok for call in moa.run("q").calls)
     assert upstream.max_active == 4
+
+
+async def test_a_slow_consumer_does_not_time_out_the_stream_it_reads() -> None:
+    chunks = []
+    async for chunk in TimeoutBound(Scripted("a b c")).stream(REQUEST):  # 0.2 s timeout
+        chunks.append(chunk.text)
+        await asyncio.sleep(0.3)  # the reader's own time is not the upstream's
+    assert chunks == ["a ", "b ", "c"]
