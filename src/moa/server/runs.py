@@ -125,7 +125,7 @@ class Run:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
             yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
             if self.include_usage:
-                yield completion.usage_chunk(result.usage, extension(result))
+                yield completion.usage_chunk(result.usage, self.redactor.data(extension(result)))
             trace = self._trace(result)
             if trace is not None:
                 yield completion.trace_event(trace)
