@@ -23,8 +23,10 @@ from moa.events import (
     Event,
 )
 from moa.layer import run_layer
+from moa.pricing import PriceBook, price_result
 from moa.providers.registry import Registry
 from moa.retry import RetryPolicy
+from moa.spending import Budget
 from moa.strategies import Stage
 from moa.trace import CallRecord, Result
 from moa.types import Message, Sampling
@@ -58,6 +60,8 @@ class MoA:
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
         cache: ResponseCache | None = None,
+        prices: PriceBook | None = None,
+        max_cost_usd: float | None = None,
     ) -> None:
         if not stages or not isinstance(stages[-1], Aggregator):
             raise ConfigError("a MoA ends with exactly one Aggregator")
@@ -67,6 +71,8 @@ class MoA:
         self.layers: tuple[ProposalLayer, ...] = layers  # type: ignore[assignment]
         self.aggregator: Aggregator = stages[-1]
         self.registry = registry or Registry()
+        self.prices = prices or PriceBook()
+        self.max_cost_usd = max_cost_usd  # per run; a run may pass its own
         self._runner: asyncio.Runner | None = None  # the event loop of blocking `run()` calls
         self._caller = Caller(
             registry=self.registry,
@@ -77,6 +83,11 @@ class MoA:
         )
         for agent in self.agents:
             self._caller.check(agent)
+
+    @property
+    def caller(self) -> Caller:
+        """How this MoA makes one call (request building, policies)."""
+        return self._caller
 
     @property
     def agents(self) -> list[Agent]:
@@ -91,11 +102,13 @@ class MoA:
         *,
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
+        max_cost_usd: float | None = None,
     ) -> AsyncIterator[Event]:
         """Run once, yielding what happens as it happens; the last event is `Done`.
 
         `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
-        (over `sampling`), e.g. a client's max_tokens for the final answer.
+        (over `sampling`), e.g. a client's max_tokens for the final answer. `max_cost_usd`
+        (default: the MoA's) refuses any stage whose worst case would pass it (moa.spending).
         """
         messages = as_messages(prompt)
         overrides = sampling or Sampling()
@@ -104,7 +117,11 @@ class MoA:
         started = time.perf_counter()
         references: list[str] = []
         proposals: list[CallRecord] = []
+        limit = max_cost_usd if max_cost_usd is not None else self.max_cost_usd
+        budget = None if limit is None else Budget(limit, self.prices, overrides)
         for number, layer in enumerate(self.layers, 1):
+            if budget is not None:
+                await budget.check_layer(number, layer, self._caller, messages, references, result)
             records: list[CallRecord] = []
             async for event in run_layer(
                 self._caller, number, layer, messages, references, overrides, records
@@ -114,7 +131,7 @@ class MoA:
             proposals = [r for r in records if r.ok]
             if not proposals:
                 result.latency_s = time.perf_counter() - started
-                raise LayerFailedError(number, records, result)
+                raise LayerFailedError(number, records, price_result(result, self.prices))
             references = [r.output for r in proposals]
 
         stage = Stage(
@@ -126,8 +143,13 @@ class MoA:
             overrides=final,
             result=result,
         )
-        async for event in self.aggregator.strategy.aggregate(stage):
-            yield event
+        if budget is not None:
+            await budget.check_aggregator(stage)
+        try:
+            async for event in self.aggregator.strategy.aggregate(stage):
+                yield event
+        finally:
+            price_result(result, self.prices)  # also for AggregatorFailedError's result
         result.latency_s = time.perf_counter() - started
         yield Done(result)
 
@@ -137,9 +159,13 @@ class MoA:
         *,
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
+        max_cost_usd: float | None = None,
     ) -> Result:
         async for event in self.stream(
-            prompt, sampling=sampling, aggregator_sampling=aggregator_sampling
+            prompt,
+            sampling=sampling,
+            aggregator_sampling=aggregator_sampling,
+            max_cost_usd=max_cost_usd,
         ):
             if isinstance(event, Done):
                 return event.result

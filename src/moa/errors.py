@@ -6,7 +6,8 @@
     │   ├── RecipeError             unknown recipe, malformed TOML, unknown key or bad value
     │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
-    │   └── MissingExtraError       an optional dependency is not installed
+    │   ├── MissingExtraError       an optional dependency is not installed
+    │   └── UnpricedModelError      a budget is set but a model has no known price
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
         │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
@@ -15,7 +16,8 @@
         │   ├── MalformedResponseError  a body that is not the API's shape
         │   └── EmptyResponseError      an answer with nothing in it
         ├── LayerFailedError        every proposer of a layer failed
-        └── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
+        ├── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
+        └── BudgetExceededError     the next layer's worst case would pass max_cost_usd
 
 Errors carry data, never side effects; they become exit codes or HTTP responses only at the
 edges (the CLI and the server).
@@ -69,6 +71,16 @@ class MissingExtraError(ConfigError):
     def __init__(self, what: str, extra: str) -> None:
         self.extra = extra
         super().__init__(f"{what} is not installed — install it with: pip install 'moa[{extra}]'")
+
+
+class UnpricedModelError(ConfigError):
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"a budget is set but {model} has no known price, so its cost cannot be bounded "
+            f"— give it `price = {{ input = …, output = … }}` (USD per million tokens) in the "
+            f"recipe"
+        )
 
 
 class RunError(MoAError):
@@ -190,4 +202,31 @@ class AggregatorFailedError(RunError):
         super().__init__(
             f"the aggregator failed ({detail}); the proposals are kept in the trace "
             f"(--json shows them) — add aggregator fallbacks to the recipe"
+        )
+
+
+class BudgetExceededError(RunError):
+    """Refused before spending: the next layer could cost more than the run's budget allows.
+
+    `result` holds the calls made so far (and what they cost)."""
+
+    def __init__(
+        self,
+        *,
+        budget_usd: float,
+        spent_usd: float,
+        worst_case_usd: float,
+        stage: str,
+        knob: str,
+        result: Result | None = None,
+    ) -> None:
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self.worst_case_usd = worst_case_usd
+        self.stage = stage
+        self.result = result
+        super().__init__(
+            f"budget of ${budget_usd:g} (max_cost_usd) would be exceeded: {stage} could cost up "
+            f"to ${worst_case_usd:.6f} after ${spent_usd:.6f} spent — raise {knob}, or lower "
+            f"max_tokens (the worst case assumes every call writes max_tokens)"
         )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from moa.budget import Cut
 from moa.errors import ProviderError
-from moa.types import Usage
+from moa.types import NO_USAGE, Usage
 
 CallRole = Literal["proposer", "aggregator"]
 CallStatus = Literal["ok", "failed", "cancelled"]
@@ -43,11 +43,17 @@ class CallRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def cost_usd(self) -> float | None:
+        """USD, reported or priced (see moa.pricing); None while unknown."""
+        return self.usage.cost_usd
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_tokens"] = self.usage.input_tokens
         data["output_tokens"] = self.usage.output_tokens
         data["usage_estimated"] = self.usage.estimated
+        data["cost_usd"] = self.usage.cost_usd
         del data["usage"]
         return data
 
@@ -61,10 +67,25 @@ class Result:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
+        total = NO_USAGE
         for call in self.calls:
             total = total + call.usage
         return total
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the run cost in USD; None ("cost unknown") if any call's price is unknown —
+        `known_cost_usd` and `unpriced` then say how much is known."""
+        return self.usage.cost_usd
+
+    @property
+    def known_cost_usd(self) -> float:
+        return sum(c.usage.cost_usd or 0.0 for c in self.calls)
+
+    @property
+    def unpriced(self) -> list[CallRecord]:
+        """Calls whose cost is unknown (no reported cost, no known price)."""
+        return [c for c in self.calls if c.usage.cost_usd is None]
 
     def proposals(self, layer: int | None = None) -> list[CallRecord]:
         """Proposer calls, of one layer or of all."""
@@ -104,5 +125,6 @@ class Result:
                 "output_tokens": usage.output_tokens,
                 "total_tokens": usage.total_tokens,
             },
+            "cost_usd": usage.cost_usd,
             "calls": [c.to_dict() for c in self.calls],
         }

@@ -46,17 +46,27 @@ class Usage:
     output_tokens: int = 0
     # True when the upstream reported no usage and moa counted the tokens itself.
     estimated: bool = False
+    # USD, when known: what the provider reported (OpenRouter's `usage.cost`), or what
+    # moa.pricing computed. None is "unknown", and a sum with an unknown part is unknown.
+    cost_usd: float | None = None
 
     def __add__(self, other: Usage) -> Usage:
+        cost = None
+        if self.cost_usd is not None and other.cost_usd is not None:
+            cost = self.cost_usd + other.cost_usd
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.estimated or other.estimated,
+            cost,
         )
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+NO_USAGE = Usage(cost_usd=0.0)  # the start of a sum: nothing used, nothing spent
 
 
 @dataclass(frozen=True, slots=True)

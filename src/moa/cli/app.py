@@ -62,6 +62,14 @@ MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
 ]
 TimeoutOpt = Annotated[float | None, typer.Option(help="Per-call timeout in seconds.")]
+MaxCostOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        help="Refuse a run (in chat: a turn) that could cost more than USD (worst case: every "
+        "call writes max_tokens); overrides the recipe's max_cost_usd.",
+    ),
+]
 
 
 def load_recipe(
@@ -71,6 +79,7 @@ def load_recipe(
     aggregator: str | None,
     layers: int | None,
     timeout: float | None,
+    max_cost: float | None = None,
 ) -> Recipe:
     loaded = apply_overrides(
         recipes.load(recipe), proposers=proposers, aggregator=aggregator, layers=layers
@@ -79,6 +88,10 @@ def load_recipe(
         if timeout <= 0:
             raise ConfigError("--timeout must be positive")
         loaded = loaded.model_copy(update={"timeout_s": timeout})
+    if max_cost is not None:
+        if max_cost <= 0:
+            raise ConfigError("--max-cost must be a positive amount of USD")
+        loaded = loaded.model_copy(update={"max_cost_usd": max_cost})
     return loaded
 
 
@@ -96,6 +109,7 @@ def ask(
     temperature: TemperatureOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = None,
+    max_cost: MaxCostOpt = None,
     show_proposals: Annotated[
         bool, typer.Option("--show-proposals", help="Print each proposal on stderr.")
     ] = False,
@@ -110,7 +124,12 @@ def ask(
         text = _read_prompt(prompt)
         as_messages(text)  # an empty prompt is a usage error before anything is loaded
         loaded = load_recipe(
-            recipe, proposers=proposer, aggregator=aggregator, layers=layers, timeout=timeout
+            recipe,
+            proposers=proposer,
+            aggregator=aggregator,
+            layers=layers,
+            timeout=timeout,
+            max_cost=max_cost,
         )
         sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
         mixture = recipes.build(loaded)
@@ -137,6 +156,7 @@ def chat(
     temperature: TemperatureOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = None,
+    max_cost: MaxCostOpt = None,
     system: Annotated[
         str | None, typer.Option(help="A system prompt for the conversation.")
     ] = None,
@@ -147,7 +167,12 @@ def chat(
 
     def build() -> MoA:
         loaded = load_recipe(
-            recipe, proposers=proposer, aggregator=aggregator, layers=layers, timeout=timeout
+            recipe,
+            proposers=proposer,
+            aggregator=aggregator,
+            layers=layers,
+            timeout=timeout,
+            max_cost=max_cost,
         )
         return recipes.build(loaded)
 

@@ -22,7 +22,9 @@ from moa.cli.common import (
 )
 from moa.cli.guard import run_guarded
 from moa.cli.options import apply_overrides
-from moa.evaluation.batch import answer_job, load_input, run_items
+from moa.errors import ConfigError
+from moa.evaluation.batch import BatchBudget, Item, answer_job, load_input, run_items
+from moa.spending import run_worst_case
 from moa.types import Sampling
 
 
@@ -45,6 +47,14 @@ def batch(
     max_tokens: Annotated[
         int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
     ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            help="Stop starting prompts once the USD spent plus the worst case of those in "
+            "flight would pass this; a rerun continues.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash."""
@@ -52,13 +62,16 @@ def batch(
     async def main() -> None:
         items = load_input(input_path)
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
+        if budget is not None and budget <= 0:
+            raise ConfigError("--budget must be a positive amount of USD")
+        sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
         async with open_session(no_cache, cache) as session:
             mixture = session.build(loaded)
-            job = answer_job(
-                mixture,
-                Sampling(temperature=temperature, max_tokens=max_tokens),
-                recipe=loaded.name,
-            )
+            job = answer_job(mixture, sampling, recipe=loaded.name)
+
+            async def worst_case(item: Item) -> float:
+                return await run_worst_case(mixture, list(item.messages), sampling)
+
             stats = await run_items(
                 items,
                 job,
@@ -66,6 +79,7 @@ def batch(
                 concurrency=concurrency,
                 console=console_for(quiet),
                 label=loaded.name,
+                budget=None if budget is None else BatchBudget(budget, worst_case),
             )
             report(stats, f"{output}")
             err.print(f"  {session.cache_note()}")

@@ -18,6 +18,7 @@ from moa.engine import MoA
 from moa.errors import RunError
 from moa.evaluation.batch import BatchStats
 from moa.evaluation.judge import Judge
+from moa.pricing import PriceBook, format_usd
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 
@@ -87,7 +88,8 @@ class Session:
         for recipe in sources:
             self._share(recipe)
             recipes.register_providers(recipe, self.registry)
-        return Judge(model, self.registry, max_tokens=max_tokens, cache=self.cache)
+        prices = PriceBook(base_urls=recipes.endpoints(self.registry))
+        return Judge(model, self.registry, max_tokens=max_tokens, cache=self.cache, prices=prices)
 
     def cache_note(self) -> str:
         if self.cache is None:
@@ -97,6 +99,7 @@ class Session:
 
 def report(stats: BatchStats, what: str) -> None:
     tokens = f"{stats.usage.input_tokens:,} in / {stats.usage.output_tokens:,} out tokens"
+    tokens += f" · {stats.cost_text()}"
     line = f"{what}: {stats.done} done, {stats.skipped} already done"
     if stats.failures:
         line += f", [red]{len(stats.failures)} failed[/red]"
@@ -111,3 +114,11 @@ def check_failures(*all_stats: BatchStats) -> None:
     failed = sum(len(s.failures) for s in all_stats)
     if failed:
         raise RunError(f"{failed} item(s) failed; rerun the same command to retry only those")
+    for stats in all_stats:
+        if stats.not_started and stats.budget_usd is not None:
+            finished = stats.skipped + stats.done
+            raise RunError(
+                f"budget of {format_usd(stats.budget_usd)} reached: {finished} of {stats.total} "
+                f"done ({stats.cost_text()} spent by this run), {stats.not_started} not started "
+                f"— rerun the same command to continue with them"
+            )

@@ -14,6 +14,7 @@ from moa.events import (
     ProposalStarted,
     Token,
 )
+from moa.pricing import format_cost
 from moa.trace import CallRecord, Result
 
 
@@ -67,5 +68,6 @@ class Progress:
         about = "~" if usage.estimated else ""  # an upstream sent no usage: moa counted
         self.err.print(
             f"[dim]{len(result.calls)} calls · {about}{usage.input_tokens} in / "
-            f"{usage.output_tokens} out tokens · {result.latency_s:.1f}s{note}[/dim]"
+            f"{usage.output_tokens} out tokens · {escape(format_cost(result))} · "
+            f"{result.latency_s:.1f}s{note}[/dim]"
         )

@@ -24,7 +24,7 @@ from moa.evaluation.batch import BatchStats, Item, Job, answer_job, records, run
 from moa.evaluation.data import load_jsonl, need
 from moa.evaluation.judge import Judge, pairwise_messages, parse_pairwise
 from moa.evaluation.stats import finite, mean, standard_error
-from moa.types import Message, Usage
+from moa.types import NO_USAGE, Message, Usage
 
 JUDGE_MAX_TOKENS = 8  # the answer is one identifier; a little room for a stray quote or space
 
@@ -117,7 +117,7 @@ def pairwise_job(judge: Judge, template: str) -> Job:
     async def job(item: Item) -> tuple[dict[str, Any], Usage]:
         instruction, ours, theirs = (item.data[k] for k in ("instruction", "output", "baseline"))
         if ours == theirs:
-            return {"verdicts": [None, None], "preferences": [0.5, 0.5]}, Usage()
+            return {"verdicts": [None, None], "preferences": [0.5, 0.5]}, NO_USAGE
         (first, u1), (second, u2) = await asyncio.gather(
             judge.ask(pairwise_messages(template, instruction, ours, theirs)),
             judge.ask(pairwise_messages(template, instruction, theirs, ours)),

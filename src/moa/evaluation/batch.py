@@ -3,6 +3,9 @@
 `moa batch`, the AlpacaEval and MT-Bench generations and the judges all use `run_items`:
 items whose id is already in the output are skipped, each finished item is appended durably
 (see `jsonl.AppendLog`), and a failed item is reported but not written, so a rerun retries it.
+
+With a `BatchBudget`, no item is started once what this invocation has spent plus the worst
+case of the items in flight and of the next one would pass the budget; a rerun resumes there.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from rich.text import Text
 from moa.engine import MoA, as_messages
 from moa.errors import ConfigError, InputError, RunError
 from moa.evaluation.jsonl import AppendLog, read_jsonl
-from moa.types import Message, Sampling, Usage
+from moa.pricing import format_usd
+from moa.types import NO_USAGE, Message, Sampling, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,42 @@ class Item:
     data: dict[str, Any] = field(default_factory=dict)  # anything else the job needs
 
 
-# A job turns an item into the fields of its output record, and the tokens it used.
+# A job turns an item into the fields of its output record, and the tokens (and USD) it used.
 Job = Callable[[Item], Awaitable[tuple[dict[str, Any], Usage]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchBudget:
+    limit_usd: float
+    worst_case: Callable[[Item], Awaitable[float]]  # the most one item may cost
+
+
+@dataclass(slots=True)
+class _Gate:
+    """Admits items while the spend so far plus the worst case reserved by items in flight
+    stays within the budget; once one is refused, no later item starts (input order)."""
+
+    budget: BatchBudget | None
+    spent: float = 0.0
+    reserved: float = 0.0
+    closed: bool = False
+
+    async def admit(self, item: Item) -> float | None:
+        """The worst case reserved for the item, or None: it is left for a rerun."""
+        if self.budget is None:
+            return 0.0
+        if not self.closed:
+            worst = await self.budget.worst_case(item)
+            # No await between the check and the reservation: one worker at a time.
+            if not self.closed and self.spent + self.reserved + worst <= self.budget.limit_usd:
+                self.reserved += worst
+                return worst
+        self.closed = True
+        return None
+
+    def settle(self, worst: float, cost: float | None) -> None:
+        self.reserved -= worst
+        self.spent += worst if cost is None else cost  # unknown: assume the worst
 
 
 @dataclass(slots=True)
@@ -49,8 +87,28 @@ class BatchStats:
     skipped: int = 0  # already in the output file
     done: int = 0
     failures: list[tuple[Any, str]] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
+    known_cost_usd: float = 0.0  # the items whose cost is known
+    unpriced: int = 0  # items whose cost is unknown (a model without a price)
     truncated_bytes: int = 0  # a partial last line cut off on resume
+    budget_usd: float | None = None
+    not_started: int = 0  # items left for a rerun because the budget would have been passed
+
+    def add(self, usage: Usage) -> None:
+        self.done += 1
+        self.usage = self.usage + usage
+        if usage.cost_usd is None:
+            self.unpriced += 1
+        else:
+            self.known_cost_usd += usage.cost_usd
+
+    def cost_text(self) -> str:
+        if not self.unpriced:
+            return format_usd(self.known_cost_usd)
+        return (
+            f"cost unknown ({format_usd(self.known_cost_usd)} priced, "
+            f"{self.unpriced} item(s) with no price)"
+        )
 
 
 def load_input(path: Path) -> list[Item]:
@@ -96,11 +154,13 @@ async def run_items(
     concurrency: int = 4,
     console: Console | None = None,
     label: str = "batch",
+    budget: BatchBudget | None = None,
 ) -> BatchStats:
     """Run `job` over the items not yet in `output`, at most `concurrency` at a time."""
     if concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
-    stats = BatchStats(total=len(items))
+    stats = BatchStats(total=len(items), budget_usd=budget.limit_usd if budget else None)
+    gate = _Gate(budget)
     with AppendLog(output) as log, _progress(console) as bar:
         stats.truncated_bytes = log.truncated_bytes
         todo = [item for item in items if item.id not in log]
@@ -109,7 +169,7 @@ async def run_items(
             label,
             total=len(items),
             completed=stats.skipped,
-            tokens="0",
+            tokens="0 tok",
             failed="",
             skipped=stats.skipped,
         )
@@ -119,16 +179,22 @@ async def run_items(
             # The iterator is shared; asyncio switches tasks only at `await`, so each item
             # is taken by exactly one worker.
             for item in pending:
+                worst = await gate.admit(item)
+                if worst is None:
+                    stats.not_started += 1
+                    continue
                 try:
                     record, usage = await job(item)
                 except RunError as exc:
+                    spent = getattr(exc, "result", None)  # what the failed run did spend
+                    gate.settle(worst, spent.cost_usd if spent is not None else None)
                     stats.failures.append((item.id, str(exc)))
                     bar.update(task, advance=1, failed=f"{len(stats.failures)} failed")
                     continue
+                gate.settle(worst, usage.cost_usd)
                 log.append({"id": item.id, **record})
-                stats.done += 1
-                stats.usage = stats.usage + usage
-                bar.update(task, advance=1, tokens=_tokens(stats.usage))
+                stats.add(usage)
+                bar.update(task, advance=1, tokens=_tokens(stats))
 
         workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
         try:
@@ -162,7 +228,6 @@ class _RateColumn(ProgressColumn):
 
 
 def _progress(console: Console | None) -> Progress:
-    # Prices are not known for arbitrary providers, so the bar shows tokens, not dollars.
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -171,7 +236,7 @@ def _progress(console: Console | None) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[tokens]} tok"),
+        TextColumn("{task.fields[tokens]}"),
         TextColumn("[red]{task.fields[failed]}"),
         console=console or Console(stderr=True),
         disable=console is None,
@@ -179,5 +244,6 @@ def _progress(console: Console | None) -> Progress:
     )
 
 
-def _tokens(usage: Usage) -> str:
-    return f"{usage.input_tokens:,} in / {usage.output_tokens:,} out"
+def _tokens(stats: BatchStats) -> str:
+    usage = stats.usage
+    return f"{usage.input_tokens:,} in / {usage.output_tokens:,} out tok · {stats.cost_text()}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from moa.agents import Agent
 from moa.cache import ResponseCache
 from moa.caller import Caller
+from moa.pricing import PriceBook
 from moa.providers.registry import Registry
 from moa.request import Call
 from moa.retry import RetryPolicy
@@ -28,15 +30,18 @@ class Judge:
         cache: ResponseCache | None = None,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self.model = model
+        self._prices = prices or PriceBook()
         self._agent = Agent(model, Sampling(temperature=0.0, max_tokens=max_tokens))
         self._caller = Caller(registry, retry or RetryPolicy(), timeout_s, Sampling(), cache)
         self._caller.check(self._agent)  # a missing key fails before any answer is generated
 
     async def ask(self, messages: Sequence[Message]) -> tuple[str, Usage]:
         completion = await self._caller.complete(Call(self._agent, messages))
-        return completion.text, completion.usage
+        cost = self._prices.cost(self.model, completion.usage)
+        return completion.text, replace(completion.usage, cost_usd=cost)
 
 
 # -- AlpacaEval 2 pairwise ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.data import load_jsonl
 from moa.evaluation.judge import Judge, parse_rating
 from moa.evaluation.stats import finite, mean
-from moa.types import Message, Sampling, Usage
+from moa.types import NO_USAGE, Message, Sampling, Usage
 
 NEED_REFERENCE = frozenset({"math", "reasoning", "coding"})
 CATEGORIES: tuple[str, ...] = (
@@ -62,7 +62,7 @@ def answer_job(mixture: MoA, sampling: Sampling | None = None) -> Job:
     async def job(item: Item) -> tuple[dict[str, Any], Usage]:
         turns: list[str] = item.data["turns"]
         history: list[Message] = []
-        answers, traces, usage = [], [], Usage()
+        answers, traces, usage = [], [], NO_USAGE
         for turn in turns:
             history.append(Message(role="user", content=turn))
             result = await mixture.arun(history, sampling=sampling)

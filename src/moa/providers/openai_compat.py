@@ -203,4 +203,11 @@ def _estimate(request: ChatRequest, output: str) -> Usage:
 def _usage(data: object) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    # OpenRouter reports what the call was billed, in USD, as `usage.cost`.
+    cost = data.get("cost")
+    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        cost_usd=reported,
+    )

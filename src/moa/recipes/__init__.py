@@ -14,12 +14,13 @@ from pydantic import ValidationError
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.cache import ResponseCache
 from moa.engine import MoA
-from moa.errors import RecipeError
+from moa.errors import RecipeError, UnpricedModelError
+from moa.pricing import Price, PriceBook
 from moa.providers.registry import ProviderConfig, Registry
 from moa.ratelimit import RateLimit
-from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe, SamplingSpec
+from moa.recipes.schema import AggregatorSpec, ModelSpec, ProviderSpec, Recipe, SamplingSpec
 from moa.retry import RetryPolicy
-from moa.types import Sampling
+from moa.types import Sampling, Usage
 
 __all__ = [
     "Recipe",
@@ -29,6 +30,7 @@ __all__ = [
     "check_shared_providers",
     "load",
     "parse",
+    "price_book",
     "register_providers",
 ]
 
@@ -93,12 +95,12 @@ def build(
     ]
     spec = recipe.aggregator
     aggregator = Aggregator(
-        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks", "strategy"}))),
+        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks", "strategy", "price"}))),
         prompt=spec.prompt or recipe.prompt,
         fallbacks=[_agent(m) for m in spec.fallbacks],
         strategy=spec.strategy,
     )
-    return MoA(
+    mixture = MoA(
         *layers,
         aggregator,
         registry=registry,
@@ -106,7 +108,41 @@ def build(
         timeout_s=recipe.timeout_s,
         retry=RetryPolicy(**recipe.retry.model_dump()),
         cache=cache,
+        prices=price_book(recipe, registry),
+        max_cost_usd=recipe.max_cost_usd,
     )
+    if recipe.max_cost_usd is not None:
+        # A budget needs every price: say so now, not on the first run.
+        for agent in mixture.agents:
+            if mixture.prices.cost(agent.model, Usage(1, 1)) is None:
+                raise UnpricedModelError(agent.model)
+    return mixture
+
+
+def price_book(recipe: Recipe, registry: Registry | None = None) -> PriceBook:
+    """The recipe's `price` overrides by model, and its providers' endpoints (the catalogue
+    also knows providers by URL)."""
+    specs: list[str | ModelSpec | AggregatorSpec] = [
+        m for layer in recipe.layers for m in layer.models
+    ]
+    specs += [recipe.aggregator, *recipe.aggregator.fallbacks]
+    overrides: dict[str, Price] = {}
+    for spec in specs:
+        if isinstance(spec, str) or spec.price is None:
+            continue
+        price = Price(spec.price.input, spec.price.output)
+        if overrides.setdefault(spec.model, price) != price:
+            raise RecipeError(f"{spec.model} is given two different prices; give it one")
+    urls = {name: p.base_url for name, p in recipe.providers.items() if p.base_url}
+    if registry is not None:
+        urls = {**endpoints(registry), **urls}
+    return PriceBook(overrides, urls)
+
+
+def endpoints(registry: Registry) -> dict[str, str]:
+    """Each provider's base URL, by name."""
+    configs = (registry.config(name) for name in registry.names)
+    return {c.name: c.base_url for c in configs if c is not None}
 
 
 def check_shared_providers(recipes: Sequence[Recipe]) -> None:

@@ -20,12 +20,20 @@ class SamplingSpec(_Strict):
     stop: list[str] | None = None
 
 
+class PriceSpec(_Strict):
+    """USD per million tokens, over the catalogue's price (a cost the provider reports wins)."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
+
+
 class ModelSpec(SamplingSpec):
     model: str
     system: str | None = None
     system_role: bool | None = None
     context_window: Annotated[int, Field(ge=256)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    price: PriceSpec | None = None
 
 
 class LayerSpec(_Strict):
@@ -88,6 +96,8 @@ class Recipe(_Strict):
     # aggregator only (proposers keep the recipe's own, e.g. Self-MoA's varied temperatures),
     # or every call of the run.
     request_sampling: Literal["aggregator", "all"] = "aggregator"
+    # USD a run may spend at most; each stage is refused beforehand if it could pass it.
+    max_cost_usd: Annotated[float, Field(gt=0)] | None = None
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     layers: list[LayerSpec] = Field(default_factory=list)

@@ -23,9 +23,11 @@ from moa.engine import MoA
 from moa.errors import MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
+from moa.server.capabilities import capabilities
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
+from moa.server.responses import add_responses_route
 from moa.server.runs import Run
 from moa.server.schemas import (
     ChatCompletionRequest,
@@ -92,7 +94,17 @@ def create_app(
     _install_error_handlers(app, metrics, redactor)
 
     def model_card(name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": created, "owned_by": "moa"}
+        card = {"id": name, "object": "model", "created": created, "owned_by": "moa"}
+        return {**card, **capabilities(recipes[name])}
+
+    def _model_not_found(model: str) -> ApiError:
+        return ApiError(
+            404,
+            f"The model {model!r} does not exist; this server has "
+            f"{', '.join(sorted(mixtures))} (GET /v1/models lists them)",
+            param="model",
+            code="model_not_found",
+        )
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(
@@ -102,13 +114,7 @@ def create_app(
     ) -> Response:
         mixture = mixtures.get(body.model)
         if mixture is None:
-            raise ApiError(
-                404,
-                f"The model {body.model!r} does not exist; this server has "
-                f"{', '.join(sorted(mixtures))} (GET /v1/models lists them)",
-                param="model",
-                code="model_not_found",
-            )
+            raise _model_not_found(body.model)
         check_supported(body)
         messages, requested = to_messages(body), to_sampling(body)
         to_all = recipes[body.model].request_sampling == "all"
@@ -123,10 +129,21 @@ def create_app(
             redactor=redactor,
             trace=bool(body.moa_trace) or (x_moa_trace or "").strip().lower() in _TRUTHY,
             include_usage=body.include_usage,
+            max_cost_usd=body.moa_max_cost_usd,
         )
         if body.stream:
             return await run.stream(request.receive)
         return await run.respond(request.receive)
+
+    add_responses_route(
+        app,
+        mixtures=mixtures,
+        recipes=recipes,
+        slots=slots,
+        metrics=metrics,
+        redactor=redactor,
+        model_not_found=_model_not_found,
+    )
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

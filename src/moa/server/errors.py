@@ -13,11 +13,13 @@ from starlette.responses import JSONResponse
 
 from moa.errors import (
     AggregatorFailedError,
+    BudgetExceededError,
     ConfigError,
     InputError,
     LayerFailedError,
     MoAError,
     ProviderError,
+    UnpricedModelError,
 )
 
 
@@ -33,8 +35,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        moa: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
+        self.moa = moa  # the `moa` extension: what failed and why, beside OpenAI's `error`
         self.message = message
         self.type = type
         self.param = param
@@ -43,7 +47,7 @@ class ApiError(Exception):
         super().__init__(message)
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "error": {
                 "message": self.message,
                 "type": self.type,
@@ -51,6 +55,9 @@ class ApiError(Exception):
                 "code": self.code,
             }
         }
+        if self.moa is not None:
+            body["moa"] = self.moa
+        return body
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
@@ -64,6 +71,11 @@ def from_moa_error(exc: MoAError) -> ApiError:
     """The HTTP face of an engine error: the request's fault is 4xx, the upstreams' is 502."""
     if isinstance(exc, InputError):
         return bad_request(str(exc), param="messages")
+    if isinstance(exc, BudgetExceededError):
+        # The request (its prompt, max_tokens or budget) asks for more than the budget allows.
+        return bad_request(str(exc), param="moa_max_cost_usd", code="budget_exceeded")
+    if isinstance(exc, UnpricedModelError):
+        return bad_request(str(exc), param="moa_max_cost_usd", code="price_unknown")
     if isinstance(exc, ConfigError):
         # The request was fine; the server's recipe or environment is not.
         return ApiError(500, str(exc), type="server_error", code="moa_config_error")

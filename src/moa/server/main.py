@@ -15,6 +15,7 @@ from moa.errors import ConfigError
 from moa.recipes.schema import Recipe
 from moa.server.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_RUNS, create_app
 from moa.server.security import parse_keys
+from moa.server.selfcall import refuse_self_calls
 
 # The environment `app_from_env` reads; `moa serve --workers N` passes its options this way.
 ENV_RECIPES = "MOA_SERVE_RECIPES"
@@ -93,8 +94,10 @@ def serve(
     if max_concurrent_runs < 1 or max_body_bytes < 1 or workers < 1:
         raise ConfigError("--max-concurrent-runs, --max-body-bytes and --workers must be >= 1")
     # Built here even with several workers, so configuration errors stop `moa serve` at once.
+    loaded = load_recipes(recipe_refs)
+    refuse_self_calls(loaded.values(), host, port, os.environ)
     app = create_app(
-        load_recipes(recipe_refs),
+        loaded,
         api_keys=api_keys,
         max_concurrent_runs=max_concurrent_runs,
         max_body_bytes=max_body_bytes,

@@ -63,6 +63,18 @@ class Metrics:
             ["model", "direction"],
             registry=self.registry,
         )
+        self.cost = Counter(
+            "moa_cost_usd",
+            "USD spent by upstream calls whose cost is known (reported or priced), by recipe.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.unpriced_calls = Counter(
+            "moa_unpriced_calls",
+            "Upstream calls whose cost is unknown (no reported cost, no known price).",
+            ["upstream_model"],
+            registry=self.registry,
+        )
         self.runs_in_progress = Gauge(
             "moa_runs_in_progress", "MoA runs currently in flight.", registry=self.registry
         )
@@ -84,6 +96,9 @@ class Metrics:
         usage = result.usage
         self.tokens.labels(model, "input").inc(usage.input_tokens)
         self.tokens.labels(model, "output").inc(usage.output_tokens)
+        self.cost.labels(model).inc(result.known_cost_usd)
+        for call in result.unpriced:
+            self.unpriced_calls.labels(call.model).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ from moa.engine import MoA
 from moa.errors import MoAError
 from moa.events import Done, Event, Token
 from moa.server.errors import ApiError, from_moa_error
+from moa.server.extension import extension, failure_extension
 from moa.server.limits import ClientGone, Slot, until_disconnect
 from moa.server.metrics import Metrics
 from moa.server.security import Redactor
@@ -46,6 +47,7 @@ class Run:
     redactor: Redactor
     trace: bool = False
     include_usage: bool = False
+    max_cost_usd: float | None = None  # the request's budget; None: the recipe's
     started: float = field(default_factory=time.perf_counter)
 
     async def respond(self, receive: Receive) -> Response:
@@ -57,6 +59,7 @@ class Run:
                     self.messages,
                     sampling=self.sampling,
                     aggregator_sampling=self.aggregator_sampling,
+                    max_cost_usd=self.max_cost_usd,
                 ),
             )
         except ClientGone:
@@ -67,10 +70,13 @@ class Run:
         finally:
             self.slot.release()
         self._finish(False, 200, result, None)
-        body = Completion(self.model).body(
-            result.text, result.usage, finish_reason(result), self._trace(result)
+        return JSONResponse(self._body(result))
+
+    def _body(self, result: Result) -> dict[str, Any]:
+        """The whole answer as one body (the Responses API shapes its own)."""
+        return Completion(self.model).body(
+            result.text, result.usage, finish_reason(result), self._extension(result)
         )
-        return JSONResponse(body)
 
     async def stream(self, receive: Receive) -> Response:
         """Start the run; answer with SSE once the first token is in, or with an error."""
@@ -79,6 +85,7 @@ class Run:
                 self.messages,
                 sampling=self.sampling,
                 aggregator_sampling=self.aggregator_sampling,
+                max_cost_usd=self.max_cost_usd,
             )
         )
         try:
@@ -118,7 +125,7 @@ class Run:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
             yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
             if self.include_usage:
-                yield completion.usage_chunk(result.usage)
+                yield completion.usage_chunk(result.usage, self.redactor.data(extension(result)))
             trace = self._trace(result)
             if trace is not None:
                 yield completion.trace_event(trace)
@@ -140,9 +147,15 @@ class Run:
         trace: dict[str, Any] = self.redactor.data(result.to_dict())
         return trace
 
+    def _extension(self, result: Result) -> dict[str, Any]:
+        """The `moa` member of a response: cost and failures always, the trace if asked."""
+        data = self.redactor.data(extension(result))
+        return {**data, **(self._trace(result) or {})}
+
     def _error(self, exc: MoAError) -> ApiError:
         error = from_moa_error(exc)
         error.message = self.redactor.text(error.message)
+        error.moa = self.redactor.data(failure_extension(exc))
         return error
 
     def _failed(self, stream: bool, exc: MoAError) -> ApiError:

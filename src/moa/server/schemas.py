@@ -62,6 +62,10 @@ class ChatCompletionRequest(_Open):
         default=None,
         description="moa extension: add the run's trace (proposals, per-call timings) as `moa`.",
     )
+    moa_max_cost_usd: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="moa extension: refuse the run if it could cost more than this (USD).",
+    )
 
     @property
     def include_usage(self) -> bool:

@@ -90,17 +90,18 @@ class Completion:
     def finish_chunk(self, finish_reason: str, *, with_usage: bool) -> str:
         return self.chunk({}, finish_reason, with_usage=with_usage)
 
-    def usage_chunk(self, usage: Usage) -> str:
-        return event(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage_body(usage),
-            }
-        )
+    def usage_chunk(self, usage: Usage, moa: dict[str, Any] | None = None) -> str:
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage_body(usage),
+        }
+        if moa is not None:
+            payload["moa"] = moa  # cost and failures, beside the usage they belong to
+        return event(payload)
 
     def trace_event(self, trace: dict[str, Any]) -> str:
         # Its own object type, after the answer, with empty `choices` like the usage chunk, so

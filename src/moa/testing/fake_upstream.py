@@ -53,6 +53,7 @@ class Reply:
     content_null: bool = False  # `"content": null`
     error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
     usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
+    cost: float | None = None  # sent as `usage.cost` (USD), as OpenRouter reports it
     finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
     # Ignore `stream_options.include_usage`, as llama.cpp's own server does: no usage chunk.
     ignore_stream_options: bool = False
@@ -275,11 +276,7 @@ class FakeUpstream:
             "created": int(time.time()),
             "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": usage[0] + usage[1],
-            },
+            "usage": _usage(usage, reply.cost),
         }
         if reply.cut_after_tokens is not None:
             return StreamingResponse(_cut(json.dumps(payload)), media_type="application/json")
@@ -323,11 +320,7 @@ class FakeUpstream:
                     "created": int(time.time()),
                     "model": model,
                     "choices": [],
-                    "usage": {
-                        "prompt_tokens": usage[0],
-                        "completion_tokens": usage[1],
-                        "total_tokens": usage[0] + usage[1],
-                    },
+                    "usage": _usage(usage, reply.cost),
                 }
                 yield f"data: {json.dumps(payload)}\n\n"
             call.finished = time.monotonic()
@@ -335,6 +328,17 @@ class FakeUpstream:
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
+
+
+def _usage(tokens: tuple[int, int], cost: float | None) -> Body:
+    usage: Body = {
+        "prompt_tokens": tokens[0],
+        "completion_tokens": tokens[1],
+        "total_tokens": tokens[0] + tokens[1],
+    }
+    if cost is not None:
+        usage["cost"] = cost
+    return usage
 
 
 async def _cut(body: str) -> AsyncIterator[str]:

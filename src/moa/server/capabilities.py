@@ -1,0 +1,43 @@
+"""What each served recipe supports, on its `GET /v1/models` entry, so a client can check
+before sending (as llama.cpp's `/props` does).
+
+    {"id": "together-moa", "object": "model", …,
+     "capabilities": {"chat_completions": true, "responses": true, "streaming": true,
+                      "layer_streaming": false, "tools": false, "structured_output": false,
+                      "logprobs": false, "n": false, "max_cost_usd": true},
+     "moa": {"layers": 1, "proposers": [...], "aggregator": "...", "max_cost_usd": null}}
+
+A capability turns true here when the server honours it for that recipe; a request that
+needs one that is false is refused with a 400 naming the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moa.recipes.schema import Recipe
+
+
+def capabilities(recipe: Recipe) -> dict[str, Any]:
+    proposers = sorted(
+        {m if isinstance(m, str) else m.model for layer in recipe.layers for m in layer.models}
+    )
+    return {
+        "capabilities": {
+            "chat_completions": True,
+            "responses": True,
+            "streaming": True,  # the aggregator's tokens
+            "layer_streaming": False,  # proposals arrive in the trace, after the answer
+            "tools": False,
+            "structured_output": False,
+            "logprobs": False,
+            "n": False,
+            "max_cost_usd": True,  # the `moa_max_cost_usd` request extension
+        },
+        "moa": {
+            "layers": sum(layer.repeat for layer in recipe.layers),
+            "proposers": proposers,
+            "aggregator": recipe.aggregator.model,
+            "max_cost_usd": recipe.max_cost_usd,
+        },
+    }

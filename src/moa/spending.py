@@ -1,0 +1,155 @@
+"""Money budgets: a run is refused before a stage that could take it past `max_cost_usd`.
+
+Before each proposal layer the engine calls `Budget.check_layer`, before the aggregator
+`Budget.check_aggregator` (priced as its dearest candidate, since a fallback answers only when
+the aggregator failed). A stage's worst case is priced from the requests it is about to send —
+their prompt tokens (estimated high, see moa.budget) and `max_tokens` as the ceiling of every
+answer (without max_tokens: the rest of the model's context window). If what the run has spent
+plus that worst case would pass the budget, `BudgetExceededError` is raised and no call of the
+stage is made. `run_worst_case` bounds a whole run before it starts (`moa batch --budget`).
+
+A model whose price is unknown cannot be bounded, so a budget refuses it too (price it in the
+recipe with `price = { input = …, output = … }`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from moa.agents import ProposalLayer
+from moa.budget import CHARS_PER_TOKEN, messages_tokens
+from moa.caller import Caller
+from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
+from moa.pricing import PriceBook, format_usd, price_result
+from moa.request import Call
+from moa.trace import Result
+from moa.types import Message, Sampling, Usage
+
+if TYPE_CHECKING:
+    from moa.engine import MoA, Prompt
+    from moa.strategies import Stage
+
+KNOBS = "max_cost_usd in the recipe, --max-cost, or moa_max_cost_usd in a request"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCall:
+    """A call about to be made: its prompt size and the most it may write."""
+
+    model: str  # `provider:model`
+    input_tokens: int
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    max_cost_usd: float
+    prices: PriceBook = field(default_factory=PriceBook)
+    overrides: Sampling = field(default_factory=Sampling)  # the run's settings for proposers
+
+    def __post_init__(self) -> None:
+        if self.max_cost_usd <= 0:
+            raise ConfigError(f"max_cost_usd must be positive, got {self.max_cost_usd:g}")
+
+    def worst_case(self, calls: Sequence[PlannedCall]) -> float:
+        return worst_case(calls, self.prices)
+
+    def check(self, stage: str, calls: Sequence[PlannedCall], result: Result) -> None:
+        """Raise `BudgetExceededError` if `result`'s spend plus the stage's worst case would
+        pass the budget; prices `result`'s calls on the way."""
+        spent = price_result(result, self.prices).known_cost_usd
+        worst = self.worst_case(calls)
+        if spent + worst > self.max_cost_usd:
+            raise BudgetExceededError(
+                budget_usd=self.max_cost_usd,
+                spent_usd=spent,
+                worst_case_usd=worst,
+                stage=stage,
+                knob=KNOBS,
+                result=result,
+            )
+
+    async def check_layer(
+        self,
+        number: int,
+        layer: ProposalLayer,
+        caller: Caller,
+        messages: Sequence[Message],
+        references: Sequence[str],
+        result: Result,
+    ) -> None:
+        """Before proposal layer `number` starts: its calls as the caller would send them."""
+        calls = [Call(a, messages, references, layer.prompt, self.overrides) for a in layer.agents]
+        planned = [await plan_call(caller, call) for call in calls]
+        self.check(f"layer {number}", planned, result)
+
+    async def check_aggregator(self, stage: Stage) -> None:
+        """Before the aggregator starts. Its fallbacks answer only when it failed, so the
+        dearest candidate is the worst case."""
+        aggregator = stage.aggregator
+        planned = [
+            await plan_call(
+                stage.caller,
+                Call(a, stage.messages, stage.references, aggregator.prompt, stage.overrides),
+            )
+            for a in aggregator.candidates
+        ]
+        dearest = max(planned, key=lambda p: self.worst_case([p]))
+        self.check("the aggregator", [dearest], stage.result)
+
+    def describe(self) -> str:
+        return f"budget {format_usd(self.max_cost_usd)}"
+
+
+def worst_case(calls: Sequence[PlannedCall], prices: PriceBook) -> float:
+    """What the calls cost if each writes its ceiling; ConfigError for a model without a price."""
+    total = 0.0
+    for call in calls:
+        cost = prices.cost(call.model, Usage(call.input_tokens, call.max_output_tokens))
+        if cost is None:
+            raise UnpricedModelError(call.model)
+        total += cost
+    return total
+
+
+async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = None) -> float:
+    """The most one whole run of `prompt` may cost, before it starts: every call writes its
+    ceiling, and so every reference a later stage reads is as long as it can be."""
+    from moa.engine import as_messages
+
+    messages = as_messages(prompt)
+    overrides = sampling or Sampling()
+    references: list[str] = []
+    total = 0.0
+    for layer in moa.layers:
+        calls = [
+            await plan_call(moa.caller, Call(a, messages, references, layer.prompt, overrides))
+            for a in layer.agents
+        ]
+        total += worst_case(calls, moa.prices)
+        references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
+    aggregator = moa.aggregator
+    # Fallbacks only answer when the aggregator failed; count the dearest candidate once.
+    dearest = 0.0
+    for agent in aggregator.candidates:
+        call = Call(agent, messages, references, aggregator.prompt, overrides)
+        dearest = max(dearest, worst_case([await plan_call(moa.caller, call)], moa.prices))
+    return total + dearest
+
+
+async def plan_call(caller: Caller, call: Call) -> PlannedCall:
+    """The call's request as the caller would build it: its prompt size and answer ceiling."""
+    _, built = await caller.build(call)
+    request = built.request
+    input_tokens = messages_tokens(request.messages)
+    ceiling = request.sampling.max_tokens
+    if ceiling is None:
+        window = call.agent.context_window
+        if window is None:
+            provider, model = caller.registry.resolve(call.agent.model)
+            window = (await asyncio.to_thread(provider.profile, model)).context_window
+        ceiling = max(window - input_tokens, 1)
+    return PlannedCall(call.agent.model, input_tokens, ceiling)
