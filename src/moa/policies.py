@@ -59,7 +59,7 @@ class TimeoutBound(Wrapper):
         try:
             # One timer, re-armed for each wait (about half the CPU of a new timeout per
             # chunk); disarmed while the consumer holds a chunk, whose time is not ours to bound.
-            async with asyncio.timeout(None if limit is None else loop.time() + limit) as timer:
+            async with asyncio.timeout_at(None if limit is None else loop.time() + limit) as timer:
                 async for chunk in chunks:
                     timer.reschedule(None)
                     yield chunk

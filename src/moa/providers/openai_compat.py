@@ -31,7 +31,8 @@ class OpenAICompatibleProvider:
         base_url: str,
         api_key: str,
         api_key_env: str | None = None,
-        timeout_s: float = 120.0,
+        # A backstop only: moa's TimeoutBound policy bounds each call by its own timeout.
+        timeout_s: float = 600.0,
         default_headers: Mapping[str, str] | None = None,
         capabilities: Capabilities | None = None,
         context_windows: Mapping[str, int] | None = None,
@@ -71,8 +72,6 @@ class OpenAICompatibleProvider:
             params["seed"] = s.seed
         if s.stop:
             params["stop"] = list(s.stop)
-        if request.timeout_s is not None:
-            params["timeout"] = request.timeout_s
         return params
 
     # The SDK builds and sends each request and raises its typed status and connection errors;

@@ -154,7 +154,6 @@ class Registry:
             base_url=base_url,
             api_key=api_key,
             api_key_env=config.api_key_env,
-            timeout_s=config.timeout_s or 600.0,
             capabilities=config.capabilities,
         )
 
