@@ -98,6 +98,9 @@ class Recipe(_Strict):
     request_sampling: Literal["aggregator", "all"] = "aggregator"
     # USD a run may spend at most; each stage is refused beforehand if it could pass it.
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
+    # `moa serve` streams the proposal layers as `reasoning_content` (a chat UI's thinking
+    # block) unless a request says otherwise.
+    show_layers: Literal["off", "reasoning"] = "off"
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     layers: list[LayerSpec] = Field(default_factory=list)

@@ -25,9 +25,11 @@ from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.capabilities import capabilities
 from moa.server.errors import ApiError, from_moa_error
+from moa.server.events_api import Served, add_events_api
 from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
 from moa.server.responses import add_responses_route
+from moa.server.reasoning import layers_mode
 from moa.server.runs import Run
 from moa.server.schemas import (
     ChatCompletionRequest,
@@ -37,6 +39,7 @@ from moa.server.schemas import (
     validation_error,
 )
 from moa.server.security import AuthGate, BearerAuth, Redactor
+from moa.server.ui import UI_PATHS, add_ui
 from moa.types import Sampling
 
 log = logging.getLogger("moa.server")
@@ -55,13 +58,16 @@ def create_app(
     registry_factory: Callable[[], Registry] = Registry,
     env: Mapping[str, str] | None = None,
     cors_origins: Sequence[str] = (),
+    ui: bool = True,
 ) -> FastAPI:
     """Serve `recipes` under their keys as model names.
 
     Every recipe is built now, so a missing key or extra fails at startup, not on a request.
-    `cors_origins` lets browser apps on those origins call the API (`*` for any).
+    `cors_origins` lets browser apps on those origins call the API (`*` for any). `ui` serves
+    the web playground at `/` (its page is open; everything it calls needs a key).
     """
-    mixtures = _build_all(recipes, registry_factory())
+    registry = registry_factory()
+    mixtures = _build_all(recipes, registry)
     metrics = Metrics()
     slots = RunSlots(max_concurrent_runs)
     redactor = Redactor.for_recipes(recipes.values(), env)
@@ -90,7 +96,12 @@ def create_app(
     app.state.slots = slots
     # Outermost last: auth runs before the body is buffered and measured.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error)
-    app.add_middleware(AuthGate, auth=BearerAuth(api_keys), on_refuse=metrics.error)
+    app.add_middleware(
+        AuthGate,
+        auth=BearerAuth(api_keys),
+        open_paths=("/healthz", *(UI_PATHS if ui else ())),
+        on_refuse=metrics.error,
+    )
     _install_error_handlers(app, metrics, redactor)
 
     def model_card(name: str) -> dict[str, Any]:
@@ -111,11 +122,17 @@ def create_app(
         body: ChatCompletionRequest,
         request: Request,
         x_moa_trace: Annotated[str | None, Header()] = None,
+        x_moa_layers: Annotated[str | None, Header()] = None,
     ) -> Response:
         mixture = mixtures.get(body.model)
         if mixture is None:
             raise _model_not_found(body.model)
         check_supported(body)
+        layers = layers_mode(
+            (body.model_extra or {}).get("moa_layers"),
+            x_moa_layers,
+            recipes[body.model].show_layers,
+        )
         messages, requested = to_messages(body), to_sampling(body)
         to_all = recipes[body.model].request_sampling == "all"
         run = Run(
@@ -130,6 +147,7 @@ def create_app(
             trace=bool(body.moa_trace) or (x_moa_trace or "").strip().lower() in _TRUTHY,
             include_usage=body.include_usage,
             max_cost_usd=body.moa_max_cost_usd,
+            reasoning=layers is not None,
         )
         if body.stream:
             return await run.stream(request.receive)
@@ -144,6 +162,9 @@ def create_app(
         redactor=redactor,
         model_not_found=_model_not_found,
     )
+    add_events_api(app, Served(recipes, mixtures, registry, slots, metrics, redactor))
+    if ui:
+        add_ui(app)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

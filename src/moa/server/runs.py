@@ -19,11 +19,12 @@ from starlette.types import Receive, Scope, Send
 
 from moa.engine import MoA
 from moa.errors import MoAError
-from moa.events import Done, Event, Token
+from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.extension import extension, failure_extension
 from moa.server.limits import ClientGone, Slot, until_disconnect
 from moa.server.metrics import Metrics
+from moa.server.reasoning import LayerNarrator, with_reasoning
 from moa.server.security import Redactor
 from moa.server.sse import DONE, Completion, event, finish_reason
 from moa.trace import Result
@@ -48,6 +49,7 @@ class Run:
     trace: bool = False
     include_usage: bool = False
     max_cost_usd: float | None = None  # the request's budget; None: the recipe's
+    reasoning: bool = False  # the proposals as `reasoning_content` (server/reasoning.py)
     started: float = field(default_factory=time.perf_counter)
 
     async def respond(self, receive: Receive) -> Response:
@@ -74,9 +76,10 @@ class Run:
 
     def _body(self, result: Result) -> dict[str, Any]:
         """The whole answer as one body (the Responses API shapes its own)."""
-        return Completion(self.model).body(
+        body = Completion(self.model).body(
             result.text, result.usage, finish_reason(result), self._extension(result)
         )
+        return with_reasoning(body, result) if self.reasoning else body
 
     async def stream(self, receive: Receive) -> Response:
         """Start the run; answer with SSE once the first token is in, or with an error."""
@@ -89,7 +92,7 @@ class Run:
             )
         )
         try:
-            head = await until_disconnect(receive, _until_first_token(events))
+            head = await until_disconnect(receive, _until_first_token(events, self.reasoning))
         except ClientGone:
             self.slot.release()
             self._finish(True, CLIENT_CLOSED, None, "client_disconnected")
@@ -108,19 +111,16 @@ class Run:
         status: int = CLIENT_CLOSED
         result: Result | None = None
         code: str | None = "client_disconnected"
+        narrator = LayerNarrator() if self.reasoning else None
         try:
             yield completion.role_chunk(with_usage=usage_nulls)
-            for item in head:
+            async for item in _chain(head, events):
                 if isinstance(item, Token):
                     yield completion.content_chunk(item.text, with_usage=usage_nulls)
                 elif isinstance(item, Done):
                     result = item.result
-            if result is None:
-                async for item in events:
-                    if isinstance(item, Token):
-                        yield completion.content_chunk(item.text, with_usage=usage_nulls)
-                    elif isinstance(item, Done):
-                        result = item.result
+                elif narrator is not None and (thought := narrator.feed(item)):
+                    yield completion.chunk({"reasoning_content": thought}, with_usage=usage_nulls)
             if result is None:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
             yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
@@ -184,13 +184,22 @@ class Run:
         )
 
 
-async def _until_first_token(events: AsyncIterator[Event]) -> list[Event]:
+async def _until_first_token(events: AsyncIterator[Event], reasoning: bool) -> list[Event]:
+    """The events up to the first one the client will see text of."""
+    visible = (Token, Done, ProposalDelta, ProposalFinished) if reasoning else (Token, Done)
     head: list[Event] = []
     async for item in events:
         head.append(item)
-        if isinstance(item, Token | Done):
+        if isinstance(item, visible):
             break
     return head
+
+
+async def _chain(head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    for item in head:
+        yield item
+    async for item in events:
+        yield item
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:

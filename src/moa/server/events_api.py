@@ -1,0 +1,187 @@
+"""`POST /v1/moa/runs`: one MoA run as Server-Sent Events, one JSON object per engine event.
+
+    data: {"type": "layer.started", "layer": 1, "models": ["fake:a", "fake:b"]}
+    data: {"type": "proposal.started", "layer": 1, "index": 0, "model": "fake:a"}
+    data: {"type": "proposal.delta", "layer": 1, "index": 0, "model": "fake:a", "text": "Par"}
+    data: {"type": "proposal.finished", "layer": 1, "index": 0, "model": "fake:a", "call": {…}}
+    data: {"type": "aggregator.started", "layer": 2, "model": "fake:agg"}
+    data: {"type": "answer.delta", "text": "Paris"}
+    data: {"type": "done", "trace": {…}, "usage": {…}}
+
+A request the server refuses (unknown model, bad body, too many runs) gets an HTTP error as on
+/v1/chat/completions; once the stream has started, a failed run ends with an `error` event
+carrying the partial trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from moa import recipes as recipe_lib
+from moa.engine import MoA
+from moa.errors import MoAError
+from moa.events import (
+    AggregatorStarted,
+    Done,
+    Event,
+    ProposalDelta,
+    ProposalFailed,
+    ProposalFinished,
+    ProposalStarted,
+    Token,
+)
+from moa.providers.registry import Registry
+from moa.recipes.schema import Recipe
+from moa.server.errors import ApiError, from_moa_error
+from moa.server.limits import RunSlots
+from moa.server.metrics import Metrics
+from moa.server.overrides import OverridePolicy, catalog
+from moa.server.runs import EventStream
+from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
+from moa.server.security import Redactor
+from moa.server.sse import event as sse_event
+from moa.trace import CallRecord, Result
+from moa.types import Message, Sampling
+
+log = logging.getLogger("moa.server")
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the events API shares with the chat completions endpoint."""
+
+    recipes: Mapping[str, Recipe]
+    mixtures: Mapping[str, MoA]
+    registry: Registry
+    slots: RunSlots
+    metrics: Metrics
+    redactor: Redactor
+
+
+def add_events_api(app: FastAPI, served: Served) -> None:
+    policy = OverridePolicy(served.recipes.values())
+
+    @app.get("/v1/moa/recipes", tags=["moa"])
+    async def list_recipes() -> dict[str, Any]:
+        """The served recipes (without provider settings), editable and sent back as
+        `moa_recipe`; the models they use; the choices of the recipe schema."""
+        listing: dict[str, Any] = served.redactor.data(catalog(served.recipes))
+        return listing
+
+    @app.post("/v1/moa/runs", response_model=None, tags=["moa"])
+    async def runs(body: ChatCompletionRequest, request: Request) -> Response:
+        """The chat completions body (plus `moa_recipe`, an edited recipe); answers with
+        Server-Sent Events, one JSON object per engine event."""
+        check_supported(body)
+        override = (body.model_extra or {}).get("moa_recipe")
+        recipe = policy.check(override) if override is not None else served.recipes.get(body.model)
+        if recipe is None:
+            raise ApiError(
+                404,
+                f"The model {body.model!r} does not exist; this server has "
+                f"{', '.join(sorted(served.mixtures))} (GET /v1/models lists them)",
+                param="model",
+                code="model_not_found",
+            )
+        mixture = (
+            served.mixtures[body.model]
+            if override is None
+            else recipe_lib.build(recipe, served.registry)
+        )
+        messages, requested = to_messages(body), to_sampling(body)
+        to_all = recipe.request_sampling == "all"
+        run = EventRun(
+            name=body.model if override is None else f"{body.model} (edited)",
+            moa=mixture,
+            messages=messages,
+            sampling=requested if to_all else Sampling(),
+            aggregator_sampling=Sampling() if to_all else requested,
+            served=served,
+        )
+        slot = served.slots.take()
+        return EventStream(run.events(), on_close=slot.release)
+
+
+@dataclass
+class EventRun:
+    name: str
+    moa: MoA
+    messages: list[Message]
+    sampling: Sampling
+    aggregator_sampling: Sampling
+    served: Served
+
+    async def events(self) -> AsyncIterator[str]:
+        started = time.perf_counter()
+        layers_started: set[int] = set()
+        status, result, code = 499, None, "client_disconnected"
+        stream = self.moa.stream(
+            self.messages, sampling=self.sampling, aggregator_sampling=self.aggregator_sampling
+        )
+        try:
+            async for item in stream:
+                if isinstance(item, ProposalStarted) and item.layer not in layers_started:
+                    layers_started.add(item.layer)
+                    models = [a.model for a in self.moa.layers[item.layer - 1].agents]
+                    yield sse_event({"type": "layer.started", "layer": item.layer, "models": models})
+                if isinstance(item, Done):
+                    result = item.result
+                yield sse_event(self.served.redactor.data(to_json(item)))
+            status, code = 200, None
+        except MoAError as exc:
+            error = from_moa_error(exc)
+            status, code, result = error.status, error.code, getattr(exc, "result", None)
+            payload: dict[str, Any] = {"type": "error", **error.body(), "status": error.status}
+            if result is not None:
+                payload["trace"] = result.to_dict()
+            yield sse_event(self.served.redactor.data(payload))
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._finish(status, result, code, time.perf_counter() - started)
+
+    def _finish(self, status: int, result: Result | None, code: str | None, secs: float) -> None:
+        metrics = self.served.metrics
+        metrics.request(self.name, True, status, secs if status == 200 else None)
+        if code is not None:
+            metrics.error(code)
+        if result is not None:
+            metrics.run(self.name, result)
+        log.info("%s events status=%d %.3fs", self.name, status, secs)
+
+
+def to_json(item: Event) -> dict[str, Any]:
+    """One engine event as the JSON object the events API sends."""
+    if isinstance(item, ProposalStarted):
+        return {"type": "proposal.started", **_where(item.layer, item.index, item.model)}
+    if isinstance(item, ProposalDelta):
+        return {"type": "proposal.delta", **_where(item.layer, item.index, item.model),
+                "text": item.text}  # fmt: skip
+    if isinstance(item, ProposalFinished | ProposalFailed):
+        kind = "proposal.finished" if isinstance(item, ProposalFinished) else "proposal.failed"
+        return {"type": kind, **_call(item.record)}
+    if isinstance(item, AggregatorStarted):
+        return {"type": "aggregator.started", "layer": item.layer, "model": item.model}
+    if isinstance(item, Token):
+        return {"type": "answer.delta", "text": item.text}
+    trace = item.result.to_dict()
+    done: dict[str, Any] = {"type": "done", "trace": trace, "usage": trace["usage"]}
+    if "cost" in trace:
+        done["cost"] = trace["cost"]
+    return done
+
+
+def _where(layer: int, index: int, model: str) -> dict[str, Any]:
+    return {"layer": layer, "index": index, "model": model}
+
+
+def _call(record: CallRecord) -> dict[str, Any]:
+    return {**_where(record.layer, record.index, record.model), "call": record.to_dict()}
