@@ -1,4 +1,4 @@
-"""`moa` — ask (the default verb), chat, recipes.
+"""`moa` — ask (the default verb), chat, recipes, serve, web, batch, eval.
 
 Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
 1 for a run that failed (RunError), 130 for Ctrl-C.
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from moa import recipes
 from moa.cli.batch import batch
+from moa.cli.web import web
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
@@ -230,6 +231,9 @@ def serve(
             help="Let browser apps on this origin call the API (repeatable; * for any).",
         ),
     ] = None,
+    no_ui: Annotated[
+        bool, typer.Option("--no-ui", help="Do not serve the web playground at /.")
+    ] = False,
 ) -> None:
     """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
     try:
@@ -251,6 +255,7 @@ def serve(
             workers=workers,
             graceful_timeout_s=graceful_timeout,
             cors_origins=cors_origin or [],
+            ui=not no_ui,
         )
     except ConfigError as exc:
         raise _fail(2, str(exc)) from None
@@ -284,6 +289,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
 
 
 app.command()(batch)
+app.command()(web)
 app.add_typer(eval_app, name="eval")
 
 

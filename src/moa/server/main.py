@@ -23,6 +23,7 @@ ENV_API_KEYS = "MOA_API_KEYS"
 ENV_MAX_RUNS = "MOA_MAX_CONCURRENT_RUNS"
 ENV_MAX_BODY = "MOA_MAX_BODY_BYTES"
 ENV_CORS = "MOA_CORS_ORIGINS"
+ENV_NO_UI = "MOA_NO_UI"
 
 
 def load_recipes(refs: Iterable[str]) -> dict[str, Recipe]:
@@ -53,7 +54,7 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 
 def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     """The app as configured by MOA_SERVE_RECIPES (comma-separated; default `local`),
-    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES and MOA_CORS_ORIGINS."""
+    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES, MOA_CORS_ORIGINS and MOA_NO_UI."""
     env = os.environ if env is None else env
     refs = [r.strip() for r in env.get(ENV_RECIPES, "local").split(",") if r.strip()]
     return create_app(
@@ -63,10 +64,11 @@ def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         max_body_bytes=_int_env(env, ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES),
         env=env,
         cors_origins=parse_keys(env.get(ENV_CORS)),
+        ui=env.get(ENV_NO_UI, "").strip().lower() not in ("1", "true", "yes", "on"),
     )
 
 
-def _log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str) -> None:
     """One line per request on stderr, next to uvicorn's own lines (which do not propagate)."""
     logger = logging.getLogger("moa.server")
     if not logger.handlers:
@@ -88,9 +90,10 @@ def serve(
     graceful_timeout_s: int = 30,
     log_level: str = "info",
     cors_origins: Sequence[str] = (),
+    ui: bool = True,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight runs get `graceful_timeout_s` to finish."""
-    _log_to_stderr(log_level)
+    log_to_stderr(log_level)
     if max_concurrent_runs < 1 or max_body_bytes < 1 or workers < 1:
         raise ConfigError("--max-concurrent-runs, --max-body-bytes and --workers must be >= 1")
     # Built here even with several workers, so configuration errors stop `moa serve` at once.
@@ -102,6 +105,7 @@ def serve(
         max_concurrent_runs=max_concurrent_runs,
         max_body_bytes=max_body_bytes,
         cors_origins=cors_origins,
+        ui=ui,
     )
     if workers == 1:
         uvicorn.run(
@@ -118,6 +122,7 @@ def serve(
     os.environ[ENV_MAX_RUNS] = str(max_concurrent_runs)
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
     os.environ[ENV_CORS] = ",".join(cors_origins)
+    os.environ[ENV_NO_UI] = "" if ui else "1"
     uvicorn.run(
         "moa.server:app_from_env",
         factory=True,

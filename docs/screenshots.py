@@ -1,0 +1,98 @@
+"""Draw the playground screenshots in docs/ (desktop and phone width) on the fake upstream.
+
+    python docs/screenshots.py   # needs the dev extra (playwright) and /usr/bin/chromium
+
+The models are the fake upstream's (provider `demo`), with scripted answers; nothing is called.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from moa import recipes
+from moa.server import create_app
+from moa.testing import FakeUpstream, Reply
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import ServerThread  # noqa: E402
+
+DOCS = Path(__file__).resolve().parent
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+RECIPE = """
+name = "demo-moa"
+description = "Three proposers, two layers, one aggregator (fake upstream)"
+[retry]
+max_attempts = 1
+[[layers]]
+models = ["demo:llama-3.3-70b", "demo:qwen-2.5-72b", "demo:mixtral-8x22b"]
+[[layers]]
+models = ["demo:llama-3.3-70b", "demo:qwen-2.5-72b", "demo:mixtral-8x22b"]
+[aggregator]
+model = "demo:llama-3.1-405b"
+[providers.demo]
+base_url = "{base_url}"
+"""
+PROPOSALS = {
+    "llama-3.3-70b": "SQLite is an embedded library: zero setup, one file, very fast reads. "
+    "Postgres is a server: concurrent writers, roles, replication and extensions.",
+    "qwen-2.5-72b": "Choose SQLite for apps, tests and single-node sites with modest write "
+    "concurrency; choose Postgres when many clients write at once or you need rich types.",
+    "mixtral-8x22b": "Both are reliable. SQLite locks the whole database on write; Postgres "
+    "uses MVCC so readers never block writers.",
+}
+ANSWER = """**In short:** SQLite is a file, Postgres is a service.
+
+| | SQLite | Postgres |
+|---|---|---|
+| Setup | none (a library) | a server to run |
+| Concurrent writes | one at a time | many (MVCC) |
+| Best for | apps, tests, edge | multi-user backends |
+
+- Start with **SQLite** when one process owns the data.
+- Move to **Postgres** when several clients write, or you need `jsonb`, roles or replication.
+"""
+
+
+def script(upstream: FakeUpstream) -> None:
+    upstream.reset()
+    for model, text in PROPOSALS.items():
+        upstream.script(model, Reply(text, token_delay_s=0.03))
+    # The second layer's mixtral is down: its card shows how a failure reads.
+    upstream.script("mixtral-8x22b", Reply(PROPOSALS["mixtral-8x22b"]), Reply(status=503))
+    upstream.script("llama-3.1-405b", Reply(ANSWER, token_delay_s=0.02))
+
+
+def main() -> None:
+    with FakeUpstream() as upstream:
+        recipe = recipes.parse(RECIPE.format(base_url=upstream.base_url))
+        server = ServerThread(create_app({recipe.name: recipe}))
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                for name, size in (("desktop", (1440, 1180)), ("phone", (390, 844))):
+                    script(upstream)
+                    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+                    page.goto(server.url)
+                    page.fill("#prompt", "What are the trade-offs of SQLite vs Postgres?")
+                    page.press("#prompt", "Enter")
+                    page.wait_for_selector(".answer[data-status='ok'] .totals .fact")
+                    if name == "phone":  # the layers scrolled to the top, the answer below
+                        page.evaluate(
+                            "document.querySelector('.thread').scrollTop ="
+                            " document.querySelector('.answer').offsetTop - 560"
+                        )
+                    page.screenshot(path=DOCS / f"playground-{name}.png")
+                    page.close()
+                browser.close()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

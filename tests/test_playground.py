@@ -1,0 +1,222 @@
+"""The web playground in a real browser (Debian's chromium, headless) against `moa serve` on the
+fake upstream: it loads cleanly, streams the layers into cards and the answer into its panel,
+marks failures, keeps the conversation, compares with one model and downloads the trace."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from moa.testing import FakeUpstream, Reply
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+TIMEOUT_MS = 20_000
+
+# Records, in order, every change of a proposal card's text and of the first answer's text.
+RECORD_TEXT_CHANGES = """
+window.__seen = [];
+const last = new Map();
+function note(key, node) {
+  const length = node ? node.textContent.length : 0;
+  if (length && last.get(key) !== length) { last.set(key, length); window.__seen.push([key, length]); }
+}
+new MutationObserver(() => {
+  for (const card of document.querySelectorAll(".card.proposer")) {
+    note("card:" + card.dataset.model, card.querySelector(".card-body"));
+  }
+  note("answer", document.querySelector(".answer .markdown"));
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, moa_server):
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.problems = []  # console errors and uncaught exceptions
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.on("pageerror", lambda e: page.problems.append(str(e)))
+    page.add_init_script(RECORD_TEXT_CHANGES)
+    page.goto(moa_server.url)
+    page.wait_for_selector("#recipe option[value='test-moa']", state="attached")
+    yield page
+    context.close()
+
+
+def ask(page, prompt: str) -> None:
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Enter")
+
+
+def wait_answered(page, turn: int = 1) -> None:
+    page.wait_for_selector(f".turn:nth-of-type({turn}) .answer[data-status='ok'] .totals .fact")
+
+
+def test_the_page_loads_with_no_console_errors(page) -> None:
+    assert page.title() == "moa playground"
+    assert page.locator("#recipe").input_value() == "test-moa"
+    assert page.problems == []
+
+
+def test_proposals_stream_into_their_cards_then_the_answer_into_its_panel(
+    upstream: FakeUpstream, page
+) -> None:
+    upstream.script("a", Reply("alpha says Paris", token_delay_s=0.02))
+    upstream.script("b", Reply("beta says Paris too", token_delay_s=0.02))
+    upstream.script("agg", Reply("It is **Paris**, on the Seine, said twice", token_delay_s=0.03))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+
+    cards = page.locator(".column[data-layer='1'] .card")
+    assert cards.evaluate_all("cs => cs.map(c => [c.dataset.model, c.dataset.status])") == [
+        ["fake:a", "ok"],
+        ["fake:b", "ok"],
+    ]
+    assert page.locator(".card[data-model='fake:a'] .card-body").inner_text() == "alpha says Paris"
+    assert "tok" in page.locator(".card[data-model='fake:a'] .card-foot").inner_text()
+    answer = page.locator(".answer .markdown")
+    assert answer.inner_text() == "It is Paris, on the Seine, said twice"
+    assert answer.locator("strong").inner_text() == "Paris"
+    assert "3 calls" in page.locator(".answer .totals").inner_text()
+
+    seen = page.evaluate("window.__seen")
+    first_answer = next(i for i, (key, _) in enumerate(seen) if key == "answer")
+    assert {key for key, _ in seen[:first_answer]} == {"card:fake:a", "card:fake:b"}
+    assert all(key == "answer" for key, _ in seen[first_answer:])
+    assert len(seen) - first_answer > 1, "the answer arrives in pieces, not at the end"
+    assert page.problems == []
+
+
+def test_proposal_cards_fill_as_their_tokens_arrive(upstream: FakeUpstream, page) -> None:
+    # Needs the engine to stream proposals (issue 11 item 1): several deltas per card.
+    upstream.script("a", Reply("one two three four five six", token_delay_s=0.03))
+    ask(page, "Count")
+    wait_answered(page)
+    lengths = [n for key, n in page.evaluate("window.__seen") if key == "card:fake:a"]
+    assert len(lengths) > 1 and lengths == sorted(lengths)
+
+
+def test_a_failing_proposer_is_shown_as_failed_and_the_run_goes_on(
+    upstream: FakeUpstream, page
+) -> None:
+    upstream.script("b", Reply(status=500))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    failed = page.locator(".card[data-model='fake:b']")
+    assert failed.get_attribute("data-status") == "failed"
+    assert failed.locator(".pill").inner_text().lower() == "failed"
+    assert "500" in failed.locator(".card-error").inner_text()
+    assert "1 failed" in page.locator(".answer .totals").inner_text()
+
+
+def test_a_second_turn_sends_the_conversation_so_far(upstream: FakeUpstream, page) -> None:
+    upstream.script("agg", Reply("Paris."), Reply("About two million people."))
+    ask(page, "Capital of France?")
+    wait_answered(page, 1)
+    ask(page, "How many people live there?")
+    wait_answered(page, 2)
+    assert page.locator(".turn").count() == 2
+    sent = upstream.requests_for("agg")[-1]["messages"]
+    turns = [(m["role"], m["content"]) for m in sent if m["role"] != "system"]
+    assert turns == [
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "How many people live there?"),
+    ]
+    assert page.locator(".turn:nth-of-type(2) .answer .markdown").inner_text() == (
+        "About two million people."
+    )
+
+
+def test_the_trace_downloads_as_json(upstream: FakeUpstream, page) -> None:
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    with page.expect_download() as download_info:
+        page.click(".turn-actions button")
+    download = download_info.value
+    assert download.suggested_filename.startswith("moa-trace-")
+    trace = json.loads(open(download.path(), encoding="utf-8").read())
+    assert trace["model"] == "test-moa"
+    assert trace["mixture"]["text"] == "answer from agg"
+    assert [c["model"] for c in trace["mixture"]["calls"]] == ["fake:a", "fake:b", "fake:agg"]
+
+
+def test_compare_with_one_model_answers_beside_the_mixture(upstream: FakeUpstream, page) -> None:
+    page.select_option("#compare", "fake:b")
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    page.wait_for_selector(".answers.compare .answer:nth-child(2)[data-status='ok']")
+    panels = page.locator(".answers.compare .answer .markdown")
+    assert panels.all_inner_texts() == ["answer from agg", "answer from b"]
+
+
+def test_an_edited_recipe_is_what_runs(upstream: FakeUpstream, page) -> None:
+    page.click("#edit-toggle")
+    page.fill("#editor-aggregator", "fake:a")
+    page.locator("#editor-aggregator").dispatch_event("change")
+    assert page.locator("#edited-badge").is_visible()
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    assert page.locator(".answer .markdown").inner_text() == "answer from a"
+
+
+def test_answers_are_rendered_without_their_html(upstream: FakeUpstream, page) -> None:
+    upstream.script("agg", Reply('<img src=x onerror="window.pwned=1"> [x](javascript:alert(1))'))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    answer = page.locator(".answer .markdown")
+    assert answer.locator("img, a").count() == 0
+    assert "<img src=x" in answer.inner_text()
+    assert page.evaluate("window.pwned") is None
+
+
+def test_a_protected_server_asks_for_the_key_and_keeps_it_in_the_tab(
+    browser, serve_moa, upstream: FakeUpstream
+) -> None:
+    server = serve_moa(api_keys=["sk-playground-key"])
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server.url)
+    page.wait_for_selector("#key-dialog[open]")
+    page.fill("#key-input", "sk-playground-key")
+    page.click("#key-dialog button")
+    page.wait_for_selector("#recipe option[value='test-moa']", state="attached")
+    assert page.evaluate("sessionStorage.getItem('moa.apiKey')") == "sk-playground-key"
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    context.close()
+
+
+def test_no_ui_leaves_the_root_unserved(serve_moa) -> None:
+    import httpx
+
+    with_ui, without = serve_moa(), serve_moa(ui=False)
+    page = httpx.get(with_ui.url + "/")
+    assert page.status_code == 200 and "moa playground" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(without.url + "/").status_code == 404
