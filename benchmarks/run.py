@@ -26,6 +26,7 @@ ROWS: dict[str, str] = {
     "4": "benchmarks.rows.server",
     "5": "benchmarks.rows.batch",
     "6": "benchmarks.rows.local_model",
+    "7": "benchmarks.rows.layers_shown",
 }
 
 

@@ -17,12 +17,16 @@ from moa.server import create_app
 from moa.testing import FakeUpstream, Reply
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import ServerThread  # noqa: E402
+from conftest import ServerThread
 
 DOCS = Path(__file__).resolve().parent
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
 RECIPE = """
 name = "demo-moa"

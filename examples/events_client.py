@@ -20,7 +20,10 @@ def events(url: str, body: dict, key: str | None):
     request = urllib.request.Request(
         f"{url}/v1/moa/runs",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+        headers={
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+        },
     )
     with urllib.request.urlopen(request) as response:
         for line in response:  # one `data: {json}` line per event, then a blank line
@@ -45,14 +48,20 @@ def main() -> None:
         elif kind in ("proposal.finished", "proposal.failed"):
             call = event["call"]
             said = call["output"] if call["status"] == "ok" else call["error"]
-            print(f"-- {event['model']} {call['status']} in {call['latency_s']:.2f}s: {said}", file=sys.stderr)
+            print(
+                f"-- {event['model']} {call['status']} in {call['latency_s']:.2f}s: {said}",
+                file=sys.stderr,
+            )
         elif kind == "aggregator.started":
             print(f"\n== aggregator {event['model']}\n", file=sys.stderr)
         elif kind == "answer.delta":
             print(event["text"], end="", flush=True)
         elif kind == "done":
             usage = event["usage"]
-            print(f"\n\n{event['trace']['latency_s']:.2f}s, {usage['total_tokens']} tokens", file=sys.stderr)
+            print(
+                f"\n\n{event['trace']['latency_s']:.2f}s, {usage['total_tokens']} tokens",
+                file=sys.stderr,
+            )
         elif kind == "error":
             sys.exit(f"\nrun failed: {event['error']['message']}")
 

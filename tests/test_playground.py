@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import SERVER_RECIPE
 from moa.testing import FakeUpstream, Reply
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,18 +54,31 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, moa_server):
-    context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.problems = []  # console errors and uncaught exceptions
-    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
-    page.on("pageerror", lambda e: page.problems.append(str(e)))
-    page.add_init_script(RECORD_TEXT_CHANGES)
-    page.goto(moa_server.url)
-    page.wait_for_selector("#recipe option[value='test-moa']", state="attached")
-    yield page
-    context.close()
+def open_page(browser):
+    """open_page(server): a fresh browser tab on the server's playground, recipes loaded."""
+    contexts = []
+
+    def open_on(server):
+        context = browser.new_context(accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.problems = []  # console errors and uncaught exceptions
+        page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        page.add_init_script(RECORD_TEXT_CHANGES)
+        page.goto(server.url)
+        page.wait_for_selector("#recipe option[value='test-moa']", state="attached")
+        return page
+
+    yield open_on
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page, moa_server):
+    return open_page(moa_server)
 
 
 def ask(page, prompt: str) -> None:
@@ -133,6 +147,23 @@ def test_a_failing_proposer_is_shown_as_failed_and_the_run_goes_on(
     assert "1 failed" in page.locator(".answer .totals").inner_text()
 
 
+def test_a_straggler_cut_by_the_layer_deadline_is_shown_as_cancelled(
+    upstream: FakeUpstream, serve_moa, open_page
+) -> None:
+    recipe = SERVER_RECIPE.replace(
+        'models = ["fake:a", "fake:b"]',
+        'models = ["fake:a", "fake:b"]\nmin_proposals = 1\ndeadline_s = 0.2',
+    )
+    upstream.script("b", Reply("too late", delay_s=30))
+    page = open_page(serve_moa(recipe))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    late = page.locator(".card[data-model='fake:b']")
+    assert late.get_attribute("data-status") == "cancelled"
+    assert "cancelled" in late.locator(".card-error").inner_text()
+    assert page.locator(".card[data-model='fake:a']").get_attribute("data-status") == "ok"
+
+
 def test_a_second_turn_sends_the_conversation_so_far(upstream: FakeUpstream, page) -> None:
     upstream.script("agg", Reply("Paris."), Reply("About two million people."))
     ask(page, "Capital of France?")
@@ -159,7 +190,7 @@ def test_the_trace_downloads_as_json(upstream: FakeUpstream, page) -> None:
         page.click(".turn-actions button")
     download = download_info.value
     assert download.suggested_filename.startswith("moa-trace-")
-    trace = json.loads(open(download.path(), encoding="utf-8").read())
+    trace = json.loads(download.path().read_text(encoding="utf-8"))
     assert trace["model"] == "test-moa"
     assert trace["mixture"]["text"] == "answer from agg"
     assert [c["model"] for c in trace["mixture"]["calls"]] == ["fake:a", "fake:b", "fake:agg"]

@@ -104,3 +104,32 @@ def test_serve_without_the_server_extra_says_how_to_install_it() -> None:
     )
     assert done.returncode == 2
     assert "pip install 'moa[server]'" in done.stderr
+
+
+def test_moa_web_serves_the_playground_on_a_free_port_and_says_where(recipe_file) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moa.cli.app",
+            "web",
+            "-r",
+            str(recipe_file(RECIPE)),
+            "--no-browser",
+        ],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once the server accepts connections
+        url = line.split("moa playground: ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        page = httpx.get(url)
+        assert page.status_code == 200 and "<title>moa playground</title>" in page.text
+        assert httpx.get(f"{url}v1/moa/recipes").json()["data"][0]["id"] == "cli-moa"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -40,7 +40,10 @@ def test_a_run_is_told_event_by_event_and_ends_with_the_whole_trace(
     assert types[-1] == "done"
     a = next(e for e in events if e["type"] == "proposal.finished" and e["model"] == "fake:a")
     assert (a["layer"], a["index"], a["call"]["output"], a["call"]["output_tokens"]) == (
-        1, 0, "proposal A", 2
+        1,
+        0,
+        "proposal A",
+        2,
     )
     assert "".join(e["text"] for e in events if e["type"] == "answer.delta") == (
         "Paris is the capital"
@@ -103,7 +106,10 @@ def test_the_served_recipes_are_listed_without_their_provider_settings(moa_serve
 def test_an_edited_recipe_runs_in_place_of_the_served_one(
     upstream: FakeUpstream, moa_server
 ) -> None:
-    edited = {"layers": [{"models": ["fake:x", "fake:y", "fake:z"]}], "aggregator": {"model": "fake:b"}}
+    edited = {
+        "layers": [{"models": ["fake:x", "fake:y", "fake:z"]}],
+        "aggregator": {"model": "fake:b"},
+    }
     events = run_events(moa_server, {**ASK, "moa_recipe": edited})
     assert events[0]["models"] == ["fake:x", "fake:y", "fake:z"]
     assert events[-1]["trace"]["aggregator_model"] == "fake:b"
@@ -112,7 +118,7 @@ def test_an_edited_recipe_runs_in_place_of_the_served_one(
 
 def test_one_model_alone_is_a_recipe_without_layers(upstream: FakeUpstream, moa_server) -> None:
     events = run_events(moa_server, {**ASK, "moa_recipe": {"aggregator": {"model": "fake:a"}}})
-    assert [e["type"] for e in events][0] == "aggregator.started"
+    assert events[0]["type"] == "aggregator.started"
     assert events[-1]["trace"]["text"] == "answer from a"
 
 
@@ -122,7 +128,9 @@ def test_an_edited_recipe_may_not_reach_other_providers_or_declare_any(moa_serve
         assert response.status_code == 400
         return response.json()["error"]["message"]
 
-    assert "not from a provider this server serves" in refusal({"aggregator": {"model": "openai:gpt-4o"}})
+    assert "not from a provider this server serves" in refusal(
+        {"aggregator": {"model": "openai:gpt-4o"}}
+    )
     declared = {"aggregator": {"model": "fake:a"}, "providers": {"evil": {"base_url": "http://x"}}}
     assert "cannot set providers" in refusal(declared)
     assert "unknown key" in refusal({"aggregator": {"model": "fake:a", "colour": "red"}})

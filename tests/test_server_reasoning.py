@@ -9,12 +9,11 @@ import httpx
 import openai
 import pytest
 
+from conftest import SERVER_RECIPE
 from moa.events import ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
 from moa.server.reasoning import LayerNarrator, narrate
 from moa.testing import FakeUpstream, Reply
 from moa.trace import CallRecord
-
-from conftest import SERVER_RECIPE
 
 MODEL = "test-moa"
 ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Capital of France?"}]}
@@ -22,7 +21,12 @@ ASK = {"model": MODEL, "messages": [{"role": "user", "content": "Capital of Fran
 
 def record(layer: int, index: int, model: str, output: str = "", status: str = "ok") -> CallRecord:
     return CallRecord(
-        layer=layer, index=index, model=model, role="proposer", output=output, status=status,  # type: ignore[arg-type]
+        layer=layer,
+        index=index,
+        model=model,
+        role="proposer",
+        output=output,
+        status=status,  # type: ignore[arg-type]
         error=None if status == "ok" else "HTTP 500",
     )
 
@@ -128,7 +132,9 @@ def test_asked_for_the_proposals_stream_as_reasoning_before_the_answer(
 
 def test_a_recipe_can_turn_it_on_and_a_request_off(upstream: FakeUpstream, serve_moa) -> None:
     script(upstream)
-    server = serve_moa(SERVER_RECIPE.replace('name = "test-moa"', 'name = "test-moa"\nshow_layers = "reasoning"'))
+    server = serve_moa(
+        SERVER_RECIPE.replace('name = "test-moa"', 'name = "test-moa"\nshow_layers = "reasoning"')
+    )
     reasoning, _ = reasoning_then_content(stream_deltas(server, {**ASK, "stream": True}))
     assert "proposal A" in reasoning
     off = stream_deltas(server, {**ASK, "stream": True}, {"X-MoA-Layers": "off"})

@@ -159,6 +159,11 @@ def _server(
 def _moa_server(upstream_url: str, workdir: Path) -> Any:
     recipe = workdir / "passthrough.toml"
     recipe.write_text(PASSTHROUGH_RECIPE.format(base_url=upstream_url), encoding="utf-8")
+    return moa_serve_child(recipe, workdir)
+
+
+def moa_serve_child(recipe: Path, workdir: Path) -> Any:
+    """(port, context manager running `moa serve -r recipe` as a child of this checkout)."""
     port = _free_port()
     argv = [
         sys.executable,

@@ -18,12 +18,12 @@ from rich.table import Table
 
 from moa import recipes
 from moa.cli.batch import batch
-from moa.cli.web import web
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
 from moa.cli.options import apply_overrides
 from moa.cli.render import Progress
+from moa.cli.web import web
 from moa.engine import MoA, as_messages
 from moa.errors import (
     ConfigError,

@@ -77,12 +77,13 @@ def add_events_api(app: FastAPI, served: Served) -> None:
 
     @app.post("/v1/moa/runs", response_model=None, tags=["moa"])
     async def runs(body: ChatCompletionRequest, request: Request) -> Response:
-        """The chat completions body (plus `moa_recipe`, an edited recipe); answers with
-        Server-Sent Events, one JSON object per engine event."""
+        """The chat completions body (plus `moa_recipe`: an edited copy of the recipe `model`
+        names, run in its place); answers with Server-Sent Events, one JSON object per engine
+        event."""
         check_supported(body)
-        override = (body.model_extra or {}).get("moa_recipe")
-        recipe = policy.check(override) if override is not None else served.recipes.get(body.model)
-        if recipe is None:
+        if body.model not in served.recipes:
+            # Even with `moa_recipe`: the model names a served recipe, so the metrics' labels
+            # stay the operator's, not whatever a client writes.
             raise ApiError(
                 404,
                 f"The model {body.model!r} does not exist; this server has "
@@ -90,6 +91,8 @@ def add_events_api(app: FastAPI, served: Served) -> None:
                 param="model",
                 code="model_not_found",
             )
+        override = (body.model_extra or {}).get("moa_recipe")
+        recipe = served.recipes[body.model] if override is None else policy.check(override)
         mixture = (
             served.mixtures[body.model]
             if override is None
@@ -121,7 +124,8 @@ class EventRun:
     async def events(self) -> AsyncIterator[str]:
         started = time.perf_counter()
         layers_started: set[int] = set()
-        status, result, code = 499, None, "client_disconnected"
+        status, result = 499, None
+        code: str | None = "client_disconnected"
         stream = self.moa.stream(
             self.messages, sampling=self.sampling, aggregator_sampling=self.aggregator_sampling
         )
@@ -130,7 +134,9 @@ class EventRun:
                 if isinstance(item, ProposalStarted) and item.layer not in layers_started:
                     layers_started.add(item.layer)
                     models = [a.model for a in self.moa.layers[item.layer - 1].agents]
-                    yield sse_event({"type": "layer.started", "layer": item.layer, "models": models})
+                    yield sse_event(
+                        {"type": "layer.started", "layer": item.layer, "models": models}
+                    )
                 if isinstance(item, Done):
                     result = item.result
                 yield sse_event(self.served.redactor.data(to_json(item)))

@@ -30,9 +30,7 @@ _MODES = (REASONING, "off")
 Key = tuple[int, int]  # (layer, index)
 
 
-def layers_mode(
-    body_value: Any, header_value: str | None, recipe_value: str | None
-) -> str | None:
+def layers_mode(body_value: Any, header_value: str | None, recipe_value: str | None) -> str | None:
     """`reasoning` when the request (body, then header) or the recipe asks for it; a request's
     explicit "off" wins over the recipe."""
     for value, param in ((body_value, "moa_layers"), (header_value, "X-MoA-Layers")):

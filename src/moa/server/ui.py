@@ -40,9 +40,7 @@ def add_ui(app: FastAPI) -> None:
     folder = resources.files("moa.server").joinpath("ui")
     for path, (name, media_type) in _FILES.items():
         body = folder.joinpath(name).read_bytes()
-        app.add_api_route(
-            path, _static(body, media_type), methods=["GET"], include_in_schema=False
-        )
+        app.add_api_route(path, _static(body, media_type), methods=["GET"], include_in_schema=False)
 
 
 def _static(body: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:

@@ -39,7 +39,7 @@ def run_playground(
     host: str = "127.0.0.1",
     api_keys: Sequence[str] = (),
     open_browser: Callable[[str], object] = webbrowser.open,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] = lambda line: print(line, flush=True),
     log_level: str = "warning",
 ) -> None:
     """Serve `recipe_refs` with the playground until Ctrl-C, on a free port of `host`."""
