@@ -87,7 +87,9 @@ def ask(page, prompt: str) -> None:
 
 
 def wait_answered(page, turn: int = 1) -> None:
-    page.wait_for_selector(f".turn:nth-of-type({turn}) .answer[data-status='ok'] .totals .fact")
+    """The mixture's answer (the first panel) of the turn is complete."""
+    mixture = f".turn:nth-of-type({turn}) .answers > .answer:first-child"
+    page.wait_for_selector(f"{mixture}[data-status='ok'] .totals .fact")
 
 
 def test_the_page_loads_with_no_console_errors(page) -> None:

@@ -101,6 +101,7 @@ def test_the_served_recipes_are_listed_without_their_provider_settings(moa_serve
     assert "providers" not in recipe
     assert recipe["layers"][0]["models"] == ["fake:a", "fake:b"]
     assert listing["models"] == ["fake:a", "fake:agg", "fake:b"]
+    assert "synthesize" in listing["strategies"]
 
 
 def test_an_edited_recipe_runs_in_place_of_the_served_one(
@@ -134,6 +135,8 @@ def test_an_edited_recipe_may_not_reach_other_providers_or_declare_any(moa_serve
     declared = {"aggregator": {"model": "fake:a"}, "providers": {"evil": {"base_url": "http://x"}}}
     assert "cannot set providers" in refusal(declared)
     assert "unknown key" in refusal({"aggregator": {"model": "fake:a", "colour": "red"}})
+    unknown = {"aggregator": {"model": "fake:a", "strategy": "vote-by-dice"}}
+    assert "unknown strategy" in refusal(unknown)
     huge = {"layers": [{"models": ["fake:a"] * 8, "repeat": 5}], "aggregator": {"model": "fake:a"}}
     assert "too large" in refusal(huge)
 

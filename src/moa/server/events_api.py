@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from moa import recipes as recipe_lib
 from moa.engine import MoA
-from moa.errors import MoAError
+from moa.errors import ConfigError, MoAError
 from moa.events import (
     AggregatorStarted,
     Done,
@@ -39,7 +39,7 @@ from moa.events import (
 )
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
-from moa.server.errors import ApiError, from_moa_error
+from moa.server.errors import ApiError, bad_request, from_moa_error
 from moa.server.limits import RunSlots
 from moa.server.metrics import Metrics
 from moa.server.overrides import OverridePolicy, catalog
@@ -93,11 +93,7 @@ def add_events_api(app: FastAPI, served: Served) -> None:
             )
         override = (body.model_extra or {}).get("moa_recipe")
         recipe = served.recipes[body.model] if override is None else policy.check(override)
-        mixture = (
-            served.mixtures[body.model]
-            if override is None
-            else recipe_lib.build(recipe, served.registry)
-        )
+        mixture = served.mixtures[body.model] if override is None else _build(recipe, served)
         messages, requested = to_messages(body), to_sampling(body)
         to_all = recipe.request_sampling == "all"
         run = EventRun(
@@ -110,6 +106,14 @@ def add_events_api(app: FastAPI, served: Served) -> None:
         )
         slot = served.slots.take()
         return EventStream(run.events(), on_close=slot.release)
+
+
+def _build(recipe: Recipe, served: Served) -> MoA:
+    """An edited recipe, built on the server's registry; what it gets wrong is the client's."""
+    try:
+        return recipe_lib.build(recipe, served.registry)
+    except ConfigError as exc:
+        raise bad_request(f"moa_recipe: {exc}", param="moa_recipe") from None
 
 
 @dataclass

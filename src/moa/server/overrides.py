@@ -9,13 +9,12 @@ limits (they are the operator's), and its size is capped.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
-from moa.recipes.schema import AggregatorSpec, ModelSpec, Recipe
+from moa.recipes.schema import ModelSpec, Recipe
 from moa.server.errors import bad_request
 
 MAX_LAYERS = 6
@@ -38,14 +37,10 @@ def _name(spec: str | ModelSpec) -> str:
 
 
 def strategies() -> list[str]:
-    """The aggregation strategies the recipe schema accepts, if it has that choice."""
-    field = AggregatorSpec.model_fields.get("strategy")
-    if field is None:
-        return []
-    choices: list[str] = []
-    for arg in typing.get_args(field.annotation) or (field.annotation,):
-        choices += [str(a) for a in typing.get_args(arg) if isinstance(a, str)]
-    return choices
+    """The aggregation strategies a recipe may name (built-in and installed plugins)."""
+    from moa import strategies as registry
+
+    return registry.names()
 
 
 def catalog(recipes: Mapping[str, Recipe]) -> dict[str, Any]:

@@ -76,7 +76,7 @@ export class Editor {
     this.aggregator.value = recipe.aggregator.model;
     const temperature = recipe.defaults?.temperature;
     this.temperature.value = temperature ?? 0.7;
-    this.temperatureValue.textContent = temperature == null ? "recipe's" : temperature.toFixed(1);
+    this.temperatureValue.textContent = temperature == null ? "recipe default" : temperature.toFixed(1);
     if (recipe.aggregator.strategy) this.strategy.value = recipe.aggregator.strategy;
   }
 
