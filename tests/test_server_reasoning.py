@@ -151,7 +151,8 @@ def test_the_stream_opens_with_the_first_proposal_not_the_last(
         assert r.status_code == 200
         first = next(ln for ln in r.iter_lines() if '"reasoning_content"' in ln)
     assert "quick" in json.loads(first[6:])["choices"][0]["delta"]["reasoning_content"]
-    assert [c.first_byte for c in upstream.calls if c.model == "b"] == [None]
+    # b has not answered (its request may not even have arrived yet on a loaded machine).
+    assert all(c.first_byte is None for c in upstream.calls if c.model == "b")
 
 
 def test_the_non_streamed_message_carries_reasoning_content(
