@@ -2,7 +2,8 @@
 
     python docs/screenshots.py   # needs the dev extra (playwright) and /usr/bin/chromium
 
-The models are the fake upstream's (provider `demo`), with scripted answers; nothing is called.
+The models are the fake upstream's (provider `demo`), with scripted answers and illustrative
+prices; nothing is called.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ description = "Three proposers, two layers, one aggregator (fake upstream)"
 [retry]
 max_attempts = 1
 [[layers]]
-models = ["demo:llama-3.3-70b", "demo:qwen-2.5-72b", "demo:mixtral-8x22b"]
+models = [
+  {{ model = "demo:llama-3.3-70b", price = {{ input = 0.88, output = 0.88 }} }},
+  {{ model = "demo:qwen-2.5-72b", price = {{ input = 1.2, output = 1.2 }} }},
+  {{ model = "demo:mixtral-8x22b", price = {{ input = 1.2, output = 1.2 }} }},
+]
 [[layers]]
 models = ["demo:llama-3.3-70b", "demo:qwen-2.5-72b", "demo:mixtral-8x22b"]
 [aggregator]
 model = "demo:llama-3.1-405b"
+price = {{ input = 3.5, output = 3.5 }}
 [providers.demo]
 base_url = "{base_url}"
 """

@@ -136,6 +136,23 @@ def test_proposal_cards_fill_as_their_tokens_arrive(upstream: FakeUpstream, page
     assert len(lengths) > 1 and lengths == sorted(lengths)
 
 
+def test_costs_show_on_the_cards_and_in_the_totals_when_priced(
+    upstream: FakeUpstream, serve_moa, open_page
+) -> None:
+    priced = SERVER_RECIPE.replace(
+        'models = ["fake:a", "fake:b"]',
+        'models = [{model = "fake:a", price = {input = 1000.0, output = 1000.0}}, "fake:b"]',
+    ).replace('model = "fake:agg"', 'model = "fake:agg"\nprice = {input = 0.0, output = 0.0}')
+    upstream.script("a", Reply("alpha", usage=(10, 10)))
+    page = open_page(serve_moa(priced))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    assert "$0.02" in page.locator(".card[data-model='fake:a'] .card-foot").inner_text()
+    assert "$" not in page.locator(".card[data-model='fake:b'] .card-foot").inner_text()
+    # b has no price, so the run's cost is unknown and the totals do not guess one.
+    assert "$" not in page.locator(".answer .totals").inner_text()
+
+
 def test_a_failing_proposer_is_shown_as_failed_and_the_run_goes_on(
     upstream: FakeUpstream, page
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from moa.testing import FakeUpstream, Reply
 
@@ -147,3 +148,29 @@ def test_the_api_keys_protect_the_events_api(serve_moa) -> None:
     assert httpx.get(f"{server.url}/v1/moa/recipes").status_code == 401
     events = run_events(server, ASK, {"Authorization": "Bearer sk-test-key-123"})
     assert events[-1]["type"] == "done"
+
+
+PRICED = """
+name = "test-moa"
+[retry]
+max_attempts = 1
+[[layers]]
+models = [{model = "fake:a", price = {input = 1.0, output = 2.0}}, {model = "fake:b", price = {input = 1.0, output = 2.0}}]
+[aggregator]
+model = "fake:agg"
+price = {input = 1.0, output = 2.0}
+"""
+
+
+def test_done_carries_the_cost_when_every_call_is_priced(upstream: FakeUpstream, serve_moa) -> None:
+    upstream.script("a", Reply("proposal A", usage=(10, 2)))
+    upstream.script("b", Reply("proposal B", usage=(11, 2)))
+    upstream.script("agg", Reply("Paris", usage=(40, 4)))
+    events = run_events(serve_moa(PRICED), ASK)
+    a = next(e for e in events if e["type"] == "proposal.finished" and e["model"] == "fake:a")
+    assert a["call"]["cost_usd"] == pytest.approx((10 * 1.0 + 2 * 2.0) / 1e6)
+    assert events[-1]["cost_usd"] == pytest.approx((61 * 1.0 + 8 * 2.0) / 1e6)
+
+
+def test_an_unpriced_run_says_its_cost_is_unknown(upstream: FakeUpstream, moa_server) -> None:
+    assert run_events(moa_server, ASK)[-1]["cost_usd"] is None

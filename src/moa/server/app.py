@@ -28,8 +28,8 @@ from moa.server.errors import ApiError, from_moa_error
 from moa.server.events_api import Served, add_events_api
 from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
-from moa.server.responses import add_responses_route
 from moa.server.reasoning import layers_mode
+from moa.server.responses import add_responses_route
 from moa.server.runs import Run
 from moa.server.schemas import (
     ChatCompletionRequest,

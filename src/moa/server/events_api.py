@@ -143,6 +143,9 @@ class EventRun:
                     )
                 if isinstance(item, Done):
                     result = item.result
+                elif isinstance(item, ProposalFinished | ProposalFailed):
+                    # The engine prices a run's calls at the end; a card wants its cost now.
+                    self.moa.prices.price_record(item.record)
                 yield sse_event(self.served.redactor.data(to_json(item)))
             status, code = 200, None
         except MoAError as exc:
@@ -184,8 +187,8 @@ def to_json(item: Event) -> dict[str, Any]:
         return {"type": "answer.delta", "text": item.text}
     trace = item.result.to_dict()
     done: dict[str, Any] = {"type": "done", "trace": trace, "usage": trace["usage"]}
-    if "cost" in trace:
-        done["cost"] = trace["cost"]
+    # The run's USD cost; None when a call's price is unknown (each call has its own).
+    done["cost_usd"] = trace.get("cost_usd")
     return done
 
 

@@ -12,7 +12,9 @@ export function el(tag, className, text) {
 
 const number = new Intl.NumberFormat("en");
 const seconds = (s) => (s < 10 ? `${s.toFixed(2)} s` : `${s.toFixed(1)} s`);
-const money = (usd) => `$${usd < 0.01 ? usd.toFixed(4) : usd.toFixed(2)}`;
+// As the CLI writes costs (moa.pricing.format_usd).
+const money = (usd) =>
+  usd === 0 ? "$0" : usd < 0.01 ? `$${usd.toFixed(6).replace(/0+$/, "")}` : `$${usd.toFixed(4)}`;
 
 function modelLabel(model) {
   const [provider, ...rest] = model.split(":");
@@ -61,7 +63,7 @@ class Card {
     if (call.input_tokens || call.output_tokens) {
       facts.push(`${number.format(call.input_tokens)} → ${number.format(call.output_tokens)} tok`);
     }
-    if (call.cost !== undefined && call.cost !== null) facts.push(money(call.cost));
+    if (call.cost_usd !== undefined && call.cost_usd !== null) facts.push(money(call.cost_usd));
     if (call.attempts > 1) facts.push(`${call.attempts} attempts`);
     this.foot.replaceChildren(...facts.map((f) => el("span", "fact", f)));
   }
@@ -186,7 +188,7 @@ export class RunView {
       `${calls.length} call${calls.length === 1 ? "" : "s"}`,
       `${number.format(event.usage.input_tokens)} in · ${number.format(event.usage.output_tokens)} out tokens`,
     ];
-    if (event.cost !== undefined && event.cost !== null) facts.push(money(event.cost));
+    if (event.cost_usd !== undefined && event.cost_usd !== null) facts.push(money(event.cost_usd));
     if (failed) facts.push(`${failed} failed`);
     this.totals.replaceChildren(...facts.map((f) => el("span", "fact", f)));
   }
