@@ -27,6 +27,7 @@ ROWS: dict[str, str] = {
     "5": "benchmarks.rows.batch",
     "6": "benchmarks.rows.local_model",
     "7": "benchmarks.rows.layers_shown",
+    "8": "benchmarks.rows.startup",
 }
 
 

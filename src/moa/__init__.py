@@ -11,39 +11,84 @@ mixture = MoA(
 )
 """
 
-from moa.agents import Agent, Aggregator, ProposalLayer
-from moa.api import arun, run, stream
-from moa.engine import MoA
-from moa.errors import (
-    AggregatorFailedError,
-    ConfigError,
-    InputError,
-    LayerFailedError,
-    MissingAPIKeyError,
-    MissingExtraError,
-    MoAError,
-    ProviderError,
-    RecipeError,
-    RunError,
-    UnknownProviderError,
-)
-from moa.events import (
-    AggregatorStarted,
-    Done,
-    Event,
-    ProposalDelta,
-    ProposalFailed,
-    ProposalFinished,
-    ProposalStarted,
-    Token,
-)
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
-from moa.providers import Provider, ProviderConfig, Registry
-from moa.retry import RetryPolicy
-from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling, Usage
+# The public names load on first use (PEP 562): this file runs before any `moa.*` submodule,
+# so eager imports here would make `moa --help` pay for the engine, pydantic and sqlite3.
+# Type checkers read the TYPE_CHECKING block, so `from moa import MoA` stays fully typed.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moa.agents import Agent, Aggregator, ProposalLayer
+    from moa.api import arun, run, stream
+    from moa.engine import MoA
+    from moa.errors import (
+        AggregatorFailedError,
+        ConfigError,
+        InputError,
+        LayerFailedError,
+        MissingAPIKeyError,
+        MissingExtraError,
+        MoAError,
+        ProviderError,
+        RecipeError,
+        RunError,
+        UnknownProviderError,
+    )
+    from moa.events import (
+        AggregatorStarted,
+        Done,
+        Event,
+        ProposalDelta,
+        ProposalFailed,
+        ProposalFinished,
+        ProposalStarted,
+        Token,
+    )
+    from moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
+    from moa.providers import Provider, ProviderConfig, Registry
+    from moa.retry import RetryPolicy
+    from moa.trace import CallRecord, Result
+    from moa.types import Message, Sampling, Usage
 
 __version__ = "0.1.0"
+
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "moa.agents": ("Agent", "Aggregator", "ProposalLayer"),
+    "moa.api": ("arun", "run", "stream"),
+    "moa.engine": ("MoA",),
+    "moa.errors": (
+        "AggregatorFailedError",
+        "ConfigError",
+        "InputError",
+        "LayerFailedError",
+        "MissingAPIKeyError",
+        "MissingExtraError",
+        "MoAError",
+        "ProviderError",
+        "RecipeError",
+        "RunError",
+        "UnknownProviderError",
+    ),
+    "moa.events": (
+        "AggregatorStarted",
+        "Done",
+        "Event",
+        "ProposalDelta",
+        "ProposalFailed",
+        "ProposalFinished",
+        "ProposalStarted",
+        "Token",
+    ),
+    "moa.prompts": ("AGGREGATE_AND_SYNTHESIZE", "inject_references"),
+    "moa.providers": ("Provider", "ProviderConfig", "Registry"),
+    "moa.retry": ("RetryPolicy",),
+    "moa.trace": ("CallRecord", "Result"),
+    "moa.types": ("Message", "Sampling", "Usage"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE",
@@ -84,3 +129,16 @@ __all__ = [
     "run",
     "stream",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'moa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])

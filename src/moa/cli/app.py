@@ -10,27 +10,25 @@ import asyncio
 import functools
 import os
 import sys
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from moa import recipes
 from moa.cli.batch import batch
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
-from moa.cli.options import apply_overrides
-from moa.cli.render import Progress
 from moa.cli.web import web
-from moa.engine import MoA, as_messages
-from moa.errors import (
-    ConfigError,
-    MissingExtraError,
-)
-from moa.recipes.schema import Recipe
-from moa.types import Sampling
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from moa.engine import MoA
+    from moa.recipes.schema import Recipe
+
+# Only typer is imported up front: `moa --help` must start in a blink, so each command imports
+# what it needs (recipes and pydantic, the engine, rich, the server) when it runs.
 
 app = typer.Typer(
     help="Mixture-of-Agents: several LLMs propose, an aggregator answers. Offline by default.",
@@ -43,8 +41,14 @@ recipes_app = typer.Typer(
 )
 app.add_typer(recipes_app, name="recipes")
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+
+@cache
+def _consoles() -> tuple[Console, Console]:
+    """stdout (the answer) and stderr (progress, errors)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False)
+
 
 RecipeOpt = Annotated[
     str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
@@ -82,6 +86,10 @@ def load_recipe(
     timeout: float | None,
     max_cost: float | None = None,
 ) -> Recipe:
+    from moa import recipes
+    from moa.cli.options import apply_overrides
+    from moa.errors import ConfigError
+
     loaded = apply_overrides(
         recipes.load(recipe), proposers=proposers, aggregator=aggregator, layers=layers
     )
@@ -122,6 +130,12 @@ def ask(
     """Answer PROMPT with a Mixture-of-Agents; the answer streams to stdout."""
 
     async def main() -> None:
+        from moa import recipes
+        from moa.cli.render import Progress
+        from moa.engine import as_messages
+        from moa.types import Sampling
+
+        out, err = _consoles()
         text = _read_prompt(prompt)
         as_messages(text)  # an empty prompt is a usage error before anything is loaded
         loaded = load_recipe(
@@ -164,7 +178,13 @@ def chat(
     show_proposals: Annotated[bool, typer.Option("--show-proposals")] = False,
 ) -> None:
     """Multi-turn conversation; every turn is a full MoA run over the history."""
+    from moa import recipes
     from moa.cli.chat import chat_loop
+    from moa.cli.render import Progress
+    from moa.errors import ConfigError
+    from moa.types import Sampling
+
+    out, err = _consoles()
 
     def build() -> MoA:
         loaded = load_recipe(
@@ -236,6 +256,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
+    from moa.errors import ConfigError, MissingExtraError
+
     try:
         from moa.server import serve as run_server
         from moa.server.security import parse_keys
@@ -266,6 +288,11 @@ def recipes_list(ctx: typer.Context) -> None:
     """List the built-in recipes."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.console import Console
+    from rich.table import Table
+
+    from moa import recipes
+
     table = Table("recipe", "layers", "aggregator", "description", box=None)
     for name in recipes.builtin_names():
         recipe = recipes.load(name)
@@ -282,6 +309,9 @@ def recipes_list(ctx: typer.Context) -> None:
 @recipes_app.command("show")
 def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe name.")]) -> None:
     """Print a built-in recipe as TOML (copy it to start your own)."""
+    from moa import recipes
+    from moa.errors import ConfigError
+
     try:
         sys.stdout.write(recipes.builtin_text(name))
     except ConfigError as exc:

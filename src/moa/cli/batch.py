@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from moa import recipes
 from moa.cli.common import (
     CacheOpt,
     ConcurrencyOpt,
@@ -16,16 +15,11 @@ from moa.cli.common import (
     RecipeOpt,
     check_failures,
     console_for,
-    err,
-    open_session,
     report,
+    stderr,
 )
 from moa.cli.guard import run_guarded
-from moa.cli.options import apply_overrides
 from moa.errors import ConfigError
-from moa.evaluation.batch import BatchBudget, Item, answer_job, load_input, run_items
-from moa.spending import run_worst_case
-from moa.types import Sampling
 
 
 def batch(
@@ -60,6 +54,13 @@ def batch(
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash."""
 
     async def main() -> None:
+        from moa import recipes
+        from moa.cli.options import apply_overrides
+        from moa.cli.session import open_session
+        from moa.evaluation.batch import BatchBudget, Item, answer_job, load_input, run_items
+        from moa.spending import run_worst_case
+        from moa.types import Sampling
+
         items = load_input(input_path)
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         if budget is not None and budget <= 0:
@@ -82,7 +83,7 @@ def batch(
                 budget=None if budget is None else BatchBudget(budget, worst_case),
             )
             report(stats, f"{output}")
-            err.print(f"  {session.cache_note()}")
+            stderr().print(f"  {session.cache_note()}")
         check_failures(stats)
 
     run_guarded(main)

@@ -1,29 +1,39 @@
-"""What `moa batch` and `moa eval` share: options, the cache session, the run summaries."""
+"""What `moa batch` and `moa eval` share: options, consoles, the run summaries."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from moa import recipes
-from moa.cache import ResponseCache, default_path
-from moa.engine import MoA
 from moa.errors import RunError
-from moa.evaluation.batch import BatchStats
-from moa.evaluation.judge import Judge
-from moa.pricing import PriceBook, format_usd
-from moa.providers.registry import Registry
-from moa.recipes.schema import Recipe
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from moa.evaluation.batch import BatchStats
+
+# The option types are read whenever the command line is built (even for `moa --help`), so this
+# module imports only typer; rich loads with the first line printed, the engine with
+# `moa.cli.session` when a command runs.
+
+
+@cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@cache
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
 
 RecipeOpt = Annotated[
     str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
@@ -51,53 +61,13 @@ def slug(text: str) -> str:
 
 
 def console_for(quiet: bool) -> Console | None:
-    return None if quiet else err
-
-
-@asynccontextmanager
-async def open_session(no_cache: bool, cache_path: Path | None) -> AsyncIterator[Session]:
-    opened = Session(None if no_cache else ResponseCache(cache_path or default_path()))
-    try:
-        yield opened
-    finally:
-        await opened.registry.aclose()
-        if opened.cache is not None:
-            opened.cache.close()
-
-
-class Session:
-    """The cache and one registry (one client and one set of rate limits per provider, shared
-    by the recipes, the baseline and the judge), closed together."""
-
-    def __init__(self, cache: ResponseCache | None) -> None:
-        self.cache = cache
-        self.registry = Registry()
-        self._recipes: list[Recipe] = []
-
-    def _share(self, recipe: Recipe) -> None:
-        if recipe not in self._recipes:
-            recipes.check_shared_providers([*self._recipes, recipe])
-            self._recipes.append(recipe)
-
-    def build(self, recipe: Recipe) -> MoA:
-        self._share(recipe)
-        return recipes.build(recipe, self.registry, cache=self.cache)
-
-    def judge(self, model: str, sources: Sequence[Recipe], max_tokens: int) -> Judge:
-        """A judge whose provider may be a built-in one or any declared in the recipes."""
-        for recipe in sources:
-            self._share(recipe)
-            recipes.register_providers(recipe, self.registry)
-        prices = PriceBook(base_urls=recipes.endpoints(self.registry))
-        return Judge(model, self.registry, max_tokens=max_tokens, cache=self.cache, prices=prices)
-
-    def cache_note(self) -> str:
-        if self.cache is None:
-            return "cache off"
-        return f"cache {self.cache.hits} hits / {self.cache.misses} misses"
+    return None if quiet else stderr()
 
 
 def report(stats: BatchStats, what: str) -> None:
+    from rich.markup import escape
+
+    err = stderr()
     tokens = f"{stats.usage.input_tokens:,} in / {stats.usage.output_tokens:,} out tokens"
     tokens += f" · {stats.cost_text()}"
     line = f"{what}: {stats.done} done, {stats.skipped} already done"
@@ -111,6 +81,8 @@ def report(stats: BatchStats, what: str) -> None:
 
 
 def check_failures(*all_stats: BatchStats) -> None:
+    from moa.pricing import format_usd
+
     failed = sum(len(s.failures) for s in all_stats)
     if failed:
         raise RunError(f"{failed} item(s) failed; rerun the same command to retry only those")

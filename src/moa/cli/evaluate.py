@@ -10,13 +10,10 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from moa import recipes
 from moa.cli.common import (
     CacheOpt,
     ConcurrencyOpt,
@@ -27,18 +24,19 @@ from moa.cli.common import (
     RecipeOpt,
     check_failures,
     console_for,
-    err,
-    open_session,
-    out,
     report,
     slug,
+    stderr,
+    stdout,
 )
 from moa.cli.guard import run_guarded
 from moa.errors import ConfigError
-from moa.evaluation import alpaca, mtbench, quick
-from moa.evaluation.batch import records, run_items
-from moa.evaluation.data import data_dir
-from moa.evaluation.jsonl import write_json_atomic
+
+if TYPE_CHECKING:
+    from moa.evaluation.mtbench import Scores
+
+# Each command imports the evaluation code when it runs: the command line is built for every
+# `moa` invocation, and must not load the engine (start-up time).
 
 eval_app = typer.Typer(
     help="Score a recipe: AlpacaEval 2, MT-Bench, or a quick offline accuracy check.",
@@ -72,6 +70,13 @@ def alpaca_eval(
         raise typer.BadParameter("--judge needs --baseline (a recipe or an outputs .json)")
 
     async def main() -> None:
+        from moa import recipes
+        from moa.cli.session import open_session
+        from moa.evaluation import alpaca
+        from moa.evaluation.data import data_dir
+        from moa.evaluation.jsonl import write_json_atomic
+
+        err = stderr()
         folder = data_dir(data)
         instructions = alpaca.load_instructions(folder, limit)
         loaded = recipes.load(recipe)
@@ -158,6 +163,8 @@ def alpaca_eval(
 
 
 def _print_win_rate(s: dict[str, Any]) -> None:
+    from rich.table import Table
+
     def pct(value: float | None, spec: str = ".1f") -> str:
         return "–" if value is None else format(value, spec)
 
@@ -173,7 +180,7 @@ def _print_win_rate(s: dict[str, Any]) -> None:
         "avg length",
         f"{pct(s['avg_length'], '.0f')} chars (baseline {pct(s['baseline_avg_length'], '.0f')})",
     )
-    out.print(table)
+    stdout().print(table)
 
 
 @eval_app.command("mt-bench")
@@ -198,12 +205,18 @@ def mt_bench(
     """Both turns of the MT-Bench questions, graded 1-10 by --judge; scores and a chart."""
 
     async def main() -> None:
+        from moa import recipes
+        from moa.cli.session import open_session
+        from moa.evaluation import mtbench
+        from moa.evaluation.data import data_dir
+        from moa.evaluation.jsonl import write_json_atomic
+
         bench = mtbench.load(data_dir(data), limit)
         loaded = [recipes.load(r) for r in recipe]
         names = [r.name for r in loaded]
         if len(set(names)) != len(names):
             raise ConfigError("two recipes share a name; give each recipe file its own `name`")
-        scores: dict[str, mtbench.Scores] = {}
+        scores: dict[str, Scores] = {}
         all_stats = []
         async with open_session(no_cache, cache) as session:
             the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
@@ -230,7 +243,7 @@ def mt_bench(
                 )
                 report(graded, f"grades ({judgments})")
                 all_stats += [stats, graded]
-            err.print(f"  {session.cache_note()}")
+            stderr().print(f"  {session.cache_note()}")
         write_json_atomic(
             output / "scores.json",
             {"judge": judge, "recipes": {n: s.to_dict() for n, s in scores.items()}},
@@ -238,13 +251,17 @@ def mt_bench(
         png = chart or output / "mt_bench.png"
         mtbench.chart(scores, png, judge=judge)
         _print_scores(scores)
-        err.print(f"scores in {output / 'scores.json'}, chart in {png}")
+        stderr().print(f"scores in {output / 'scores.json'}, chart in {png}")
         check_failures(*all_stats)
 
     run_guarded(main)
 
 
-def _print_scores(scores: dict[str, mtbench.Scores]) -> None:
+def _print_scores(scores: dict[str, Scores]) -> None:
+    from rich.table import Table
+
+    from moa.evaluation import mtbench
+
     table = Table("category", *scores, box=None)
     for category in mtbench.CATEGORIES:
         if any(category in s.by_category for s in scores.values()):
@@ -253,7 +270,7 @@ def _print_scores(scores: dict[str, mtbench.Scores]) -> None:
     table.add_row("turn 2", *(_num(s.by_turn.get(2)) for s in scores.values()))
     table.add_row("[bold]overall", *(f"[bold]{_num(s.overall)}" for s in scores.values()))
     table.add_row("unparsable", *(str(s.unparsable) for s in scores.values()))
-    out.print(table)
+    stdout().print(table)
 
 
 def _num(value: float | None) -> str:
@@ -277,6 +294,14 @@ def quick_eval(
     """Accuracy of each proposer alone and of the whole mixture, with 95% intervals."""
 
     async def main() -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        from moa import recipes
+        from moa.cli.session import open_session
+        from moa.evaluation import quick
+        from moa.evaluation.batch import records, run_items
+
         items = quick.load(data)[:limit]
         loaded = recipes.load(recipe)
         with tempfile.TemporaryDirectory() as scratch:
@@ -317,7 +342,7 @@ def quick_eval(
                     f"{r.accuracy:.0%}",
                     f"{r.low:.0%}–{r.high:.0%}",
                 )
-            out.print(table)
+            stdout().print(table)
         check_failures(stats)
 
     run_guarded(main)

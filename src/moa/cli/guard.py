@@ -3,22 +3,34 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from moa.errors import ConfigError, MoAError
 
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+
 T = TypeVar("T")
 
 
+@cache
+def _err() -> Console:
+    # rich loads on the first message, not with the command line (start-up time).
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
 def fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    from rich.markup import escape
+
+    _err().print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -28,6 +40,8 @@ def run_guarded(
     """Run a coroutine, turning moa's errors into one stderr line and an exit code. With a
     `runner`, on its event loop (a chat session keeps one loop, and its connections, for all
     of its turns); Ctrl-C cancels the coroutine either way."""
+    import asyncio
+
     try:
         return runner.run(make()) if runner is not None else asyncio.run(make())
     except ConfigError as exc:
@@ -35,5 +49,5 @@ def run_guarded(
     except MoAError as exc:  # RunError and its kin: the run started and failed
         raise fail(1, str(exc)) from None
     except KeyboardInterrupt:
-        err.print("[yellow]cancelled[/yellow]")
+        _err().print("[yellow]cancelled[/yellow]")
         raise typer.Exit(130) from None

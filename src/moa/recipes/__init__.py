@@ -7,13 +7,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from moa.agents import Agent, Aggregator, ProposalLayer
-from moa.cache import ResponseCache
-from moa.engine import MoA
 from moa.errors import RecipeError, UnpricedModelError
 from moa.pricing import Price, PriceBook
 from moa.providers.registry import ProviderConfig, Registry
@@ -21,6 +19,10 @@ from moa.ratelimit import RateLimit
 from moa.recipes.schema import AggregatorSpec, ModelSpec, ProviderSpec, Recipe, SamplingSpec
 from moa.retry import RetryPolicy
 from moa.types import Sampling, Usage
+
+if TYPE_CHECKING:  # the engine loads with the first `build`, not for `moa recipes`
+    from moa.cache import ResponseCache
+    from moa.engine import MoA
 
 __all__ = [
     "Recipe",
@@ -81,6 +83,8 @@ def build(
 ) -> MoA:
     """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked); with a
     `cache`, its reproducible calls are answered from there when they can be."""
+    from moa.engine import MoA
+
     registry = registry or Registry()
     register_providers(recipe, registry)
     layers = [

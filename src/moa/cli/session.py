@@ -1,0 +1,60 @@
+"""The cache and registry a `moa batch` / `moa eval` command shares across its recipes.
+
+Imported when such a command runs, not when the command line is built (start-up time)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from moa import recipes
+from moa.cache import ResponseCache, default_path
+from moa.engine import MoA
+from moa.evaluation.judge import Judge
+from moa.pricing import PriceBook
+from moa.providers.registry import Registry
+from moa.recipes.schema import Recipe
+
+
+@asynccontextmanager
+async def open_session(no_cache: bool, cache_path: Path | None) -> AsyncIterator[Session]:
+    opened = Session(None if no_cache else ResponseCache(cache_path or default_path()))
+    try:
+        yield opened
+    finally:
+        await opened.registry.aclose()
+        if opened.cache is not None:
+            opened.cache.close()
+
+
+class Session:
+    """The cache and one registry (one client and one set of rate limits per provider, shared
+    by the recipes, the baseline and the judge), closed together."""
+
+    def __init__(self, cache: ResponseCache | None) -> None:
+        self.cache = cache
+        self.registry = Registry()
+        self._recipes: list[Recipe] = []
+
+    def _share(self, recipe: Recipe) -> None:
+        if recipe not in self._recipes:
+            recipes.check_shared_providers([*self._recipes, recipe])
+            self._recipes.append(recipe)
+
+    def build(self, recipe: Recipe) -> MoA:
+        self._share(recipe)
+        return recipes.build(recipe, self.registry, cache=self.cache)
+
+    def judge(self, model: str, sources: Sequence[Recipe], max_tokens: int) -> Judge:
+        """A judge whose provider may be a built-in one or any declared in the recipes."""
+        for recipe in sources:
+            self._share(recipe)
+            recipes.register_providers(recipe, self.registry)
+        prices = PriceBook(base_urls=recipes.endpoints(self.registry))
+        return Judge(model, self.registry, max_tokens=max_tokens, cache=self.cache, prices=prices)
+
+    def cache_note(self) -> str:
+        if self.cache is None:
+            return "cache off"
+        return f"cache {self.cache.hits} hits / {self.cache.misses} misses"
