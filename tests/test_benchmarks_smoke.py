@@ -49,3 +49,22 @@ def test_runner_quick_server_row(
     added = metrics["4 clients, moa: added TTLB p50"]
     assert added["goal"] is None  # the goal applies at 64 and 256 clients only
     assert isinstance(metrics["4 clients, moa: server CPU per request"]["value"], float)
+
+
+def test_runner_quick_startup_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 7: fresh processes of bare python, `import moa`, `moa --help`, `moa recipes`, and
+    `moa ask` timed to its first request at a fake upstream."""
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "7", "--out", str(out)]) == 0
+    assert "moa --help: added over bare python" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["row"] == "7" and not row["skipped"]
+    metrics = {m["name"]: m for m in row["metrics"]}
+    for command in ("python -c pass", "python -c 'import moa'", "moa --help", "moa recipes"):
+        assert metrics[f"{command}: wall"]["unit"] == "s"
+        assert metrics[f"{command}: wall"]["value"] > 0
+    assert metrics["moa --help: added over bare python"]["goal"] == "<= 0.3"
+    assert metrics["moa recipes: added over bare python"]["goal"] == "<= 0.3"
+    first = metrics["moa ask, to its first upstream request: from spawn"]
+    assert first["goal"] == "<= 0.5" and first["value"] > 0
+    assert len(row["raw"]["moa ask, to its first upstream request"]) == 2
