@@ -12,8 +12,9 @@ import pytest
 
 import moa
 
-# The SDK of remote providers, the server's stack, the embedded model, the chart, and what a
-# command loads once it runs: the recipe schema (pydantic) and the response cache (sqlite3).
+# The SDK of remote providers, the server's stack, the embedded model, the chart, a shared
+# cache's client, and what a command loads once it runs: the recipe schema (pydantic) and the
+# response cache (sqlite3).
 HEAVY = (
     "openai",
     "httpx",
@@ -23,6 +24,7 @@ HEAVY = (
     "prometheus_client",
     "llama_cpp",
     "matplotlib",
+    "redis",
     "pydantic",
     "sqlite3",
 )
