@@ -6,7 +6,6 @@ Errors become exit codes here and nowhere else: 2 for usage or configuration (Co
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import sys
@@ -178,6 +177,8 @@ def chat(
     show_proposals: Annotated[bool, typer.Option("--show-proposals")] = False,
 ) -> None:
     """Multi-turn conversation; every turn is a full MoA run over the history."""
+    import asyncio
+
     from moa import recipes
     from moa.cli.chat import chat_loop
     from moa.cli.render import Progress
