@@ -52,13 +52,13 @@ def test_runner_quick_server_row(
 
 
 def test_runner_quick_startup_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Row 7: fresh processes of bare python, `import moa`, `moa --help`, `moa recipes`, and
+    """Row 8: fresh processes of bare python, `import moa`, `moa --help`, `moa recipes`, and
     `moa ask` timed to its first request at a fake upstream."""
     out = tmp_path / "bench.json"
-    assert run.main(["--quick", "--only", "7", "--out", str(out)]) == 0
+    assert run.main(["--quick", "--only", "8", "--out", str(out)]) == 0
     assert "moa --help: added over bare python" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["row"] == "7" and not row["skipped"]
+    assert row["row"] == "8" and not row["skipped"]
     metrics = {m["name"]: m for m in row["metrics"]}
     for command in ("bare python", "import moa", "moa --help", "moa recipes"):
         assert metrics[f"{command}: wall"]["unit"] == "s"

@@ -1,6 +1,6 @@
 """Start-up stays light: `import moa` and `moa --help` load none of the heavy dependencies,
 each of which is imported where it is first used. (How long start-up takes is measured by the
-benchmark suite's row 7, never asserted here.)"""
+benchmark suite's row 8, never asserted here.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Row 7 — start-up: how long `moa` takes before it does anything, beside a bare `python`.
+"""Row 8 — start-up: how long `moa` takes before it does anything, beside a bare `python`.
 
 Each command runs in a fresh process, `runs` times, the commands taking turns so that all see
 the same machine load; medians. Wall time is from just before the process is spawned to its
@@ -84,7 +84,7 @@ def _measure(runs: int, recipe: Path, up: FakeUpstream) -> dict[str, list[dict]]
 
 def run(quick: bool = False) -> RowResult:
     runs = 2 if quick else 10
-    row = RowResult("7", "start-up: fresh processes beside a bare python (median of runs)")
+    row = RowResult("8", "start-up: fresh processes beside a bare python (median of runs)")
     row.params = {"runs": runs, "python": sys.executable, "commands": {**COMMANDS}}
     with FakeUpstream() as up, tempfile.TemporaryDirectory() as scratch:
         recipe = Path(scratch) / "recipe.toml"
