@@ -8,9 +8,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from moa.cli.app import app
+from moa.evaluation.data import shipped
 from moa.testing import FakeUpstream, Reply
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = shipped()  # the data moa ships: a plain install needs no data folder
 OURS = (
     'name = "ours"\n[[layers]]\nmodels = ["fake:p1", "fake:p2"]\n[aggregator]\nmodel = "fake:agg"\n'
 )
@@ -18,8 +19,9 @@ BASE = 'name = "base"\n[[layers]]\nmodels = ["fake:p1"]\n[aggregator]\nmodel = "
 M_MARKER = '"model_identifier": "M"'
 
 
-def invoke(*args: str, tmp_path: Path):
-    env = {"MOA_CACHE": str(tmp_path / "cache.sqlite")}
+def invoke(*args: str, tmp_path: Path, data_dir: Path | None = None):
+    # MOA_DATA_DIR unset (None removes it), so the shipped data is used unless a test says not.
+    env = {"MOA_CACHE": str(tmp_path / "cache.sqlite"), "MOA_DATA_DIR": data_dir and str(data_dir)}
     return CliRunner().invoke(app, list(args), env=env)
 
 
@@ -181,7 +183,34 @@ def test_a_missing_data_dir_says_where_to_point(recipe_file, tmp_path: Path) -> 
         str(tmp_path / "nope"),
         tmp_path=tmp_path,
     )
-    assert done.exit_code == 2 and "MOA_DATA_DIR" in done.output
+    assert done.exit_code == 2 and "--data-dir" in done.output and "nope" in done.output
+
+
+def test_the_instructions_and_annotator_prompt_ship_with_moa() -> None:
+    rows = [json.loads(line) for line in (DATA / "alpaca_eval" / "instructions.jsonl").open()]
+    assert len(rows) == 805 and {"id", "dataset", "instruction"} <= set(rows[0])
+    prompt = (DATA / "alpaca_eval" / "pairwise_judge_prompt.txt").read_text()
+    assert all(f"{{{field}}}" in prompt for field in ("instruction", "output_1", "output_2"))
+    notice = (DATA / "alpaca_eval" / "NOTICE.md").read_text()
+    assert "CC BY-NC 4.0" in notice and "tatsu-lab/alpaca_eval" in notice
+
+
+def test_moa_data_dir_replaces_the_shipped_instructions(
+    upstream: FakeUpstream, recipe_file, tmp_path: Path
+) -> None:
+    own = tmp_path / "data" / "alpaca_eval"
+    own.mkdir(parents=True)
+    row = {"id": 7, "dataset": "mine", "instruction": "Name a prime number."}
+    (own / "instructions.jsonl").write_text(json.dumps(row) + "\n")
+    out = tmp_path / "o.json"
+    done = invoke(
+        "eval", "alpaca-eval", "-r", str(recipe_file(OURS)), "-o", str(out),
+        tmp_path=tmp_path, data_dir=tmp_path / "data",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert [(r["instruction"], r["dataset"]) for r in json.loads(out.read_text())] == [
+        ("Name a prime number.", "mine")
+    ]
 
 
 def test_a_judge_that_never_answers_m_or_M_is_reported_not_fatal(

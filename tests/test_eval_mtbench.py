@@ -10,14 +10,16 @@ from typer.testing import CliRunner
 
 from moa.cli.app import app
 from moa.evaluation import mtbench
+from moa.evaluation.data import data_dir
 from moa.testing import FakeUpstream, Reply
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RECIPE = 'name = "{name}"\n[[layers]]\nmodels = ["fake:p1"]\n[aggregator]\nmodel = "fake:{agg}"\n'
 
 
 def invoke(*args: str, tmp_path: Path):
-    return CliRunner().invoke(app, list(args), env={"MOA_CACHE": str(tmp_path / "cache.sqlite")})
+    # MOA_DATA_DIR unset: the questions, references and judge prompts come with moa.
+    env = {"MOA_CACHE": str(tmp_path / "cache.sqlite"), "MOA_DATA_DIR": None}
+    return CliRunner().invoke(app, list(args), env=env)
 
 
 def scripted_grade(body: dict) -> str:
@@ -28,8 +30,9 @@ def scripted_grade(body: dict) -> str:
     return "Good. Rating: [[9]]" if "strong" in prompt else "Weak. Rating: [[4]]"
 
 
-def test_the_judge_prompt_follows_fastchat_with_references_for_math() -> None:
-    bench = mtbench.load(DATA)
+def test_the_judge_prompt_follows_fastchat_with_references_for_math(monkeypatch) -> None:
+    monkeypatch.delenv("MOA_DATA_DIR", raising=False)
+    bench = mtbench.load(data_dir(None))  # no --data-dir: the data shipped with moa
     assert len(bench.questions) == 80
     math_q = next(q for q in bench.questions if q["category"] == "math")
     writing_q = next(q for q in bench.questions if q["category"] == "writing")

@@ -50,7 +50,9 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Only the fi
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Benchmark data folder (default $MOA_DATA_DIR, ../shared/data)."
+        "--data-dir",
+        help="Benchmark data folder with alpaca_eval/ and mt_bench/ "
+        "(default $MOA_DATA_DIR, else the data shipped with moa).",
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

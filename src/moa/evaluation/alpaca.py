@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,12 @@ from moa.types import NO_USAGE, Message, Usage
 JUDGE_MAX_TOKENS = 8  # the answer is one identifier; a little room for a stray quote or space
 
 
-def load_instructions(data: Path, limit: int | None = None) -> list[dict[str, Any]]:
+def load_instructions(data: Traversable, limit: int | None = None) -> list[dict[str, Any]]:
     rows = load_jsonl(data / "alpaca_eval" / "instructions.jsonl")
     return rows[:limit] if limit is not None else rows
 
 
-def judge_template(data: Path) -> str:
+def judge_template(data: Traversable) -> str:
     return need(data / "alpaca_eval" / "pairwise_judge_prompt.txt").read_text(encoding="utf-8")
 
 

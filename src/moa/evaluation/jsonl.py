@@ -15,12 +15,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moa.errors import ConfigError
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+
+def read_jsonl(path: Traversable) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a bad line is a ConfigError naming it."""
     try:
         handle = path.open(encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class Bench:
     prompts: dict[str, dict[str, Any]]  # judge prompt name -> its record
 
 
-def load(data: Path, limit: int | None = None) -> Bench:
+def load(data: Traversable, limit: int | None = None) -> Bench:
     folder = data / "mt_bench"
     questions = load_jsonl(folder / "question.jsonl")
     references = {
