@@ -14,7 +14,10 @@ from moa.testing import FakeUpstream, Reply
 
 
 def moa(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     full_env.update(env or {})
@@ -24,6 +27,7 @@ def moa(
         capture_output=True,
         text=True,
         env=full_env,
+        cwd=cwd,
         timeout=60,
     )
 
@@ -58,6 +62,67 @@ def test_json_prints_the_result_with_its_trace(upstream: FakeUpstream, recipe_fi
         (2, "fake:agg", "aggregator"),
     ]
     assert data["usage"]["total_tokens"] > 0
+
+
+def test_json_on_a_failed_aggregator_prints_the_partial_trace_and_exits_1(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    upstream.script("a", Reply("PROPOSAL-A"))
+    upstream.script("agg", Reply(status=400))
+    done = moa("ask", "q", "--json", "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert [(c["model"], c["status"]) for c in data["calls"]] == [
+        ("fake:a", "ok"),
+        ("fake:b", "ok"),
+        ("fake:agg", "failed"),
+    ]
+    assert data["calls"][0]["output"] == "PROPOSAL-A" and data["text"] == ""
+    assert data["error"]["type"] == "aggregator_failed"
+    assert "the aggregator failed" in data["error"]["message"]
+    assert "the aggregator failed" in done.stderr  # the one error line stays on stderr
+
+
+def test_json_on_a_failed_layer_prints_every_failed_call_and_exits_1(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    upstream.script("a", Reply(status=400))
+    upstream.script("b", Reply(status=400))
+    done = moa("ask", "q", "--json", "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 1
+    data = json.loads(done.stdout)
+    assert [(c["model"], c["status"]) for c in data["calls"]] == [
+        ("fake:a", "failed"),
+        ("fake:b", "failed"),
+    ]
+    assert all(c["error"] for c in data["calls"])
+    assert data["error"]["type"] == "layer_failed"
+    assert upstream.requests_for("agg") == []
+
+
+def test_options_before_the_prompt_reach_the_default_verb(
+    upstream: FakeUpstream, recipe_file, tmp_path: Path
+) -> None:
+    """`-r serve` names a recipe file called `serve`, not the `serve` verb."""
+    recipe_file(RECIPE, name="serve")
+    quiet = moa("-q", "-r", "serve", "hi", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip() == "answer from agg" and "proposing" not in quiet.stderr
+
+    as_json = moa("-r", "serve", "--json", "--max-tokens", "7", "hi", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["text"] == "answer from agg"
+    assert upstream.requests_for("agg")[-1]["max_tokens"] == 7
+
+    after = moa("hi", "-q", "-r", "serve", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert [r["messages"][-1]["content"] for r in upstream.requests_for("a")] == ["hi"] * 3
+
+
+def test_an_empty_prompt_says_how_to_pass_one() -> None:
+    done = moa("ask", "   ")
+    assert done.returncode == 2
+    assert "prompt is empty" in done.stderr and "'-' to read it from stdin" in done.stderr
 
 
 def test_overrides_replace_proposers_aggregator_layers_and_sampling(

@@ -42,7 +42,7 @@ def as_messages(prompt: Prompt) -> list[Message]:
     if not messages or messages[-1]["role"] != "user":
         raise InputError("the conversation must end with a user message")
     if not messages[-1]["content"].strip():
-        raise InputError("the prompt is empty — pass some text, or '-' to read it from stdin")
+        raise InputError("the prompt is empty: the last user message has no text")
     return messages
 
 

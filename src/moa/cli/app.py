@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 from functools import cache
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from moa.engine import MoA
+    from moa.errors import RunError
     from moa.recipes.schema import Recipe
 
 # Only typer is imported up front: `moa --help` must start in a blink, so each command imports
@@ -107,6 +108,20 @@ def _read_prompt(prompt: str) -> str:
     return sys.stdin.read() if prompt == "-" else prompt
 
 
+def failed_run(exc: RunError) -> dict[str, Any]:
+    """A failed run as `--json` prints it: the calls made so far, and the error."""
+    from moa.errors import AggregatorFailedError, LayerFailedError
+    from moa.trace import Result
+
+    if isinstance(exc, LayerFailedError):
+        kind, partial = "layer_failed", exc.result
+    elif isinstance(exc, AggregatorFailedError):
+        kind, partial = "aggregator_failed", exc.result
+    else:
+        kind, partial = "run_failed", Result()
+    return {**partial.to_dict(), "error": {"type": kind, "message": str(exc)}}
+
+
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="The prompt, or - to read it from stdin.")],
@@ -131,12 +146,13 @@ def ask(
     async def main() -> None:
         from moa import recipes
         from moa.cli.render import Progress
-        from moa.engine import as_messages
+        from moa.errors import InputError, RunError
         from moa.types import Sampling
 
         out, err = _consoles()
         text = _read_prompt(prompt)
-        as_messages(text)  # an empty prompt is a usage error before anything is loaded
+        if not text.strip():  # a usage error before anything is loaded
+            raise InputError("the prompt is empty — pass some text, or '-' to read it from stdin")
         loaded = load_recipe(
             recipe,
             proposers=proposer,
@@ -149,7 +165,12 @@ def ask(
         mixture = recipes.build(loaded)
         try:
             if as_json:
-                result = await mixture.arun(text, sampling=sampling)
+                try:
+                    result = await mixture.arun(text, sampling=sampling)
+                except RunError as exc:
+                    # What the run did before failing is the evidence: print it, then fail.
+                    out.print_json(data={"recipe": loaded.name, **failed_run(exc)})
+                    raise
                 out.print_json(data={"recipe": loaded.name, **result.to_dict()})
                 return
             show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
@@ -332,8 +353,9 @@ def _commands() -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `moa "PROMPT"` is short for `moa ask "PROMPT"`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in args if not a.startswith("-") or a == "-"), None)
-    if args and first is not None and first not in _commands() and args[0] not in ("--help", "-h"):
+    # Only the first word can name a verb: `moa` has no options of its own, so in
+    # `moa -q -r serve "hi"` everything, `serve` (a recipe) included, belongs to `ask`.
+    if args and args[0] not in _commands() and args[0] not in ("--help", "-h"):
         args.insert(0, "ask")
     app(args=args, prog_name="moa")
 
