@@ -74,6 +74,9 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         ({"model": MODEL, "messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
         ({"model": MODEL, "messages": [{"role": "user", "content": "   "}]}, "messages"),
         ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": MODEL, "messages": [{"role": "system"}, *USER]}, "messages[0].content"),
+        ({"model": MODEL, "messages": USER, "max_tokens": "5"}, "max_tokens"),
+        ({"model": MODEL, "messages": USER, "stream": 1}, "stream"),
     ],
     ids=[
         "n>1",
@@ -90,6 +93,9 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         "ends-with-assistant",
         "blank-prompt",
         "content-type",
+        "system-without-content",
+        "number-as-string",
+        "one-for-true",
     ],
 )
 def test_unsupported_or_invalid_requests_get_400_in_openai_shape(

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from moa import recipes as recipe_lib
 from moa.engine import MoA
@@ -28,6 +28,15 @@ from moa.server.errors import ApiError, from_moa_error
 from moa.server.events_api import Served, add_events_api
 from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
+from moa.server.openapi import (
+    CHAT_RESPONSES,
+    METRICS_RESPONSES,
+    Health,
+    ModelCard,
+    ModelList,
+    errors,
+)
+from moa.server.openapi import install as install_openapi
 from moa.server.reasoning import layers_mode
 from moa.server.responses import add_responses_route
 from moa.server.runs import Run
@@ -94,14 +103,13 @@ def create_app(
         )
     app.state.metrics = metrics
     app.state.slots = slots
+    auth = BearerAuth(api_keys)
+    # The schema and its docs page are open like /healthz: they hold nothing secret.
+    open_paths = ["/healthz", *_docs_paths(app), *(UI_PATHS if ui else ())]
+    install_openapi(app, list(mixtures), auth=auth.enabled, open_paths=open_paths)
     # Outermost last: auth runs before the body is buffered and measured.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error)
-    app.add_middleware(
-        AuthGate,
-        auth=BearerAuth(api_keys),
-        open_paths=("/healthz", *(UI_PATHS if ui else ())),
-        on_refuse=metrics.error,
-    )
+    app.add_middleware(AuthGate, auth=auth, open_paths=open_paths, on_refuse=metrics.error)
     _install_error_handlers(app, metrics, redactor)
 
     def model_card(name: str) -> dict[str, Any]:
@@ -117,11 +125,13 @@ def create_app(
             code="model_not_found",
         )
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
     async def chat_completions(
         body: ChatCompletionRequest,
         request: Request,
-        x_moa_trace: Annotated[str | None, Header()] = None,
+        x_moa_trace: Annotated[
+            str | None, Header(description="moa extension: `true` adds the run's trace.")
+        ] = None,
         x_moa_layers: Annotated[str | None, Header()] = None,
     ) -> Response:
         mixture = mixtures.get(body.model)
@@ -166,11 +176,11 @@ def create_app(
     if ui:
         add_ui(app)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [model_card(name) for name in sorted(mixtures)]}
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=errors(404))
     async def get_model(model_id: str) -> dict[str, Any]:
         if model_id not in mixtures:
             raise ApiError(
@@ -178,7 +188,7 @@ def create_app(
             )
         return model_card(model_id)
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -187,7 +197,7 @@ def create_app(
             "max_concurrent_runs": slots.limit,
         }
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
         metrics.runs_in_progress.set(slots.active)
         return Response(metrics.render(), media_type=metrics.content_type)
@@ -230,6 +240,11 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics, redactor: Redactor) 
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(MoAError, on_moa_error)
     app.add_exception_handler(Exception, on_crash)
+
+
+def _docs_paths(app: FastAPI) -> list[str]:
+    paths = [app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+    return [p for p in paths if p]
 
 
 def _build_all(recipes: Mapping[str, Recipe], registry: Registry) -> dict[str, MoA]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from moa.server.errors import ApiError, bad_request
 from moa.types import Message, Role, Sampling
 
-_INT64 = 2**63 - 1
+# Integers a double holds exactly: JSON tools read numbers as doubles, and could not send a
+# larger seed exactly (or tell it from its neighbours when checking it against a bound).
+_SAFE_INT = 2**53 - 1
 _ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",  # OpenAI's newer name for the system turn
@@ -24,21 +26,55 @@ _ROLES: dict[str, Role] = {
 }
 
 
+# Refused at run time with a message of their own (below), so declared loosely to pydantic and
+# exactly in the OpenAPI document: what the document allows, the server accepts.
+_NOTHING: dict[str, Any] = {"maxItems": 0}
+# The roles whose message must carry `content` (an assistant turn may have none).
+_NEEDS_CONTENT = ("system", "developer", "user")
+
+
+def _whole(value: Any) -> Any:
+    """5.0 is an integer to JSON Schema (and to JavaScript clients): take it as 5."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field: strict, but a float with no fraction counts (after the bounds, or pydantic
+# would leave them out of the JSON schema).
+_WHOLE = BeforeValidator(_whole)
+
+
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: a JSON string is not a number and 0 is not false, as the document says.
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+def _text_part(schema: dict[str, Any]) -> None:
+    schema["properties"]["text"] = {"type": "string"}
+    schema["required"] = ["type", "text"]
 
 
 class ContentPart(_Open):
-    type: str
-    text: str | None = None
+    type: str = Field(json_schema_extra={"enum": ["text"]})
+    text: str | None = None  # missing: a 400 naming the part, after its type is checked
+
+    model_config = ConfigDict(json_schema_extra=_text_part)
 
 
 class ChatMessage(_Open):
-    role: str
-    content: str | list[ContentPart] | None = None
+    role: str = Field(json_schema_extra={"enum": list(_ROLES)})
+    content: str | list[ContentPart] | None = Field(
+        default=None, description="Required except in assistant messages."
+    )
     name: str | None = None
-    tool_calls: list[Any] | None = None
-    function_call: Any = None
+    tool_calls: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
+    function_call: None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"role": {"enum": list(_NEEDS_CONTENT)}}},
+            "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+        }
+    )
 
 
 class StreamOptions(_Open):
@@ -47,17 +83,20 @@ class StreamOptions(_Open):
 
 class ChatCompletionRequest(_Open):
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description="The conversation; it must end with a user message that has some text.",
+    )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     stop: str | list[str] | None = None
-    seed: Annotated[int, Field(ge=-_INT64 - 1, le=_INT64)] | None = None
-    n: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), _WHOLE] | None = None
+    n: Annotated[int, Field(ge=1, json_schema_extra={"maximum": 1}), _WHOLE] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
+    tools: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
+    functions: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
     moa_trace: bool | None = Field(
         default=None,
         description="moa extension: add the run's trace (proposals, per-call timings) as `moa`.",
@@ -96,8 +135,10 @@ def _message(index: int, message: ChatMessage) -> Message:
             f"{where}: unknown role {message.role!r}; use one of {', '.join(_ROLES)}",
             f"{where}.role",
         )
-    if message.tool_calls or message.function_call:
+    if message.tool_calls:
         raise bad_request(f"{where}: tool calls are not supported", f"{where}.tool_calls")
+    if message.content is None and message.role in _NEEDS_CONTENT:
+        raise bad_request(f"{where}: a {message.role} message needs `content`", f"{where}.content")
     return Message(role=role, content=_text(where, message.content))
 
 

@@ -1,0 +1,202 @@
+"""What the OpenAPI document says beyond the request body: each status a route can answer with
+(in OpenAI's error shape), the media types it really sends, the served models and the auth.
+
+The document is served without a key, like /healthz, so tools and the docs page can read it;
+with keys configured it says which operations need `Authorization: Bearer KEY`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+
+# -- response bodies -------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, rate_limit_error or server_error.")
+    param: str | None = Field(description="The request field at fault, in OpenAI's notation.")
+    code: str | None = Field(description="model_not_found, layer_failed, aggregator_failed, …")
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape: the SDKs raise their typed errors from it."""
+
+    error: ErrorDetail
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    capabilities: dict[str, bool] = Field(description="What a request to this model may use.")
+    moa: dict[str, Any] = Field(description="The recipe: layers, proposers, aggregator, budget.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    models: list[str]
+    runs_in_progress: int
+    max_concurrent_runs: int
+
+
+class AnswerMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AnswerMessage
+    logprobs: None
+    finish_reason: Literal["stop", "length", "content_filter"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int = Field(description="Summed over every call of the run.")
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice] = Field(min_length=1, max_length=1)
+    usage: CompletionUsage
+    moa: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's trace, only when asked for (`moa_trace` or `X-MoA-Trace`).",
+    )
+
+
+# -- responses by status ---------------------------------------------------------------------
+
+_WHY = {
+    400: "The request is malformed, or asks for what a MoA cannot do (n > 1, tools, non-text "
+    "content); `param` names the field.",
+    401: "No API key, or a wrong one (`Authorization: Bearer KEY`).",
+    404: "No such model: `code` is `model_not_found`; GET /v1/models lists the served ones.",
+    413: "The request body is larger than the server's limit (`moa serve --max-body-bytes`).",
+    429: "The server is running its maximum of MoA runs; retry after `Retry-After` seconds.",
+    500: "The server's recipe or environment is broken (`code` moa_config_error).",
+    502: "The upstream models failed: `code` is layer_failed (every proposer of a layer), "
+    "aggregator_failed (the aggregator and its fallbacks) or upstream_failed.",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+    429: {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 0}}},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the error statuses a route can answer with."""
+    return {
+        status: {"model": ErrorBody, "description": _WHY[status]}
+        | ({"headers": _HEADERS[status]} if status in _HEADERS else {})
+        for status in statuses
+    }
+
+
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A `chat.completion.chunk` as JSON (then, if asked for, one with "
+            "`usage` and a `moa.trace` object), an OpenAI error object if the run fails after "
+            "its first token, and `[DONE]` last.",
+        }
+    },
+}
+
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ChatCompletion,
+        "description": "The answer: one `chat.completion` body, or with `stream: true` a "
+        "`text/event-stream` of chunks (each schema below describes one event).",
+        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+    },
+    **errors(400, 404, 413, 429, 500, 502),
+}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus' text exposition format.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+# -- the document ----------------------------------------------------------------------------
+
+
+def install(app: FastAPI, models: Sequence[str], *, auth: bool, open_paths: Sequence[str]) -> None:
+    """Replace the app's document with the true one: no 422 (every refusal is a 400), the
+    served model names, and with `auth` the bearer scheme on every operation not open."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            _drop_validation_errors(document)
+            _name_models(document, sorted(models))
+            if auth:
+                _require_bearer(document, open_paths)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(path, op) for path, item in document["paths"].items() for op in item.values()]
+
+
+def _drop_validation_errors(document: dict[str, Any]) -> None:
+    for _, operation in _operations(document):
+        operation["responses"].pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+
+
+def _name_models(document: dict[str, Any], models: list[str]) -> None:
+    """A model the server does not serve is a 404; say which ones it does."""
+    request = document["components"]["schemas"]["ChatCompletionRequest"]
+    request["properties"]["model"]["enum"] = models
+    for parameter in document["paths"]["/v1/models/{model_id}"]["get"]["parameters"]:
+        if parameter["name"] == "model_id":
+            parameter["schema"]["enum"] = models
+
+
+def _require_bearer(document: dict[str, Any], open_paths: Sequence[str]) -> None:
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    unauthorized = {
+        "description": _WHY[401],
+        "headers": _HEADERS[401],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for path, operation in _operations(document):
+        if path not in open_paths:
+            operation["security"] = [{"bearer": []}]
+            operation["responses"]["401"] = unauthorized
