@@ -133,6 +133,27 @@ CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **errors(400, 404, 413, 429, 500, 502),
 }
+RESPONSES_API_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One `response` object, or with `stream: true` a `text/event-stream` of "
+        "typed events (`response.created`, `response.output_text.delta`, …, "
+        "`response.completed`).",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"type": "string", "description": "The event's `type`."},
+                        "data": {"type": "string", "description": "The event, as JSON."},
+                    },
+                }
+            },
+        },
+    },
+    **errors(400, 404, 413, 429, 500, 502),
+}
 METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Prometheus' text exposition format.",

@@ -28,6 +28,7 @@ from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, bad_request
 from moa.server.limits import RunSlots
 from moa.server.metrics import Metrics
+from moa.server.openapi import RESPONSES_API_RESPONSES
 from moa.server.runs import CLIENT_CLOSED, Run
 from moa.server.security import Redactor
 from moa.server.sse import finish_reason
@@ -245,7 +246,7 @@ def add_responses_route(
     redactor: Redactor,
     model_not_found: Callable[[str], ApiError],
 ) -> None:
-    @app.post("/v1/responses", response_model=None)
+    @app.post("/v1/responses", response_model=None, responses=RESPONSES_API_RESPONSES)
     async def create_response(
         body: ResponsesRequest,
         request: Request,
