@@ -56,6 +56,8 @@ log = logging.getLogger("moa.server")
 DEFAULT_MAX_CONCURRENT_RUNS = 16
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _TRUTHY = {"1", "true", "yes", "on"}
+# What `layers_mode` accepts, in any case and with spaces around.
+_LAYERS_HEADER = r"^\s*([Rr][Ee][Aa][Ss][Oo][Nn][Ii][Nn][Gg]|[Oo][Ff][Ff])\s*$"
 
 
 def create_app(
@@ -132,7 +134,13 @@ def create_app(
         x_moa_trace: Annotated[
             str | None, Header(description="moa extension: `true` adds the run's trace.")
         ] = None,
-        x_moa_layers: Annotated[str | None, Header()] = None,
+        x_moa_layers: Annotated[
+            str | None,
+            Header(
+                description="moa extension: `reasoning` streams the layers as reasoning.",
+                json_schema_extra={"pattern": _LAYERS_HEADER},
+            ),
+        ] = None,
     ) -> Response:
         mixture = mixtures.get(body.model)
         if mixture is None:

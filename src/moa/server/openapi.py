@@ -179,6 +179,7 @@ def install(app: FastAPI, models: Sequence[str], *, auth: bool, open_paths: Sequ
                 routes=app.routes,
             )
             _drop_validation_errors(document)
+            _headers_are_strings(document)
             _name_models(document, sorted(models))
             if auth:
                 _require_bearer(document, open_paths)
@@ -198,6 +199,17 @@ def _drop_validation_errors(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+
+
+def _headers_are_strings(document: dict[str, Any]) -> None:
+    """An optional header is absent, never null: a null in its schema reads as the text "null"."""
+    for _, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+            if parameter["in"] == "header" and len(branches) == 1:
+                del schema["anyOf"]
+                schema.update(branches[0])
 
 
 def _name_models(document: dict[str, Any], models: list[str]) -> None:
