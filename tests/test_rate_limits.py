@@ -12,13 +12,14 @@ from collections import deque
 import pytest
 
 from moa import ProviderError, RetryPolicy
+from moa.errors import UpstreamStatusError
 from moa.ratelimit import Limiter, Limits, RateLimit
 from moa.retry import with_retries
 from moa.testing.virtual_time import run_virtual
 
 
-def throttled(retry_after: float | None = None) -> ProviderError:
-    return ProviderError(
+def throttled(retry_after: float | None = None) -> UpstreamStatusError:
+    return UpstreamStatusError(
         "HTTP 429", provider="p", model="m", status_code=429, retry_after=retry_after
     )
 
@@ -273,7 +274,7 @@ async def storm(
             retry_after = server.request(loop.time())
             await asyncio.sleep(latency_s)
             if retry_after is not None:
-                error = ProviderError(
+                error = UpstreamStatusError(
                     "HTTP 429",
                     provider="fake",
                     model="m",
