@@ -78,7 +78,7 @@ class Limiter:
         self._decreased_at = float("-inf")
         self._recent: deque[float] = deque()  # send times in the last minute
         self._accepted: deque[float] = deque()  # send times of successful calls, last minute
-        self._refused_rpm: float | None = None  # the rate of the last 429 that cut the rate
+        self._refused_rpm: float | None = None  # the rate the last cut was made at (or estimated)
         self.throttled = 0  # 429s seen
 
     def _semaphore(self) -> asyncio.Semaphore | None:
