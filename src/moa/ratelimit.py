@@ -142,9 +142,12 @@ class Limiter:
             return
         ceiling = self.limit.rpm
         step = max(self.limit.increase_rpm, self.limit.increase_fraction * (ceiling or self.rpm))
-        if self._refused_rpm is not None and self.rpm >= self._refused_rpm * self.limit.decrease:
-            # Near a rate the server refused: probe by about one step a minute, not one step
-            # a call, or a long batch climbs back over the limit every minute.
+        if (
+            self._refused_rpm is not None
+            and self.rpm >= self._refused_rpm * self.limit.decrease**0.5
+        ):
+            # Half way back to a rate the server refused: probe by about one step a minute,
+            # not one step a call, or a long batch climbs back over the limit every minute.
             step /= max(1.0, self.rpm)
         self.rpm = self.rpm + step if ceiling is None else min(ceiling, self.rpm + step)
         self._requests.per_minute = self.rpm
