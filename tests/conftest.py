@@ -1,13 +1,117 @@
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from moa import MoA, ProviderConfig, Registry, RetryPolicy
 from moa.agents import Aggregator, ProposalLayer
 from moa.testing import FakeUpstream
+
+# -- no test reaches a real provider -----------------------------------------------------------
+
+
+class RealNetworkCall(RuntimeError):
+    """Raised when test code connects to, or resolves, anything but this machine."""
+
+
+class NetworkGuard:
+    """Refuses every connection to a non-loopback address, and every DNS lookup of a name
+    other than localhost, for the whole session; each refusal also fails the test that made
+    it, even if the code under test caught the error (and, say, retried it as a connection
+    error). Loopback (127.0.0.0/8, ::1, localhost) and unix sockets are allowed."""
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+        self._saved: dict[str, Any] = {}
+
+    @staticmethod
+    def _loopback(host: object) -> bool:
+        if host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(str(host).split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback
+
+    def _refuse(self, what: str) -> RealNetworkCall:
+        message = (
+            f"a test tried to reach {what}: tests use moa.testing.FakeUpstream on 127.0.0.1 "
+            "or the embedded model, never a real provider"
+        )
+        self.refused.append(message)
+        return RealNetworkCall(message)
+
+    def install(self) -> None:
+        guard = self
+        connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+        getaddrinfo = socket.getaddrinfo
+
+        def check(sock: socket.socket, address: Any) -> None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                host = address[0]
+                if not guard._loopback(host):
+                    raise guard._refuse(f"{host}:{address[1]}")
+
+        def guarded_connect(sock: socket.socket, address: Any) -> None:
+            check(sock, address)
+            connect(sock, address)
+
+        def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+            check(sock, address)
+            return connect_ex(sock, address)
+
+        def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            # Any IP literal is fine to "resolve" (no DNS); the connect is what is checked.
+            if host not in (None, "", b"") and not guard._literal(host):
+                raise guard._refuse(f"the name {host!r} (a DNS lookup)")
+            return getaddrinfo(host, *args, **kwargs)
+
+        self._saved = {"connect": connect, "connect_ex": connect_ex, "gai": getaddrinfo}
+        socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = guarded_getaddrinfo
+
+    @staticmethod
+    def _literal(host: Any) -> bool:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name == "localhost":
+            return True
+        try:
+            ipaddress.ip_address(name.split("%")[0])
+        except ValueError:
+            return False
+        return True
+
+    def uninstall(self) -> None:
+        socket.socket.connect = self._saved["connect"]  # type: ignore[method-assign]
+        socket.socket.connect_ex = self._saved["connect_ex"]  # type: ignore[method-assign]
+        socket.getaddrinfo = self._saved["gai"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _network_guard_installed() -> Iterator[NetworkGuard]:
+    guard = NetworkGuard()
+    guard.install()
+    yield guard
+    guard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def network_guard(_network_guard_installed: NetworkGuard) -> Iterator[NetworkGuard]:
+    """Fails the test if its code reached for a non-loopback address, caught or not."""
+    guard = _network_guard_installed
+    guard.refused.clear()
+    yield guard
+    if guard.refused:
+        pytest.fail(guard.refused[0], pytrace=False)
 
 
 @pytest.fixture(scope="session")

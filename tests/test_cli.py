@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from conftest import wait_until
 from moa.testing import FakeUpstream, Reply
 
 
@@ -204,9 +205,15 @@ def test_ctrl_c_cancels_in_flight_calls_and_exits_cleanly(
         env=env,
     )
     assert proc.stderr is not None
-    assert "layer 1" in proc.stderr.readline()  # the calls are in flight
-    while len(upstream.requests_for("a")) < 1:
-        time.sleep(0.01)
+    with ThreadPoolExecutor(1) as reader:
+        line = reader.submit(proc.stderr.readline)
+        try:
+            first_line = line.result(timeout=30)
+        except TimeoutError:
+            proc.kill()  # which ends the readline
+            raise AssertionError("`moa ask` printed nothing on stderr within 30 s") from None
+    assert "layer 1" in first_line  # the calls are in flight
+    wait_until(lambda: len(upstream.requests_for("a")) >= 1, what="the request to reach a")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 130

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 from moa import MoA, Registry, RetryPolicy
@@ -65,7 +67,7 @@ async def test_calls_that_are_not_reproducible_are_never_cached(
     await mixture.arun("q")
     await mixture.arun("q")
     assert [len(upstream.requests_for(m)) for m in ("a", "b", "agg")] == [2, 2, 2]
-    assert cache.count() == 0
+    assert await cache.count() == 0
 
 
 async def test_the_key_covers_messages_and_sampling_and_survives_reopening(
@@ -86,11 +88,45 @@ async def test_the_key_covers_messages_and_sampling_and_survives_reopening(
 
     cache = ResponseCache(path)
     await cache.put("fake", request, Completion("stored"))
-    cache.close()
+    await cache.aclose()
     reopened = ResponseCache(path)
     hit = await reopened.get("fake", request)
     assert hit is not None and hit.text == "stored"
     assert await reopened.get("fake", other_seed) is None
+    await reopened.aclose()
+
+
+async def test_a_cache_file_locked_by_another_process_does_not_stall_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """Another batch holds the file's write lock: this process's lookups still answer, its
+    store waits for the lock, and the rest of the event loop runs on meanwhile."""
+    from moa.types import Completion
+
+    path = tmp_path / "cache.sqlite"
+    stored = ChatRequest("m", (Message(role="user", content="stored"),), Sampling(seed=1))
+    new = ChatRequest("m", (Message(role="user", content="new"),), Sampling(seed=1))
+    cache = ResponseCache(path, lock_timeout_s=60)
+    await cache.put("fake", stored, Completion("from before"))
+    other_process = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock until it commits
+    try:
+        store = asyncio.create_task(cache.put("fake", new, Completion("fresh")))
+        ticks = 0
+        while ticks < 100:  # other work of the loop goes on while the store waits
+            await asyncio.sleep(0)
+            ticks += 1
+            assert not store.done()
+        hit = await cache.get("fake", stored)  # a lookup does not queue behind the store
+        assert hit is not None and hit.text == "from before"
+        assert not store.done()
+    finally:
+        other_process.execute("COMMIT")
+        other_process.close()
+    await store
+    fresh = await cache.get("fake", new)
+    assert fresh is not None and fresh.text == "fresh"
+    await cache.aclose()
 
 
 def test_default_path_follows_moa_cache(monkeypatch, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_a_slow_proposer_hits_the_per_call_timeout(upstream: FakeUpstream, make_
     result = make_moa([["slow", "quick"]], timeout_s=0.5).run("q")
     slow = result.proposals()[0]
     assert slow.status == "failed" and "within 0.5s" in (slow.error or "")
-    assert result.latency_s < 3
+    assert upstream.disconnects == 1  # abandoned, not waited for
 
 
 def test_an_unreachable_base_url_is_a_clear_failure(upstream: FakeUpstream) -> None:

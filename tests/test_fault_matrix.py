@@ -1,13 +1,12 @@
 """The fault matrix: each upstream fault, and what a run does about it.
 
 Every row asserts the outcome (answer or precise error), the trace, the number of attempts
-and, loosely, the elapsed time.
+and the requests the upstream saw, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -43,13 +42,11 @@ def test_429_with_retry_after_waits_as_told_then_succeeds(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
     upstream.script("p", Reply(status=429, headers={"retry-after": "1"}), Reply("ok"))
-    started = time.perf_counter()
     result = one_proposer(registry).run("q")
-    elapsed = time.perf_counter() - started
     (proposal,) = result.proposals()
     assert proposal.ok and proposal.output == "ok" and proposal.attempts == 2
-    assert 0.9 <= elapsed < 5
-    assert len(upstream.requests_for("p")) == 2
+    refused, accepted = (c for c in upstream.calls if c.model == "p")
+    assert accepted.arrived - refused.arrived >= 1.0  # no sooner than the server asked
 
 
 def test_500_then_success(upstream: FakeUpstream, registry: Registry) -> None:
@@ -60,10 +57,8 @@ def test_500_then_success(upstream: FakeUpstream, registry: Registry) -> None:
 
 def test_503_burst_is_ridden_out(upstream: FakeUpstream, registry: Registry) -> None:
     upstream.script("p", Reply(status=503), Reply(status=503), Reply(status=503), Reply("finally"))
-    started = time.perf_counter()
     (proposal,) = one_proposer(registry).run("q").proposals()
     assert (proposal.output, proposal.attempts) == ("finally", 4)
-    assert time.perf_counter() - started < 5
 
 
 def test_503_beyond_the_attempt_budget_is_a_recorded_failure(
@@ -92,10 +87,9 @@ def test_read_timeout_is_retried_within_the_call_timeout(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
     upstream.script("p", Reply("too late", delay_s=5), Reply("in time"))
-    started = time.perf_counter()
     (proposal,) = one_proposer(registry, timeout_s=0.5).run("q").proposals()
     assert (proposal.output, proposal.attempts) == ("in time", 2)
-    assert time.perf_counter() - started < 4
+    assert upstream.disconnects == 1  # the first try was abandoned at the timeout
 
 
 def test_aggregator_stream_cut_before_the_first_token_is_retried(
@@ -154,13 +148,12 @@ def test_proposer_slower_than_the_deadline_is_cancelled_and_the_layer_moves_on(
 ) -> None:
     upstream.script("slow", Reply("late", delay_s=20))
     layer = ProposalLayer("fake:a", "fake:b", "fake:slow", min_proposals=2, deadline_s=0.5)
-    started = time.perf_counter()
     result = MoA(layer, Aggregator("fake:agg"), registry=registry).run("q")
-    elapsed = time.perf_counter() - started
     a, b, slow = result.proposals()
     assert a.ok and b.ok
     assert slow.status == "cancelled" and "moved on with 2 answers" in (slow.error or "")
-    assert 0.45 <= elapsed < 5
+    straggler = next(c for c in upstream.calls if c.model == "slow")
+    assert straggler.finished is None  # the aggregator ran without its answer
     system = upstream.requests_for("agg")[0]["messages"][0]["content"]
     assert system.endswith("\n1. answer from a\n2. answer from b")
     assert upstream.disconnects >= 1  # the straggler's HTTP request was really abandoned
@@ -267,11 +260,13 @@ def test_401_is_not_retried_and_names_the_key_variable(upstream: FakeUpstream) -
     assert len(upstream.requests_for("p")) == 1
 
 
-async def test_429_storm_under_a_rate_limit_settles_without_failures(
+async def test_429_storm_through_the_real_call_path_loses_no_prompt(
     upstream: FakeUpstream,
 ) -> None:
-    """50 prompts x 2 calls against an upstream allowing 40 requests a second (a 60-RPM key,
-    time scaled 40x): the adaptive limiter learns the rate; every prompt is answered."""
+    """50 prompts x 2 calls at once against an upstream allowing 20 requests in any 0.5 s,
+    over HTTP: every prompt is answered and few calls meet a 429. (The limiter's learning
+    itself, and the share of 429s in a long batch, are tested exactly, in virtual time, in
+    tests/test_rate_limits.py.)"""
     upstream.rate_limit(20, window_s=0.5)
     registry = Registry({"fake": ProviderConfig("fake", upstream.base_url)}, env={})
     moa = MoA(
@@ -280,14 +275,13 @@ async def test_429_storm_under_a_rate_limit_settles_without_failures(
         registry=registry,
         retry=RetryPolicy(max_attempts=10, max_elapsed_s=30),
     )
-    started = time.perf_counter()
     results = await asyncio.gather(*(moa.arun(f"prompt {i}") for i in range(50)))
-    elapsed = time.perf_counter() - started
     await moa.aclose()
     assert all(r.text == "answer from agg" for r in results)
     assert len(upstream.requests) == 100 + upstream.throttled
-    assert upstream.throttled <= 50, f"{upstream.throttled} 429s for 100 calls"
-    assert elapsed < 20
+    # Nearly all of them come in the first burst, before a 429 has taught anything: 12-16
+    # in repeated runs (the old bound allowed 50, half the calls).
+    assert upstream.throttled <= 20, f"{upstream.throttled} 429s for 100 calls"
 
 
 async def test_a_configured_rate_limit_avoids_429s(upstream: FakeUpstream) -> None:
@@ -305,12 +299,6 @@ async def test_a_configured_rate_limit_avoids_429s(upstream: FakeUpstream) -> No
     await moa.aclose()
     assert all(r.text == "answer from agg" for r in results)
     assert upstream.throttled <= 2  # at most 5% of 50 calls
-
-
-def test_local_models_report_their_loaded_context_window() -> None:
-    from moa.providers.local import LocalProvider
-
-    assert LocalProvider(n_ctx=2048).profile("smollm2").context_window == 2048
 
 
 def test_a_call_queued_behind_a_concurrency_limit_is_not_timed_while_it_waits(

@@ -165,7 +165,6 @@ def test_the_trace_records_every_call_with_usage_and_totals(
     assert (proposal.usage.input_tokens, proposal.usage.output_tokens) == (10, 3)
     assert (final.layer, final.role, final.output) == (2, "aggregator", "final words here")
     assert (result.usage.input_tokens, result.usage.output_tokens) == (50, 10)
-    assert all(c.latency_s > 0 for c in result.calls)
     assert result.to_dict()["usage"]["total_tokens"] == 60
 
 

@@ -191,7 +191,6 @@ def test_trace_is_opt_in_by_body_flag_or_header(upstream: FakeUpstream, moa_serv
             ("aggregator", "fake:agg"),
         ]
         assert [c["output"] for c in calls[:2]] == ["proposal A", "proposal B"]
-        assert all(c["latency_s"] > 0 for c in calls)
         assert trace["usage"]["total_tokens"] == 73
 
 

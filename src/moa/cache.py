@@ -15,16 +15,21 @@ different base URLs share entries; use `--cache` with separate files to keep the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from moa.errors import ConfigError
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -37,6 +42,48 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
+
+
+class _Connection:
+    """One SQLite connection that lives on its own thread: the event loop hands it work and
+    goes on, so a lock held by another process (a second batch on the same file) delays the
+    calls that need the cache, never the whole loop."""
+
+    def __init__(self, path: Path, lock_timeout_s: float, name: str) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"moa-cache-{name}")
+        self._db: sqlite3.Connection | None = None
+
+        def connect() -> None:
+            self._db = sqlite3.connect(path, timeout=lock_timeout_s, isolation_level=None)
+
+        self._thread.submit(connect).result()
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise sqlite3.ProgrammingError("the response cache is closed")
+        return work(self._db)
+
+    def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Do `work` on the connection's thread and wait for it (setup and teardown only)."""
+        return self._thread.submit(self._call, work).result()
+
+    async def arun(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self._thread.submit(self._call, work))
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._thread.submit(self._close).result()
+        self._thread.shutdown()
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await asyncio.wrap_future(self._thread.submit(self._close))
+        self._thread.shutdown(wait=False)
 
 
 def default_path() -> Path:
@@ -52,20 +99,23 @@ def reproducible(sampling: Sampling) -> bool:
 
 
 class ResponseCache:
-    """Completions by (model, messages, sampling); safe to share between processes (WAL)."""
+    """Completions by (model, messages, sampling); safe to share between processes (WAL).
 
-    def __init__(self, path: str | Path) -> None:
+    Reads and writes go through two connections, each on its own thread: in WAL mode a
+    lookup never waits for a writer, here or in another process.
+    """
+
+    def __init__(self, path: str | Path, *, lock_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.hits = 0
         self.misses = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One connection used from the event loop's thread; other processes may write too,
-            # so wait for their locks rather than fail.
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            # Other processes may write too: wait for their locks (off the loop) rather than
+            # fail.
+            self._writer = _Connection(self.path, lock_timeout_s, "writer")
+            self._writer.run(_create)
+            self._reader = _Connection(self.path, lock_timeout_s, "reader")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the response cache {self.path}: {exc}") from None
 
@@ -87,9 +137,12 @@ class ResponseCache:
         key = self.key(provider, request)
         if key is None:
             return None
-        row = self._db.execute(
-            "SELECT text, finish_reason FROM responses WHERE key = ?", (key,)
-        ).fetchone()
+
+        def select(db: sqlite3.Connection) -> Any:
+            query = "SELECT text, finish_reason FROM responses WHERE key = ?"
+            return db.execute(query, (key,)).fetchone()
+
+        row = await self._reader.arun(select)
         if row is None:
             self.misses += 1
             return None
@@ -100,18 +153,20 @@ class ResponseCache:
         key = self.key(provider, request)
         if key is None or not completion.text:
             return
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                f"{provider}:{request.model}",
-                completion.text,
-                completion.usage.input_tokens,
-                completion.usage.output_tokens,
-                completion.finish_reason,
-                time.time(),
-            ),
+        row = (
+            key,
+            f"{provider}:{request.model}",
+            completion.text,
+            completion.usage.input_tokens,
+            completion.usage.output_tokens,
+            completion.finish_reason,
+            time.time(),
         )
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+        await self._writer.arun(insert)
 
     async def record(
         self, provider: str, request: ChatRequest, chunks: AsyncIterator[StreamChunk]
@@ -130,8 +185,23 @@ class ResponseCache:
             yield chunk
         await self.put(provider, request, Completion("".join(parts), usage, finish))
 
-    def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    async def count(self) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+        return await self._reader.arun(count)
 
     def close(self) -> None:
-        self._db.close()
+        """Close from synchronous code; from a coroutine, `await aclose()`."""
+        self._reader.close()
+        self._writer.close()
+
+    async def aclose(self) -> None:
+        await self._reader.aclose()
+        await self._writer.aclose()
+
+
+def _create(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(_SCHEMA)

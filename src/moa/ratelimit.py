@@ -2,10 +2,11 @@
 
 Each limiter paces requests/minute and tokens/minute with a GCRA bucket and caps concurrent
 calls. With no configured rate, the first 429 sets one from what the server accepted before
-refusing; every later 429 cuts the rate (once per burst, harder if the last cut was recent) and
-pauses the limiter for the server's Retry-After; every success raises the rate by a small step,
-up to the configured ceiling. A long batch under a 60-RPM key therefore settles just under the
-limit instead of hammering it.
+refusing; every later 429 cuts the rate (once per burst) and pauses the limiter for the
+server's Retry-After. Every success raises the rate by a small step, up to the configured
+ceiling; once the rate is back near one the server refused, by about one step a minute
+instead. A long batch under a 60-RPM key therefore settles just under the limit instead of
+climbing over it every minute. A call cancelled while it waits for its turn hands its turn on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -40,13 +41,18 @@ class _Bucket:
         self.burst_s = burst_s
         self._tat = 0.0
 
-    def reserve(self, cost: float, now: float) -> float:
-        """Book `cost` units; return how long to wait before sending."""
+    def reserve(self, cost: float, now: float) -> tuple[float, float]:
+        """Book `cost` units; return how long to wait before sending, and the booked interval
+        (to hand back with `cancel` if the request is never sent)."""
         interval = 60.0 * cost / self.per_minute
         tat = max(self._tat, now)
         wait = max(0.0, tat - self.burst_s - now)
         self._tat = tat + interval
-        return wait
+        return wait, interval
+
+    def cancel(self, interval: float) -> None:
+        """Give back a booking that was not used: later requests move up by its interval."""
+        self._tat -= interval
 
 
 class Limiter:
@@ -56,10 +62,12 @@ class Limiter:
         *,
         adaptive: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.limit = limit
         self.adaptive = adaptive
         self._clock = clock
+        self._sleep = sleep
         self.rpm: float | None = limit.rpm
         # A burst of up to one request's interval: pacing, not lock-step.
         self._requests = _Bucket(limit.rpm, 60.0 / limit.rpm) if limit.rpm else None
@@ -70,7 +78,7 @@ class Limiter:
         self._decreased_at = float("-inf")
         self._recent: deque[float] = deque()  # send times in the last minute
         self._accepted: deque[float] = deque()  # send times of successful calls, last minute
-        self._successes_since_cut = 0
+        self._refused_rpm: float | None = None  # the rate the last cut was made at (or estimated)
         self.throttled = 0  # 429s seen
 
     def _semaphore(self) -> asyncio.Semaphore | None:
@@ -93,13 +101,24 @@ class Limiter:
     async def _pace(self, tokens: int) -> None:
         now = self._clock()
         if self._paused_until > now:
-            await asyncio.sleep(self._paused_until - now)
+            await self._sleep(self._paused_until - now)
             now = self._clock()
-        wait = self._requests.reserve(1, now) if self._requests is not None else 0.0
-        if self._tokens is not None and tokens:
-            wait = max(wait, self._tokens.reserve(tokens, now))
+        booked: list[tuple[_Bucket, float]] = []
+        wait = 0.0
+        for bucket, cost in ((self._requests, 1), (self._tokens, tokens)):
+            if bucket is not None and cost:
+                bucket_wait, interval = bucket.reserve(cost, now)
+                booked.append((bucket, interval))
+                wait = max(wait, bucket_wait)
         if wait:
-            await asyncio.sleep(wait)
+            try:
+                await self._sleep(wait)
+            except BaseException:
+                # Cancelled while waiting its turn (a quorum straggler, a client that left):
+                # the request is never sent, so its place goes to the requests behind it.
+                for bucket, interval in booked:
+                    bucket.cancel(interval)
+                raise
         self._recent.append(self._clock())
 
     @asynccontextmanager
@@ -116,7 +135,6 @@ class Limiter:
                 slots.release()
 
     def on_success(self, sent_at: float) -> None:
-        self._successes_since_cut += 1
         self._accepted.append(sent_at)
         while self._accepted and self._accepted[0] < sent_at - 60.0:
             self._accepted.popleft()
@@ -124,6 +142,13 @@ class Limiter:
             return
         ceiling = self.limit.rpm
         step = max(self.limit.increase_rpm, self.limit.increase_fraction * (ceiling or self.rpm))
+        if (
+            self._refused_rpm is not None
+            and self.rpm >= self._refused_rpm * self.limit.decrease**0.5
+        ):
+            # Half way back to a rate the server refused: probe by about one step a minute,
+            # not one step a call, or a long batch climbs back over the limit every minute.
+            step /= max(1.0, self.rpm)
         self.rpm = self.rpm + step if ceiling is None else min(ceiling, self.rpm + step)
         self._requests.per_minute = self.rpm
 
@@ -154,9 +179,11 @@ class Limiter:
         self._decreased_at = now
         if self.rpm is None:
             self.rpm = max(1.0, self._first_estimate(now, error.retry_after))
+            if self._accepted:
+                self._refused_rpm = self.rpm
         else:
+            self._refused_rpm = self.rpm
             self.rpm = max(1.0, self.rpm * self.limit.decrease)
-        self._successes_since_cut = 0
         if self._requests is None:
             self._requests = _Bucket(self.rpm, 60.0 / self.rpm)
         self._requests.per_minute = self.rpm
@@ -165,9 +192,17 @@ class Limiter:
 class Limits:
     """The limiters of a run, keyed by provider name and by `provider:model`."""
 
-    def __init__(self, configured: dict[str, RateLimit] | None = None) -> None:
+    def __init__(
+        self,
+        configured: dict[str, RateLimit] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._configured = dict(configured or {})
         self._limiters: dict[str, Limiter] = {}
+        self._clock = clock
+        self._sleep = sleep
 
     def configure(self, key: str, limit: RateLimit) -> None:
         self._configured[key] = limit
@@ -179,7 +214,9 @@ class Limits:
             # Providers limit per key: a 429 teaches the provider's limiter. A model's own
             # limiter only paces when the user configured it, or 429s would be counted twice.
             adaptive = configured is not None or ":" not in key
-            self._limiters[key] = Limiter(configured or RateLimit(), adaptive=adaptive)
+            self._limiters[key] = Limiter(
+                configured or RateLimit(), adaptive=adaptive, clock=self._clock, sleep=self._sleep
+            )
         return self._limiters[key]
 
     def for_call(self, provider: str, model: str) -> tuple[Limiter, Limiter]:

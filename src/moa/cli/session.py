@@ -25,7 +25,7 @@ async def open_session(no_cache: bool, cache_path: Path | None) -> AsyncIterator
     finally:
         await opened.registry.aclose()
         if opened.cache is not None:
-            opened.cache.close()
+            await opened.cache.aclose()
 
 
 class Session:

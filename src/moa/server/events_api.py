@@ -43,7 +43,7 @@ from moa.server.errors import ApiError, bad_request, from_moa_error
 from moa.server.limits import RunSlots
 from moa.server.metrics import Metrics
 from moa.server.overrides import OverridePolicy, catalog
-from moa.server.runs import EventStream
+from moa.server.runs import EventStream, RunResponse
 from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
 from moa.server.security import Redactor
 from moa.server.sse import event as sse_event
@@ -105,7 +105,11 @@ def add_events_api(app: FastAPI, served: Served) -> None:
             served=served,
         )
         slot = served.slots.take()
-        return EventStream(run.events(), on_close=slot.release)
+
+        async def answer() -> Response:
+            return EventStream(run.events())
+
+        return RunResponse(slot, answer)
 
 
 def _build(recipe: Recipe, served: Served) -> MoA:

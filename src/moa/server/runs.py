@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from moa.engine import MoA
@@ -53,7 +53,14 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
 
     async def respond(self, receive: Receive) -> Response:
-        """Run to the end, then answer with one `chat.completion` body."""
+        """Answer with one `chat.completion` body once the run has ended."""
+        return RunResponse(self.slot, lambda: self._respond(receive))
+
+    async def stream(self, receive: Receive) -> Response:
+        """Answer with SSE once the first token is in, or with an error."""
+        return RunResponse(self.slot, lambda: self._stream(receive))
+
+    async def _respond(self, receive: Receive) -> Response:
         try:
             result = await until_disconnect(
                 receive,
@@ -69,8 +76,6 @@ class Run:
             return Response(status_code=CLIENT_CLOSED)
         except MoAError as exc:
             return self._failed(False, exc).response()
-        finally:
-            self.slot.release()
         self._finish(False, 200, result, None)
         return JSONResponse(self._body(result))
 
@@ -81,8 +86,7 @@ class Run:
         )
         return with_reasoning(body, result) if self.reasoning else body
 
-    async def stream(self, receive: Receive) -> Response:
-        """Start the run; answer with SSE once the first token is in, or with an error."""
+    async def _stream(self, receive: Receive) -> Response:
         events = aiter(
             self.moa.stream(
                 self.messages,
@@ -94,16 +98,11 @@ class Run:
         try:
             head = await until_disconnect(receive, _until_first_token(events, self.reasoning))
         except ClientGone:
-            self.slot.release()
             self._finish(True, CLIENT_CLOSED, None, "client_disconnected")
             return Response(status_code=CLIENT_CLOSED)
         except MoAError as exc:
-            self.slot.release()
             return self._failed(True, exc).response()
-        except BaseException:
-            self.slot.release()
-            raise
-        return EventStream(self._sse(head, events), on_close=self.slot.release)
+        return EventStream(self._sse(head, events))
 
     async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
         completion = Completion(self.model)
@@ -202,39 +201,48 @@ async def _chain(head: list[Event], events: AsyncIterator[Event]) -> AsyncIterat
         yield item
 
 
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
+async def _aclose(iterator: AsyncIterable[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
 
 
-class EventStream(Response):
-    """An SSE response that stops (and so cancels its run) as soon as the client disconnects,
-    whatever ASGI spec version the server speaks, and frees the run's slot however it ends."""
+class RunResponse(Response):
+    """The answer to one run, worked out when the server sends it: the run's slot is held
+    until the last byte is sent (or the client has gone), and freed however that ends. An
+    exception before the headers still reaches the app's error handlers."""
 
-    media_type = "text/event-stream"
-
-    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        self._chunks = body
-        self.status_code = 200
-        self.background = None
-        self._on_close = on_close
-        # no-cache and no proxy buffering, or the tokens arrive in one lump at the end.
-        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(self, slot: Slot, answer: Callable[[], Awaitable[Response]]) -> None:
+        super().__init__()
+        self._slot = slot
+        self._answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await until_disconnect(receive, self._send_all(send))
-        except (ClientGone, OSError):
-            pass
+            response = await self._answer()
+            await response(scope, receive, send)
         finally:
-            self._on_close()
+            self._slot.release()
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that stops (and so cancels its run) as soon as the client disconnects,
+    whatever ASGI spec version the server speaks: Starlette's own notices a disconnect under
+    ASGI 2.4 only when the next token fails to send."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[str]) -> None:
+        # no-cache and no proxy buffering, or the tokens arrive in one lump at the end.
+        super().__init__(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with suppress(ClientGone, OSError):
+            await until_disconnect(receive, self._send_all(send))
 
     async def _send_all(self, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for text in self._chunks:
-                await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self.stream_response(send)
         finally:
-            await _aclose(self._chunks)
+            # Cancelled while the body waits at a `yield`: close it, so the run stops too.
+            await _aclose(self.body_iterator)
