@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from moa.errors import ConfigError
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
@@ -75,11 +76,13 @@ class ResponseCache:
         if not reproducible(request.sampling):
             return None
         s = request.sampling
-        payload = {
+        payload: dict[str, Any] = {
             "model": f"{provider}:{request.model}",
             "messages": [[m["role"], m["content"]] for m in request.messages],
             "sampling": [s.temperature, s.max_tokens, s.seed, list(s.stop or ())],
         }
+        if request.response_format is not None:
+            payload["schema"] = dict(request.response_format.schema)
         blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
