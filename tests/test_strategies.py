@@ -366,3 +366,12 @@ def test_the_new_builtin_recipes_are_what_their_names_say() -> None:
         assert len(recipe.layers[0].models) >= 3
         assert "Cost per answer: 6 calls" in recipe.description
     assert "Cost per answer: 7 calls" in self_moa.description
+
+
+def test_analysis_of_a_single_proposal_is_a_plain_synthesis(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    result = mixture(registry, ["a"], strategy="analysis").run("q")
+    (body,) = upstream.requests_for("agg")
+    assert system_of(body) == AGGREGATE_AND_SYNTHESIZE + "\n1. answer from a"
+    assert [c.role for c in result.calls] == ["proposer", "aggregator"]

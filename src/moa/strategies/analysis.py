@@ -83,6 +83,11 @@ class Analysis:
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references
+        if len(references) < 2:
+            stage.result.notes.append("analysis: fewer than two proposals — synthesized instead")
+            async for event in synthesize(stage, references):
+                yield event
+            return
         yield AggregatorStarted(stage.number, stage.aggregator.agent.model)
         record, _ = await consult(
             stage, "analyst", references, ANALYSIS_PROMPT, response_format=ANALYSIS_SCHEMA
