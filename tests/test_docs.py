@@ -12,7 +12,14 @@ from moa import Registry, recipes
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 TOML_BLOCKS = [b for b in re.findall(r"```toml\n(.*?)```", README, re.S) if "[aggregator]" in b]
 KEYS = {
-    v: "test-key" for v in ("TOGETHER_API_KEY", "OPENAI_API_KEY", "GROQ_API_KEY", "VLLM_API_KEY")
+    v: "test-key"
+    for v in (
+        "TOGETHER_API_KEY",
+        "OPENAI_API_KEY",
+        "GROQ_API_KEY",
+        "VLLM_API_KEY",
+        "OPENROUTER_API_KEY",
+    )
 }
 
 

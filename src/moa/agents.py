@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
 from moa.errors import ConfigError
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
@@ -24,10 +24,32 @@ class Agent:
     system_role: bool | None = None  # None: ask the provider whether the template has one
     context_window: int | None = None  # tokens; None: the provider's or a known default
     timeout_s: float | None = None  # per call; None: the provider's, else the recipe's
+    # Self-MoA: this slot fans out into `samples` calls with distinct seeds (moa makes the
+    # calls itself: llama.cpp refuses n > 1 and Ollama ignores it).
+    samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"{self.model}: samples must be at least 1, got {self.samples}")
 
     @classmethod
     def of(cls, value: str | Agent) -> Agent:
         return value if isinstance(value, Agent) else cls(value)
+
+    def fan_out(self) -> tuple[Agent, ...]:
+        """One agent per sample, seeded base + i (or i + 1 without a base seed), so that the
+        samples differ even at the same temperature and each stays reproducible."""
+        if self.samples == 1:
+            return (self,)
+        base = self.sampling.seed
+        return tuple(
+            replace(
+                self,
+                samples=1,
+                sampling=replace(self.sampling, seed=(base + i) if base is not None else i + 1),
+            )
+            for i in range(self.samples)
+        )
 
 
 class ProposalLayer:
@@ -35,7 +57,12 @@ class ProposalLayer:
 
     `min_proposals` (k of n, default n) and `deadline_s` set when the layer may move on: once
     all answers are in, or once k are in and the deadline has passed (with no deadline, as soon
-    as k are in). Stragglers are then cancelled and recorded as such.
+    as k are in). Stragglers are then cancelled and recorded as such. An agent with `samples`
+    fills that many slots.
+
+    `stop_when="agree"`: once `agree` (a share, default 0.6) of the layer's answers agree after
+    normalization, the remaining layers are skipped. `filter="cluster"`: answers far from the
+    majority are dropped before they are passed on.
     """
 
     def __init__(
@@ -44,10 +71,15 @@ class ProposalLayer:
         prompt: str = AGGREGATE_AND_SYNTHESIZE,
         min_proposals: int | None = None,
         deadline_s: float | None = None,
+        stop_when: Literal["agree"] | None = None,
+        agree: float | None = None,
+        filter: Literal["cluster"] | None = None,
     ) -> None:
         if not agents:
             raise ConfigError("a proposal layer needs at least one model")
-        self.agents: tuple[Agent, ...] = tuple(Agent.of(a) for a in agents)
+        self.agents: tuple[Agent, ...] = tuple(
+            sample for a in agents for sample in Agent.of(a).fan_out()
+        )
         self.prompt = prompt
         if min_proposals is not None and not 1 <= min_proposals <= len(self.agents):
             raise ConfigError(
@@ -56,6 +88,10 @@ class ProposalLayer:
             )
         self.min_proposals = min_proposals or len(self.agents)
         self.deadline_s = deadline_s
+        self.stop_when, self.agree = _stopping(stop_when, agree)
+        if filter not in (None, "cluster"):
+            raise ConfigError(f'unknown filter {filter!r} — the one filter is "cluster"')
+        self.filter = filter
 
     def __repr__(self) -> str:
         return f"ProposalLayer({', '.join(a.model for a in self.agents)})"
@@ -72,16 +108,29 @@ class Aggregator:
         prompt: str = AGGREGATE_AND_SYNTHESIZE,
         fallbacks: Sequence[str | Agent] = (),
         strategy: str | Strategy = "synthesize",
+        top_k: int | None = None,
+        window: int | None = None,
     ) -> None:
         self.agent = Agent.of(agent)
         self.prompt = prompt
         self.fallbacks: tuple[Agent, ...] = tuple(Agent.of(a) for a in fallbacks)
+        if any(a.samples != 1 for a in self.candidates):
+            raise ConfigError("samples is for proposers; an aggregator answers once")
         # Resolved now, so an unknown name fails when the MoA is built, not mid-run.
         if isinstance(strategy, str):
             from moa import strategies  # the strategies call agents: imported when first needed
 
             strategy = strategies.get(strategy)
         self.strategy: Strategy = strategy
+        if top_k is not None and (strategy.name != "rank" or top_k < 1):
+            raise ConfigError(
+                f'top_k ({top_k}) is how many answers strategy "rank" passes on: a number '
+                f'of at least 1, with strategy="rank"'
+            )
+        self.top_k = top_k or 2
+        if window is not None and window < 2:
+            raise ConfigError(f"window must be at least 2 proposals, got {window}")
+        self.window = window
 
     @property
     def candidates(self) -> tuple[Agent, ...]:
@@ -89,3 +138,13 @@ class Aggregator:
 
     def __repr__(self) -> str:
         return f"Aggregator({self.agent.model})"
+
+
+def _stopping(stop_when: str | None, agree: float | None) -> tuple[str | None, float]:
+    if stop_when not in (None, "agree"):
+        raise ConfigError(f'unknown stop_when {stop_when!r} — the one condition is "agree"')
+    if agree is not None and stop_when is None:
+        raise ConfigError('agree is the share for stop_when="agree"; set stop_when too')
+    if agree is not None and not 0 < agree <= 1:
+        raise ConfigError(f"agree is a share of the layer's answers in (0, 1], got {agree}")
+    return stop_when, 0.6 if agree is None else agree

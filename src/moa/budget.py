@@ -38,6 +38,15 @@ KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
     "deepseek-ai/deepseek-llm-67b-chat": 4096,
     "gpt-4o": 128000,
     "gpt-4o-mini": 128000,
+    # self-moa, together-fusion, openrouter-fusion (the listed windows, or less when unsure).
+    "moonshotai/Kimi-K2.5": 262144,
+    "deepseek-ai/DeepSeek-V3.1": 131072,
+    "Qwen/Qwen3-235B-A22B-Instruct-2507-tput": 131072,
+    "MiniMaxAI/MiniMax-M2.5": 131072,
+    "openai/gpt-5.4": 128000,
+    "anthropic/claude-sonnet-4.6": 128000,
+    "google/gemini-3.1-pro-preview": 128000,
+    "moonshotai/kimi-k2.5": 262144,
 }
 
 

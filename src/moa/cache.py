@@ -125,11 +125,13 @@ class ResponseCache:
         if not reproducible(request.sampling):
             return None
         s = request.sampling
-        payload = {
+        payload: dict[str, Any] = {
             "model": f"{provider}:{request.model}",
             "messages": [[m["role"], m["content"]] for m in request.messages],
             "sampling": [s.temperature, s.max_tokens, s.seed, list(s.stop or ())],
         }
+        if request.response_format is not None:
+            payload["schema"] = dict(request.response_format.schema)
         blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

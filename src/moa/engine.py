@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from types import TracebackType
 
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.cache import ResponseCache
 from moa.caller import Caller
+from moa.cluster import outliers
 from moa.errors import ConfigError, InputError, LayerFailedError
 from moa.events import (
     Done,
@@ -28,6 +30,7 @@ from moa.providers.registry import Registry
 from moa.retry import RetryPolicy
 from moa.spending import Budget
 from moa.strategies import Stage
+from moa.strategies.vote import agreement, answer_with
 from moa.trace import CallRecord, Result
 from moa.types import Message, Sampling
 
@@ -103,7 +106,7 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run once, yielding what happens as it happens; the last event is `Done`.
 
         `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
@@ -115,11 +118,16 @@ class MoA:
         final = (aggregator_sampling or Sampling()).merged_over(overrides)
         result = Result()
         started = time.perf_counter()
-        references: list[str] = []
         proposals: list[CallRecord] = []
         limit = max_cost_usd if max_cost_usd is not None else self.max_cost_usd
         budget = None if limit is None else Budget(limit, self.prices, overrides)
+        proposers: tuple[Agent, ...] = ()
+        agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
         for number, layer in enumerate(self.layers, 1):
+            if agreed is not None:
+                break
+            proposers = layer.agents
+            references = [r.output for r in proposals]
             if budget is not None:
                 await budget.check_layer(number, layer, self._caller, messages, references, result)
             records: list[CallRecord] = []
@@ -132,7 +140,10 @@ class MoA:
             if not proposals:
                 result.latency_s = time.perf_counter() - started
                 raise LayerFailedError(number, records, price_result(result, self.prices))
-            references = [r.output for r in proposals]
+            agreed = _agreed(
+                number, layer, proposals, result, len(self.layers), self.aggregator.strategy.name
+            )
+            proposals = _filtered(layer, proposals, result)
 
         stage = Stage(
             number=len(self.layers) + 1,
@@ -142,16 +153,29 @@ class MoA:
             caller=self._caller,
             overrides=final,
             result=result,
+            proposers=proposers,
         )
-        if budget is not None:
-            await budget.check_aggregator(stage)
-        try:
-            async for event in self.aggregator.strategy.aggregate(stage):
-                yield event
-        finally:
-            price_result(result, self.prices)  # also for AggregatorFailedError's result
+        async for event in self._answer(stage, agreed, budget):
+            yield event
         result.latency_s = time.perf_counter() - started
         yield Done(result)
+
+    async def _answer(
+        self, stage: Stage, agreed: CallRecord | None, budget: Budget | None
+    ) -> AsyncIterator[Event]:
+        """The aggregator's events; none when a layer agreed and the strategy is vote (it would
+        answer with the same proposal, at no cost)."""
+        if agreed is not None and self.aggregator.strategy.name == "vote":
+            events = answer_with(stage, agreed, "stop_when agree with vote: no aggregator call")
+        else:
+            if budget is not None:
+                await budget.check_aggregator(stage)
+            events = self.aggregator.strategy.aggregate(stage)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
 
     async def arun(
         self,
@@ -161,14 +185,18 @@ class MoA:
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
     ) -> Result:
-        async for event in self.stream(
+        # Closed here, on this loop: a generator left to the garbage collector is closed later,
+        # on a loop that may be gone.
+        events = self.stream(
             prompt,
             sampling=sampling,
             aggregator_sampling=aggregator_sampling,
             max_cost_usd=max_cost_usd,
-        ):
-            if isinstance(event, Done):
-                return event.result
+        )
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Done):
+                    return event.result
         raise AssertionError("stream() always ends with Done or an exception")
 
     def run(
@@ -225,3 +253,52 @@ class MoA:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _filtered(
+    layer: ProposalLayer, proposals: list[CallRecord], result: Result
+) -> list[CallRecord]:
+    """The proposals the layer passes on: with `filter = "cluster"`, the outliers are dropped
+    (kept in the trace, marked with why)."""
+    if layer.filter != "cluster":
+        return proposals
+    far = outliers([p.output for p in proposals])
+    for outlier in far:
+        record = proposals[outlier.index]
+        record.dropped = (
+            f"cluster filter: similarity to the other answers {outlier.similarity:.2f}, "
+            f"the layer's median {outlier.typical:.2f}"
+        )
+        result.notes.append(
+            f"layer {record.layer}: dropped {record.model} #{record.index + 1} as an outlier"
+        )
+    dropped = {o.index for o in far}
+    return [p for i, p in enumerate(proposals) if i not in dropped]
+
+
+def _agreed(
+    number: int,
+    layer: ProposalLayer,
+    proposals: list[CallRecord],
+    result: Result,
+    layers: int,
+    strategy: str,
+) -> CallRecord | None:
+    """The first of the agreeing answers when layer `number` (of `layers`) meets its
+    `stop_when`; then the trace says what is skipped and why."""
+    if layer.stop_when != "agree":
+        return None
+    found = agreement([p.output for p in proposals])
+    if found.winner is None or found.share < layer.agree:
+        return None
+    skipped = layers - number
+    what = f"layers {number + 1}-{layers}" if skipped > 1 else f"layer {number + 1}"
+    if strategy == "vote":
+        what = f"{what} and the aggregator" if skipped else "the aggregator"
+    elif not skipped:
+        return None  # the last layer: nothing to skip
+    result.stopped_early = (
+        f"layer {number}: {found.count} of {found.total} answers agree "
+        f"({found.share:.0%} >= {layer.agree:.0%}) — {what} skipped"
+    )
+    return proposals[found.winner]

@@ -13,7 +13,7 @@ from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
 from moa.errors import ConfigError
 from moa.prompts import inject_references, with_system
 from moa.providers.base import ModelProfile
-from moa.types import ChatRequest, Message, Sampling
+from moa.types import ChatRequest, Message, ResponseFormat, Sampling
 
 # Room kept for the answer when neither the call nor the recipe sets max_tokens.
 DEFAULT_ANSWER_TOKENS = 1024
@@ -34,6 +34,7 @@ class Call:
     references: Sequence[str] = ()
     prompt: str = ""  # the aggregate-and-synthesize text put before the references
     overrides: Sampling = field(default_factory=Sampling)  # the run's own settings win
+    response_format: ResponseFormat | None = None  # structured output, where the model can
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,8 @@ def build_request(
         )
     system_role = agent.system_role if agent.system_role is not None else profile.system_role
     shaped = inject_references(messages, references, prompt=call.prompt, system_role=system_role)
-    return Built(ChatRequest(model, tuple(shaped), sampling, timeout_s), cuts, notes)
+    schema = call.response_format if profile.capabilities.json_schema else None
+    return Built(ChatRequest(model, tuple(shaped), sampling, timeout_s, schema), cuts, notes)
 
 
 def _answer_room(

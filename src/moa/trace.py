@@ -9,7 +9,10 @@ from moa.budget import Cut
 from moa.errors import ProviderError
 from moa.types import NO_USAGE, Usage
 
-CallRole = Literal["proposer", "aggregator"]
+# proposer: a layer's answer; aggregator: the final answer (streamed); analyst: the `analysis`
+# strategy's JSON; selector: `select`'s choice; ranker: a proposer ranking its peers (`rank`);
+# synthesizer: one window's synthesis before the last (Self-MoA-Seq).
+CallRole = Literal["proposer", "aggregator", "analyst", "selector", "ranker", "synthesizer"]
 CallStatus = Literal["ok", "failed", "cancelled"]
 
 
@@ -30,6 +33,8 @@ class CallRecord:
     references_cut: list[Cut] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # settings changed to make the call fit
     error_kind: str | None = None  # the failure's kind: rate_limited, timeout, empty, …
+    data: dict[str, Any] | None = None  # what a strategy parsed from the answer (analysis, …)
+    dropped: str | None = None  # why this answer was not passed on (a layer's filter)
 
     def fail(self, error: ProviderError) -> None:
         self.status, self.error, self.attempts = "failed", str(error), error.attempts
@@ -64,6 +69,10 @@ class Result:
     calls: list[CallRecord] = field(default_factory=list)
     latency_s: float = 0.0
     aggregator_model: str | None = None
+    # How the answer was reached when it was not the plain path: a strategy's decisions and
+    # fallbacks, filtered proposals. `stopped_early` says why later stages did not run.
+    notes: list[str] = field(default_factory=list)
+    stopped_early: str | None = None
 
     @property
     def usage(self) -> Usage:
@@ -127,4 +136,6 @@ class Result:
             },
             "cost_usd": usage.cost_usd,
             "calls": [c.to_dict() for c in self.calls],
+            "notes": list(self.notes),
+            "stopped_early": self.stopped_early,
         }

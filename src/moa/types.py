@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 Role = Literal["system", "user", "assistant"]
 
@@ -33,11 +34,21 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """A JSON schema the answer must follow; each provider sends it in its own shape."""
+
+    name: str
+    schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str  # the provider's own model name, without the `provider:` prefix
     messages: tuple[Message, ...]
     sampling: Sampling = field(default_factory=Sampling)
     timeout_s: float | None = None
+    # Sent only to models whose profile declares `json_schema`; others are asked in words.
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,9 @@ class Progress:
             self.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
         if self.quiet:
             return
+        # How the answer was reached when not the plain way: a strategy's choices, early stops.
+        for note in [*result.notes, *filter(None, [result.stopped_early])]:
+            self.err.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
         usage = result.usage
         failed = len(result.failures)
         note = f" · {failed} failed" if failed else ""

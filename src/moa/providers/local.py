@@ -133,6 +133,12 @@ class LocalProvider:
             kwargs["seed"] = s.seed
         if s.stop:
             kwargs["stop"] = list(s.stop)
+        if request.response_format is not None:
+            # llama-cpp-python's form: the schema becomes a grammar that constrains sampling.
+            kwargs["response_format"] = {
+                "type": "json_object",
+                "schema": dict(request.response_format.schema),
+            }
         return kwargs
 
     async def complete(self, request: ChatRequest) -> Completion:

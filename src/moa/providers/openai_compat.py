@@ -72,6 +72,14 @@ class OpenAICompatibleProvider:
             params["seed"] = s.seed
         if s.stop:
             params["stop"] = list(s.stop)
+        if request.response_format is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.response_format.name,
+                    "schema": dict(request.response_format.schema),
+                },
+            }
         return params
 
     # The SDK builds and sends each request and raises its typed status and connection errors;

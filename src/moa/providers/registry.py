@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.providers.base import Capabilities, Provider
 from moa.ratelimit import Limits, RateLimit
@@ -108,7 +109,17 @@ class Registry:
 
     @property
     def names(self) -> list[str]:
-        return sorted({*self._configs, *self._factories})
+        return sorted({*self._configs, *self._factories, *plugins.installed(plugins.PROVIDERS)})
+
+    def _plugin(self, name: str) -> Callable[[], Provider] | None:
+        """An installed package's provider (entry point group `moa.providers`); looked up only
+        for names moa does not know, so a plugin cannot shadow a built-in provider."""
+        entry = plugins.installed(plugins.PROVIDERS).get(name)
+        if entry is None:
+            return None
+        factory: Callable[[], Provider] = entry.load()
+        self._factories[name] = factory
+        return factory
 
     def provider(self, name: str) -> Provider:
         loop = _running_loop()
@@ -124,6 +135,8 @@ class Registry:
             instance = self._factories[name]()
         elif name in self._configs:
             instance = self._openai_compatible(self._configs[name])
+        elif factory := self._plugin(name):
+            instance = factory()
         else:
             raise UnknownProviderError(name, self.names)
         self._instances[name] = instance

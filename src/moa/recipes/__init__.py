@@ -93,16 +93,21 @@ def build(
             prompt=layer.prompt or recipe.prompt,
             min_proposals=layer.min_proposals,
             deadline_s=layer.deadline_s,
+            stop_when=layer.stop_when,
+            agree=layer.agree,
+            filter=layer.filter,
         )
         for layer in recipe.layers
         for _ in range(layer.repeat)
     ]
     spec = recipe.aggregator
     aggregator = Aggregator(
-        _agent(ModelSpec(**spec.model_dump(exclude={"prompt", "fallbacks", "strategy", "price"}))),
+        _agent(ModelSpec(**spec.model_dump(include=set(ModelSpec.model_fields) - {"price"}))),
         prompt=spec.prompt or recipe.prompt,
         fallbacks=[_agent(m) for m in spec.fallbacks],
         strategy=spec.strategy,
+        top_k=spec.top_k,
+        window=spec.window,
     )
     mixture = MoA(
         *layers,
@@ -218,6 +223,7 @@ def _agent(spec: str | ModelSpec) -> Agent:
         spec.system_role,
         spec.context_window,
         spec.timeout_s,
+        spec.samples,
     )
 
 

@@ -34,6 +34,7 @@ class ModelSpec(SamplingSpec):
     context_window: Annotated[int, Field(ge=256)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     price: PriceSpec | None = None
+    samples: Annotated[int, Field(ge=1)] = 1  # Self-MoA: calls with distinct seeds
 
 
 class LayerSpec(_Strict):
@@ -42,14 +43,19 @@ class LayerSpec(_Strict):
     prompt: str | None = None
     min_proposals: Annotated[int, Field(ge=1)] | None = None
     deadline_s: Annotated[float, Field(gt=0)] | None = None
+    stop_when: Literal["agree"] | None = None  # skip the remaining layers when …
+    agree: Annotated[float, Field(gt=0, le=1)] | None = None  # … this share agrees (0.6)
+    filter: Literal["cluster"] | None = None  # drop outlier answers before passing them on
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> LayerSpec:
-        if self.min_proposals is not None and self.min_proposals > len(self.models):
+        slots = sum(1 if isinstance(m, str) else m.samples for m in self.models)
+        if self.min_proposals is not None and self.min_proposals > slots:
             raise ValueError(
-                f"min_proposals ({self.min_proposals}) exceeds the layer's "
-                f"{len(self.models)} models"
+                f"min_proposals ({self.min_proposals}) exceeds the layer's {slots} calls"
             )
+        if self.agree is not None and self.stop_when is None:
+            raise ValueError('agree is the share for stop_when = "agree"; set stop_when too')
         return self
 
 
@@ -57,6 +63,25 @@ class AggregatorSpec(ModelSpec):
     prompt: str | None = None
     fallbacks: list[str | ModelSpec] = Field(default_factory=list)
     strategy: str = "synthesize"  # how the proposals become the answer (moa.strategies)
+    top_k: Annotated[int, Field(ge=1)] | None = None  # `rank`: how many answers go on
+    window: Annotated[int, Field(ge=2)] | None = None  # Self-MoA-Seq: proposals per window
+
+    @model_validator(mode="after")
+    def _strategy_options(self) -> AggregatorSpec:
+        from moa import strategies  # the plugin table, read when a recipe names a strategy
+
+        if self.strategy not in strategies.BUILTIN and self.strategy not in strategies.names():
+            raise ValueError(
+                f"unknown strategy {self.strategy!r} — use one of "
+                f"{', '.join(strategies.names())}, or install a plugin that provides it"
+            )
+        if self.top_k is not None and self.strategy != "rank":
+            raise ValueError('top_k is for strategy = "rank" (how many answers it passes on)')
+        if self.samples != 1 or any(
+            not isinstance(f, str) and f.samples != 1 for f in self.fallbacks
+        ):
+            raise ValueError("samples is for proposers; an aggregator answers once")
+        return self
 
 
 class RetrySpec(_Strict):

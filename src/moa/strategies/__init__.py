@@ -4,24 +4,35 @@ entry point group (a class, or a factory taking no arguments, whose instances ha
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
+from moa import plugins
 from moa.errors import ConfigError
-from moa.strategies.base import Stage, Strategy, stream_answer
+from moa.strategies.analysis import Analysis
+from moa.strategies.base import Stage, Strategy, ask, call_once, consult, replay, stream_answer
+from moa.strategies.rank import Rank
+from moa.strategies.select import Select
 from moa.strategies.synthesize import Synthesize
+from moa.strategies.vote import Vote
 
-BUILTIN: dict[str, Callable[[], Strategy]] = {"synthesize": Synthesize}
+BUILTIN: dict[str, Callable[[], Strategy]] = {
+    "synthesize": Synthesize,
+    "analysis": Analysis,
+    "select": Select,
+    "rank": Rank,
+    "vote": Vote,
+}
 
 
 def names() -> list[str]:
-    return sorted({*BUILTIN, *(e.name for e in entry_points(group="moa.strategies"))})
+    return sorted({*BUILTIN, *plugins.installed(plugins.STRATEGIES)})
 
 
 def get(name: str) -> Strategy:
     """A strategy by name: a built-in one, else an installed plugin's (which cannot shadow)."""
     if name in BUILTIN:
         return BUILTIN[name]()
-    for entry in entry_points(group="moa.strategies", name=name):
+    entry = plugins.installed(plugins.STRATEGIES).get(name)
+    if entry is not None:
         factory: Callable[[], Strategy] = entry.load()
         return factory()
     raise ConfigError(
@@ -30,4 +41,15 @@ def get(name: str) -> Strategy:
     )
 
 
-__all__ = ["BUILTIN", "Stage", "Strategy", "get", "names", "stream_answer"]
+__all__ = [
+    "BUILTIN",
+    "Stage",
+    "Strategy",
+    "ask",
+    "call_once",
+    "consult",
+    "get",
+    "names",
+    "replay",
+    "stream_answer",
+]

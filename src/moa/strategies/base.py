@@ -3,24 +3,27 @@
 A strategy gets a `Stage` (the conversation, the last layer's answers, the aggregator and the
 means to call it) and yields events as it works: `AggregatorStarted`, `Token`s of the answer.
 It sets `stage.result.text` and `aggregator_model`, or raises `AggregatorFailedError`.
-`stream_answer` is the shared last step: stream one answer, trying the fallbacks in order.
+`stream_answer` is the shared last step: stream one answer, trying the fallbacks in order;
+`consult` makes one whole (non-streamed) call to the aggregator, with the same fallbacks;
+`call_once` is one non-streamed call of any agent, recorded; `replay` streams a finished text.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from moa.agents import Aggregator
+from moa.agents import Agent, Aggregator
 from moa.caller import Caller
 from moa.errors import AggregatorFailedError, ProviderError
 from moa.events import AggregatorStarted, Event, Token
 from moa.request import Call
-from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling
+from moa.trace import CallRecord, CallRole, Result
+from moa.types import Message, ResponseFormat, Sampling
 
 
 @dataclass(slots=True)
@@ -32,10 +35,18 @@ class Stage:
     caller: Caller
     overrides: Sampling  # the run's settings for the aggregator
     result: Result
+    # The agents of the last layer, by proposal index (`rank` asks them to rank each other).
+    proposers: tuple[Agent, ...] = field(default_factory=tuple)
 
     @property
     def references(self) -> list[str]:
         return [p.output for p in self.proposals]
+
+    @property
+    def side_overrides(self) -> Sampling:
+        """The run's settings for calls other than the final answer: a client's max_tokens and
+        stop shape the answer it reads, not an analysis or a choice."""
+        return Sampling(temperature=self.overrides.temperature, seed=self.overrides.seed)
 
 
 @runtime_checkable
@@ -83,3 +94,63 @@ async def stream_answer(
         if parts:
             break
     raise AggregatorFailedError(failures, stage.result)
+
+
+async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) -> CallRecord:
+    """One whole answer from `agent`, recorded on `record` (appended to the trace)."""
+    stage.result.calls.append(record)
+    started = time.perf_counter()
+    try:
+        completion = await stage.caller.complete(call, record)
+    except ProviderError as error:
+        record.fail(error)
+    else:
+        record.output, record.usage = completion.text, completion.usage
+        record.finish_reason, record.attempts = completion.finish_reason, completion.attempts
+    record.latency_s = time.perf_counter() - started
+    return record
+
+
+async def consult(
+    stage: Stage,
+    role: CallRole,
+    references: Sequence[str],
+    prompt: str,
+    *,
+    messages: Sequence[Message] | None = None,
+    overrides: Sampling | None = None,
+    response_format: ResponseFormat | None = None,
+) -> tuple[CallRecord | None, list[CallRecord]]:
+    """A whole answer from the aggregator (its fallbacks in order): the answering record, or
+    None, and every record tried."""
+    tried: list[CallRecord] = []
+    for index, agent in enumerate(stage.aggregator.candidates):
+        record = CallRecord(layer=stage.number, index=index, model=agent.model, role=role)
+        call = Call(
+            agent,
+            stage.messages if messages is None else messages,
+            references,
+            prompt,
+            stage.side_overrides if overrides is None else overrides,
+            response_format,
+        )
+        tried.append(await call_once(stage, agent, record, call))
+        if record.ok:
+            return record, tried
+    return None, tried
+
+
+def ask(messages: Sequence[Message], instruction: str) -> list[Message]:
+    """The conversation with `instruction` added to its last (user) turn: what the model must
+    do with the question, rather than answer it."""
+    out = [Message(role=m["role"], content=m["content"]) for m in messages]
+    out[-1] = Message(role="user", content=f"{out[-1]['content']}\n\n{instruction}")
+    return out
+
+
+def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
+    """A finished text as the answer, streamed as word-sized tokens (so clients see it as they
+    see any other answer)."""
+    stage.result.text, stage.result.aggregator_model = text, model
+    for piece in re.findall(r"\s*\S+|\s+", text):
+        yield Token(piece)
