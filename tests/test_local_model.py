@@ -28,17 +28,43 @@ async def test_the_local_recipe_answers_offline_and_streams() -> None:
     mixture = recipes.build(recipes.load("local"))
     tokens: list[str] = []
     result = None
-    async for event in mixture.stream("Name one planet.", sampling=Sampling(max_tokens=24)):
+    async for event in mixture.stream("Name one planet."):
         if isinstance(event, Token):
             tokens.append(event.text)
         elif isinstance(event, Done):
             result = event.result
     await mixture.aclose()
     assert result is not None
-    assert len(result.proposals(1)) == 3 and all(c.ok for c in result.proposals(1))
-    assert result.text.strip() and result.text == "".join(tokens)
-    assert all(0 < c.usage.output_tokens <= 24 for c in result.calls)
-    assert result.usage.input_tokens > 0
+    proposals = result.proposals(1)
+    assert [p.model for p in proposals] == ["local:smollm2"] * 5 + ["local:gemma3-270m"] * 5
+    assert all(c.ok and c.output.strip() for c in proposals)
+    assert len({c.output for c in proposals}) > 1  # the samples differ
+    assert result.calls == proposals  # medoid: no aggregator call
+    assert result.text in {c.output for c in proposals}  # one of them, verbatim
+    assert result.text == "".join(tokens)
+    assert all("\n" not in c.output.strip() for c in proposals[5:])  # Gemma stops at a newline
+
+
+async def test_the_base_model_is_prompted_as_a_completion() -> None:
+    from moa.providers.local import LocalProvider
+    from moa.types import ChatRequest, Message
+
+    examples = [
+        ("What is the capital of Sweden?", "Stockholm."),
+        ("Who wrote Hamlet?", "Shakespeare."),
+    ]
+    turns = [
+        m
+        for q, a in examples
+        for m in (Message(role="user", content=q), Message(role="assistant", content=a))
+    ]
+    request = ChatRequest(
+        "gemma3-270m",
+        (*turns, Message(role="user", content="What is the capital of France?")),
+        Sampling(temperature=0.0, max_tokens=8, stop=("\n",)),
+    )
+    answer = await LocalProvider().complete(request)
+    assert "Paris" in answer.text
 
 
 async def test_a_prompt_over_the_window_is_a_context_length_error_not_malformed() -> None:

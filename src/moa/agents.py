@@ -27,6 +27,9 @@ class Agent:
     # Self-MoA: this slot fans out into `samples` calls with distinct seeds (moa makes the
     # calls itself: llama.cpp refuses n > 1 and Ollama ignores it).
     samples: int = 1
+    # Few-shot example turns (question, answer) put before the conversation: how a small model
+    # is shown the form of answer wanted (a base model sees them as a Q:/A: prompt).
+    examples: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.samples < 1:

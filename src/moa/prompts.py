@@ -69,3 +69,17 @@ def with_system(messages: Sequence[Message], system: str | None) -> list[Message
     else:
         out.insert(0, Message(role="system", content=system))
     return out
+
+
+def with_examples(
+    messages: Sequence[Message], examples: Sequence[tuple[str, str]]
+) -> list[Message]:
+    """Few-shot example turns put after any leading system message, before the conversation."""
+    out = list(messages)
+    if not examples:
+        return out
+    at = 1 if out and out[0]["role"] == "system" else 0
+    turns: list[Message] = []
+    for question, answer in examples:
+        turns += [Message(role="user", content=question), Message(role="assistant", content=answer)]
+    return [*out[:at], *turns, *out[at:]]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from moa.agents import Agent
 from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
 from moa.errors import ConfigError
-from moa.prompts import inject_references, with_system
+from moa.prompts import inject_references, with_examples, with_system
 from moa.providers.base import ModelProfile
 from moa.types import ChatRequest, Message, ResponseFormat, Sampling
 
@@ -56,7 +56,7 @@ def build_request(
     """The request for `call` to `model`. `squeeze` < 1 shrinks the references' room after the
     model refused our estimate of what fits (a context-length error)."""
     agent = call.agent
-    messages = with_system(call.messages, agent.system)
+    messages = with_examples(with_system(call.messages, agent.system), agent.examples)
     # The run's explicit overrides (CLI flags, API request) win over the agent's own settings,
     # which win over the recipe's defaults.
     sampling = call.overrides.merged_over(agent.sampling.merged_over(defaults))

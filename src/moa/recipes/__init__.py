@@ -224,6 +224,7 @@ def _agent(spec: str | ModelSpec) -> Agent:
         spec.context_window,
         spec.timeout_s,
         spec.samples,
+        tuple(spec.examples),
     )
 
 

@@ -35,6 +35,8 @@ class ModelSpec(SamplingSpec):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     price: PriceSpec | None = None
     samples: Annotated[int, Field(ge=1)] = 1  # Self-MoA: calls with distinct seeds
+    # Few-shot example turns before the conversation: [["question", "answer"], ...]
+    examples: list[tuple[str, str]] = Field(default_factory=list)
 
 
 class LayerSpec(_Strict):

@@ -9,6 +9,7 @@ from moa import plugins
 from moa.errors import ConfigError
 from moa.strategies.analysis import Analysis
 from moa.strategies.base import Stage, Strategy, ask, call_once, consult, replay, stream_answer
+from moa.strategies.medoid import Medoid
 from moa.strategies.rank import Rank
 from moa.strategies.select import Select
 from moa.strategies.synthesize import Synthesize
@@ -20,6 +21,7 @@ BUILTIN: dict[str, Callable[[], Strategy]] = {
     "select": Select,
     "rank": Rank,
     "vote": Vote,
+    "medoid": Medoid,
 }
 
 
