@@ -13,7 +13,7 @@ from moa.evaluation.judge import (
     parse_pairwise,
     parse_rating,
 )
-from moa.evaluation.stats import standard_error, wilson
+from moa.evaluation.stats import Z95, mcnemar_exact, paired_difference, standard_error, wilson
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,22 @@ def test_standard_error_and_wilson() -> None:
     low, high = wilson(7, 10)
     assert (low, high) == (pytest.approx(0.3968, abs=1e-4), pytest.approx(0.8922, abs=1e-4))
     assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_paired_difference_matches_a_hand_computation() -> None:
+    # 10 questions: 3 only the system gets right, 1 only the baseline, 6 the same.
+    system = [True, True, True, False, True, True, False, False, True, False]
+    baseline = [False, False, False, True, True, True, False, False, True, False]
+    d = paired_difference(system, baseline)
+    assert (d.n, d.gained, d.lost) == (10, 3, 1)
+    # mean of d = (3 - 1) / 10 = 0.2; sample variance = (4 - 10 * 0.04) / 9 = 0.4;
+    # standard error = sqrt(0.4 / 10) = 0.2; interval 0.2 ± 1.96 * 0.2.
+    assert d.difference == pytest.approx(0.2)
+    assert d.low == pytest.approx(0.2 - Z95 * 0.2)
+    assert d.high == pytest.approx(0.2 + Z95 * 0.2)
+    # McNemar exact: 4 discordant pairs, 1 against: 2 * (C(4,0) + C(4,1)) / 2^4 = 0.625.
+    assert d.p_value == pytest.approx(0.625)
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(0, 0) == 1.0
+    same = paired_difference([True, False], [True, False])
+    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)

@@ -33,6 +33,9 @@ from moa.cli.guard import run_guarded
 from moa.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from moa.evaluation.compare import Row
     from moa.evaluation.mtbench import Scores
 
 # Each command imports the evaluation code when it runs: the command line is built for every
@@ -280,69 +283,98 @@ def _num(value: float | None) -> str:
 @eval_app.command("quick")
 def quick_eval(
     data: Annotated[Path, typer.Option("--data", help="JSONL of `question` + `answers`.")],
-    recipe: RecipeOpt = "local",
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option("--recipe", "-r", help="Recipe (repeat to compare several; default local)."),
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(help="Run each recipe once per aggregator strategy (repeatable)."),
+    ] = None,
+    deceptive: Annotated[
+        bool, typer.Option("--deceptive", help="Also run each with one proposer lying.")
+    ] = False,
     limit: LimitOpt = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Keep (and resume) the runs here.")
+        Path | None,
+        typer.Option("--output", "-o", help="Folder to keep (and resume) the runs in."),
     ] = None,
-    concurrency: ConcurrencyOpt = 2,
+    concurrency: ConcurrencyOpt = 1,
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Accuracy of each proposer alone and of the whole mixture, with 95% intervals."""
+    """Accuracy, cost and paired difference to the first proposer alone at T=0, per recipe."""
 
     async def main() -> None:
-        from rich.markup import escape
-        from rich.table import Table
-
         from moa import recipes
         from moa.cli.session import open_session
-        from moa.evaluation import quick
-        from moa.evaluation.batch import records, run_items
+        from moa.evaluation import compare, quick
 
         items = quick.load(data)[:limit]
-        loaded = recipes.load(recipe)
+        try:
+            chosen = compare.entrants(
+                [recipes.load(r) for r in recipe or ["local"]],
+                strategy or (),
+                with_deceiver=deceptive,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         with tempfile.TemporaryDirectory() as scratch:
-            runs = output or Path(scratch) / "runs.jsonl"
             async with open_session(no_cache, cache) as session:
-                mixture = session.build(loaded)
-                stats = await run_items(
+                rows, stats = await compare.run(
+                    chosen,
                     items,
-                    quick.job(mixture),
-                    runs,
+                    runs=output or Path(scratch),
+                    registry=session.registry,
+                    cache=session.cache,
                     concurrency=concurrency,
                     console=console_for(quiet),
-                    label=loaded.name,
                 )
-                report(stats, "questions")
-            wanted = {repr(i.id) for i in items}
-            graded = [r for r in records(runs) if repr(r["id"]) in wanted]
-        rows = quick.accuracy(quick.systems(mixture), graded)
+                for entrant, one in zip(chosen, stats, strict=True):
+                    report(one, entrant.name)
         if as_json:
-            scores = [
-                {
-                    "system": r.system,
-                    "correct": r.correct,
-                    "n": r.n,
-                    "accuracy": r.accuracy,
-                    "ci95": [r.low, r.high],
-                }
-                for r in rows
-            ]
-            print(json.dumps({"recipe": loaded.name, "scores": scores}, indent=2))
+            print(json.dumps({"scores": [r.to_dict() for r in rows]}, indent=2))
         else:
-            table = Table("", "correct", "accuracy", "95% CI", box=None)
-            for r in rows:
-                style = "bold" if r.system == quick.MIXTURE else ""
-                table.add_row(
-                    f"[{style}]{escape(r.system)}" if style else escape(r.system),
-                    f"{r.correct}/{r.n}",
-                    f"{r.accuracy:.0%}",
-                    f"{r.low:.0%}–{r.high:.0%}",
-                )
-            stdout().print(table)
-        check_failures(stats)
+            stdout().print(_quick_table(rows))
+        check_failures(*stats)
 
     run_guarded(main)
+
+
+def _quick_table(rows: list[Row]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from moa.evaluation import quick
+
+    table = Table(
+        "",
+        "correct",
+        "accuracy (95% CI)",
+        "vs baseline (95% CI)",
+        "McNemar p",
+        "calls/q",
+        "tokens/q",
+        "s/q",
+        box=None,
+    )
+    for r in rows:
+        a, d = r.accuracy, r.vs_baseline
+        whole = r.system == quick.MIXTURE
+        name = r.entrant if whole else f"  {r.system}"
+        versus = (
+            "–"
+            if d is None
+            else (f"{d.difference * 100:+.1f} ({d.low * 100:+.1f}, {d.high * 100:+.1f}) pts")
+        )
+        table.add_row(
+            f"[bold]{escape(name)}" if whole else escape(name),
+            f"{a.correct}/{a.n}",
+            f"{a.accuracy:.0%} ({a.low:.0%}–{a.high:.0%})",
+            versus,
+            "–" if d is None else f"{d.p_value:.3f}",
+            *((f"{r.calls:.1f}", f"{r.tokens:.0f}", f"{r.seconds:.2f}") if whole else ("",) * 3),
+        )
+    return table

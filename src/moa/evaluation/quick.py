@@ -80,8 +80,13 @@ def job(mixture: MoA, sampling: Sampling | None = None) -> Job:
         graded = {name: is_correct(text, answers) for name, text in outputs.items()}
         # A proposer that gave no answer scores as wrong; the reason is kept for the reader.
         errors = {names[p.index]: p.error for p in result.proposals(layer=1) if not p.ok}
+        cost = {
+            "calls": len(result.calls),
+            "tokens": result.usage.total_tokens,
+            "seconds": round(result.latency_s, 4),
+        }
         record = {**item.data, "outputs": outputs, "correct": graded, "errors": errors}
-        return record, result.usage
+        return {**record, "cost": cost}, result.usage
 
     return run
 
