@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -166,12 +167,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument(
         "--arms",
-        default="plain0,short0,shortT:3,fewshot0,fewshotT:7,gemma0,gemmaT:5",
+        default="plain0,short0,fewshot0,fewshotT:5,gemma0,gemmaT:4",
         help="comma-separated arms, sampled ones as ARM:K (K samples, seeds 1..K)",
     )
     args = parser.parse_args()
     arms = {a.split(":")[0]: int(a.split(":")[1]) if ":" in a else 1 for a in args.arms.split(",")}
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+    # A fixed shuffle: the file is grouped by topic, and a run cut short (or --limit) should
+    # still be a sample of every topic.
+    random.Random(0).shuffle(rows)
     rows = rows[: args.limit]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
