@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from moa import recipes
+from moa import recipes, strategies
 from moa.cli.app import app
 from moa.evaluation import compare, deceptive, quick
+from moa.strategies.synthesize import Synthesize
 from moa.testing import FakeUpstream, Reply
 
 try:
@@ -108,9 +109,16 @@ def test_quick_eval_scores_each_proposer_and_the_mixture(
     assert all("seed" not in b for b in plain)
 
 
+class Echo(Synthesize):
+    """A second strategy to pick by name (synthesize under another name)."""
+
+    name = "echo"
+
+
 def test_quick_eval_runs_a_recipe_once_per_strategy(
-    upstream: FakeUpstream, recipe_file, tmp_path: Path
+    upstream: FakeUpstream, recipe_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(strategies.BUILTIN, "echo", Echo)
     data = tmp_path / "qa.jsonl"
     data.write_text('{"question": "Capital of Peru?", "answers": ["Lima"]}\n')
     upstream.script("right", Reply("Lima."))
@@ -118,18 +126,18 @@ def test_quick_eval_runs_a_recipe_once_per_strategy(
     upstream.script("agg", Reply("Lima."))
     done = invoke(
         "eval", "quick", "-r", str(recipe_file(RECIPE)), "--data", str(data),
-        "--strategy", "synthesize", "--strategy", "vote", "--json", "-q", "-o",
+        "--strategy", "synthesize", "--strategy", "echo", "--json", "-q", "-o",
         str(tmp_path / "runs"), tmp_path=tmp_path,
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout[done.stdout.index("{") :])
     entrants = list(dict.fromkeys(r["entrant"] for r in report["scores"]))
-    assert entrants == ["baseline: fake:right alone, T=0", "trio [synthesize]", "trio [vote]"]
+    assert entrants == ["baseline: fake:right alone, T=0", "trio [synthesize]", "trio [echo]"]
     kept = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert kept == [
         "baseline_fake_right_alone_T_0.jsonl",
+        "trio_echo.jsonl",
         "trio_synthesize.jsonl",
-        "trio_vote.jsonl",
     ]
 
 

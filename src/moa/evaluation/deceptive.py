@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from moa.providers.base import ModelProfile
 from moa.recipes.schema import LayerSpec, ModelSpec, Recipe
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
@@ -59,8 +60,8 @@ class DeceptiveProvider:
         yield StreamChunk(text=done.text)
         yield StreamChunk(usage=done.usage, finish_reason=done.finish_reason)
 
-    def supports_system_role(self, model: str) -> bool:
-        return True
+    def profile(self, model: str) -> ModelProfile:
+        return ModelProfile()
 
     async def aclose(self) -> None:
         pass
