@@ -119,11 +119,18 @@ class Outcome:
 
 def used(row: dict[str, Any], picks: list[tuple[str, int]], text: str) -> Outcome:
     calls = [row["calls"][arm][i] for arm, i in picks]
+    # Samples were drawn right after their prompt's T=0 call, so llama.cpp had that prompt in
+    # its KV cache and they never paid to evaluate it. A configuration that makes the samples
+    # without the T=0 call would pay it once: charge the whole T=0 call (a slight overcharge).
+    for arm in {a for a, _ in picks if a.endswith("T")}:
+        greedy = arm[:-1] + "0"
+        if greedy not in {a for a, _ in picks} and greedy in row["calls"]:
+            calls.append({**row["calls"][greedy][0], "in": 0, "out": 0})
     return Outcome(
         text,
         sum(c["s"] for c in calls),
         sum(c.get("cpu", c["s"]) for c in calls),
-        len(calls),
+        len(picks),
         sum(c["in"] + c["out"] for c in calls),
     )
 
@@ -153,9 +160,13 @@ def pooled(arms: list[tuple[str, int]], pick: Callable[[list[str], str], str] = 
     return run
 
 
-def early_stop(first: list[tuple[str, int]], more: tuple[str, int], need: int = 2) -> Config:
+def early_stop(
+    first: list[tuple[str, int]],
+    more: tuple[str, int],
+    pick: Callable[[list[str], str], str] = vote,
+) -> Config:
     """Make the `first` calls; if their gists all agree, answer with the first; else draw the
-    `more` calls too and vote over everything (the greedy answer first, winning ties)."""
+    `more` calls too and pick among all of them (vote: the greedy answer first wins ties)."""
 
     def run(row: dict[str, Any]) -> Outcome | None:
         arms = [*first, more]
@@ -170,7 +181,7 @@ def early_stop(first: list[tuple[str, int]], more: tuple[str, int], need: int = 
         extra = [(more[0], i) for i in range(more[1]) if (more[0], i) not in picks]
         picks += extra
         texts += [row["calls"][a][i]["text"] for a, i in extra]
-        return used(row, picks, vote(texts, q))
+        return used(row, picks, pick(texts, q))
 
     return run
 
@@ -198,6 +209,8 @@ def configs() -> dict[str, Config]:
     )
     c["prompt mix T=0: few-shot + short, vote"] = pooled([("fewshot0", 1), ("short0", 1)])
     c["gemma k=3 T=0.7, vote"] = pooled([("gemmaT", 3)])
+    c["gemma k=4 T=0.7, medoid"] = pooled([("gemmaT", 4)], medoid)
+    c["gemma T=0 + gemma k=4 T=0.7, medoid"] = pooled([("gemma0", 1), ("gemmaT", 4)], medoid)
     c["gemma T=0 + gemma k=4 T=0.7, vote"] = pooled([("gemma0", 1), ("gemmaT", 4)])
     c["two families T=0: few-shot smol + gemma, vote (smol wins ties)"] = pooled(
         [("fewshot0", 1), ("gemma0", 1)]
@@ -211,6 +224,19 @@ def configs() -> dict[str, Config]:
     c["two families: gemma T=0 + smol few-shot T=0 + 2 + 2 samples, vote"] = pooled(
         [("gemma0", 1), ("fewshot0", 1), ("gemmaT", 2), ("fewshotT", 2)]
     )
+    c["two families: gemma T=0 + smol few-shot T=0 + 2 + 2 samples, medoid"] = pooled(
+        [("gemma0", 1), ("fewshot0", 1), ("gemmaT", 2), ("fewshotT", 2)], medoid
+    )
+    c["two families: smol few-shot k=5 + gemma k=4, medoid"] = pooled(
+        [("fewshotT", 5), ("gemmaT", 4)], medoid
+    )
+    c["two families: smol few-shot T=0 + k=4 + gemma T=0 + k=4, medoid"] = pooled(
+        [("fewshot0", 1), ("fewshotT", 4), ("gemma0", 1), ("gemmaT", 4)], medoid
+    )
+    for k in (2, 4):
+        c[f"early stop: few-shot T=0 + 1 sample agree, else +{k - 1} more, medoid"] = early_stop(
+            [("fewshot0", 1), ("fewshotT", 1)], ("fewshotT", k), medoid
+        )
     for k in (1, 2, 3):
         c[f"early stop: gemma T=0 + few-shot smol T=0 agree, else +{k} gemma samples"] = early_stop(
             [("gemma0", 1), ("fewshot0", 1)], ("gemmaT", k)
