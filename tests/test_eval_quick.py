@@ -224,5 +224,7 @@ def test_quick_eval_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout[done.stdout.index("{") :])
-    # the baseline, then 3 proposers + the mixture
-    assert [s["n"] for s in report["scores"]] == [1, 1, 1, 1, 1]
+    # the baseline, then each layer-1 proposer of the recipe, then the mixture
+    proposers = len(recipes.load("local").layers[0].models)
+    assert [s["n"] for s in report["scores"]] == [1] * (proposers + 2)
+    assert report["scores"][0]["entrant"].startswith("baseline: local:smollm2")
