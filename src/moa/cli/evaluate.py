@@ -22,6 +22,8 @@ from moa.cli.common import (
     NoCacheOpt,
     QuietOpt,
     RecipeOpt,
+    RedisOpt,
+    RedisOptionalOpt,
     check_failures,
     console_for,
     report,
@@ -64,6 +66,8 @@ def alpaca_eval(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Answer the AlpacaEval 2 instructions; with --judge, a win rate against --baseline."""
     if judge and not baseline:
@@ -84,7 +88,7 @@ def alpaca_eval(
         base_recipe = recipes.load(baseline) if baseline and base_file is None else None
         stem = output.with_suffix("")
         all_stats = []
-        async with open_session(no_cache, cache) as session:
+        async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             # Built now so that a missing key for the baseline or judge fails before any call.
             base_mixture = session.build(base_recipe) if base_recipe else None
@@ -201,6 +205,8 @@ def mt_bench(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Both turns of the MT-Bench questions, graded 1-10 by --judge; scores and a chart."""
 
@@ -218,7 +224,7 @@ def mt_bench(
             raise ConfigError("two recipes share a name; give each recipe file its own `name`")
         scores: dict[str, Scores] = {}
         all_stats = []
-        async with open_session(no_cache, cache) as session:
+        async with open_session(no_cache, cache, redis, redis_optional) as session:
             the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
             mixtures = [session.build(r) for r in loaded]  # every key checked before any call
             for spec, mixture in zip(loaded, mixtures, strict=True):
@@ -290,6 +296,8 @@ def quick_eval(
     cache: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Accuracy of each proposer alone and of the whole mixture, with 95% intervals."""
 
@@ -306,7 +314,7 @@ def quick_eval(
         loaded = recipes.load(recipe)
         with tempfile.TemporaryDirectory() as scratch:
             runs = output or Path(scratch) / "runs.jsonl"
-            async with open_session(no_cache, cache) as session:
+            async with open_session(no_cache, cache, redis, redis_optional) as session:
                 mixture = session.build(loaded)
                 stats = await run_items(
                     items,
