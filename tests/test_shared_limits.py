@@ -23,8 +23,8 @@ from moa.shared.limiter import Leases, RedisLimiter, keys
 from moa.shared.link import Link
 from moa.testing import FakeUpstream, Reply
 
-LIMIT = 20  # requests ...
-WINDOW_S = 1.0  # ... per second, for all clients together
+LIMIT = 40  # requests ...
+WINDOW_S = 2.0  # ... in any two seconds, for all clients together
 PACED_RPM = 0.95 * LIMIT * 60 / WINDOW_S  # the key's configured rate, just under the limit
 
 
@@ -40,7 +40,9 @@ def recipe(tmp_path: Path, upstream: FakeUpstream, **provider: object) -> Path:
 
 
 def write_input(path: Path, n: int) -> Path:
-    path.write_text("".join(json.dumps({"id": i, "prompt": f"prompt {i}"}) + "\n" for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"id": i, "prompt": f"prompt {i}"}) + "\n" for i in range(n))
+    )
     return path
 
 
@@ -56,7 +58,7 @@ def environment() -> dict[str, str]:
 
 def run_shards(tmp_path: Path, upstream: FakeUpstream, n: int, *extra: str) -> list[str]:
     """`moa batch --shard K/n` in n processes at once; their stderr."""
-    source = write_input(tmp_path / "in.jsonl", 20 * n)
+    source = write_input(tmp_path / "in.jsonl", 30 * n)
     path = recipe(tmp_path, upstream, rpm=PACED_RPM)
     args = ["batch", str(source), "-o", str(tmp_path / "out.jsonl"), "-r", str(path), "-q"]
     args += ["--no-cache", "-c", "8", *extra]
@@ -76,8 +78,12 @@ def run_shards(tmp_path: Path, upstream: FakeUpstream, n: int, *extra: str) -> l
 
 
 def usage_of_limit(upstream: FakeUpstream) -> tuple[float, float]:
-    """(accepted requests per second / the limit, share of requests answered 429)."""
+    """(accepted requests per second / the limit, share of requests answered 429). The rate
+    leaves out the first and last tenth of the calls: processes starting up and a batch
+    draining its last items do not have the work to fill the limit."""
     accepted = sorted(c.arrived for c in upstream.calls if c.status == 200)
+    cut = len(accepted) // 10
+    accepted = accepted[cut : len(accepted) - cut]
     rate = (len(accepted) - 1) / (accepted[-1] - accepted[0])
     return rate / (LIMIT / WINDOW_S), upstream.throttled / len(upstream.calls)
 
@@ -113,7 +119,7 @@ def test_two_processes_on_redis_use_the_shared_limit_without_429s(
     )
     assert merged.returncode == 0, merged.stderr
     ids = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert ids == list(range(40))
+    assert ids == list(range(60))
 
 
 def test_without_redis_each_process_believes_it_owns_the_key(
@@ -135,7 +141,9 @@ async def test_a_429_seen_by_one_worker_pauses_and_slows_them_all(redis_server) 
     one, other = first.get("fake"), second.get("fake")
     async with one.slot():
         sent = one.now()
-    throttled = ProviderError("HTTP 429", provider="fake", model="m", status_code=429, retry_after=0.3)
+    throttled = ProviderError(
+        "HTTP 429", provider="fake", model="m", status_code=429, retry_after=0.3
+    )
     one.on_error(throttled, sent)
     assert isinstance(one, RedisLimiter)
     await one.settled()
@@ -170,13 +178,11 @@ asyncio.run(main())
 
 async def test_a_killed_workers_slots_return_within_the_lease(redis_server) -> None:
     lease_s = 1.0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, redis_server.url, str(lease_s)],
-        stdout=subprocess.PIPE,
-        text=True,
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, redis_server.url, str(lease_s), stdout=subprocess.PIPE
     )
     assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "holding"
+    assert (await holder.stdout.readline()).strip() == b"holding"
     limits = Limits({"fake": RateLimit(max_concurrency=2)})
     link = share_limits(limits, redis_server.url, leases=Leases(lease_s=lease_s))
     limiter = limits.get("fake")
@@ -186,8 +192,7 @@ async def test_a_killed_workers_slots_return_within_the_lease(redis_server) -> N
         async with asyncio.timeout(lease_s * 1.5), limiter.slot():
             pass
     holder.send_signal(signal.SIGKILL)
-    holder.wait(timeout=10)
-    holder.stdout.close()
+    await holder.wait()
     killed = asyncio.get_running_loop().time()
     async with limiter.slot(), limiter.slot():
         back = asyncio.get_running_loop().time() - killed
