@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from moa.errors import ProviderError
 from moa.ratelimit import Limiter, RateLimit
@@ -77,14 +78,9 @@ class RedisLimiter(Limiter):
         shared = not self._idle and self.link.usable()
         if shared:
             try:
-                lease = await self._acquire()
-                await self._reserve(tokens)
+                lease = await self._take(tokens)
             except Unavailable:
                 shared = False
-                self._drop(lease)
-            except BaseException:  # cancelled while waiting: give the slot back now
-                self._drop(lease)
-                raise
         if not shared:
             async with super().slot(tokens):
                 yield
@@ -93,6 +89,23 @@ class RedisLimiter(Limiter):
             yield
         finally:
             self._drop(lease)
+
+    async def _take(self, tokens: int) -> str | None:
+        """A slot (when the key has a cap) and this request's turn on the shared schedule;
+        both in one round trip when it can."""
+        pace = [self.limit.rpm or 0, self.limit.tpm or 0, tokens]
+        lease = None
+        try:
+            if self.limit.max_concurrency is None:
+                keys = [self._keys["state"], self._keys["sent"]]
+                booking = await self.link.run(scripts.RESERVE, keys, pace)
+            else:
+                lease, booking = await self._acquire(self.limit.max_concurrency, pace)
+            await self._wait_turn(booking, pace)
+        except BaseException:  # Redis lost, or cancelled while waiting: give the slot back
+            self._drop(lease)
+            raise
+        return lease
 
     # -- concurrency -----------------------------------------------------------------------
 
@@ -103,26 +116,26 @@ class RedisLimiter(Limiter):
             self._held.clear()
         return self._queue, self._freed
 
-    async def _acquire(self) -> str | None:
-        """A lease on one of the key's slots, or None when the key has no concurrency cap."""
-        cap = self.limit.max_concurrency
-        if cap is None:
-            return None
+    async def _acquire(self, cap: int, pace: list[Any]) -> tuple[str, list[int]]:
+        """A lease on one of the key's slots, and a booking."""
         queue, freed = self._local()
         lease_ms = int(self.leases.lease_s * 1000)
+        keys = [self._keys["slots"], self._keys["state"], self._keys["sent"]]
         async with queue:
             while True:
                 lease = next(self._ids)
-                args = [cap, lease_ms, lease]
-                wait_ms = await self.link.run(scripts.ACQUIRE, [self._keys["slots"]], args)
-                if wait_ms < 0:
+                answer = await self.link.run(
+                    scripts.ACQUIRE_AND_RESERVE, keys, [cap, lease_ms, lease, *pace]
+                )
+                if answer[0] < 0:
                     self._held.add(lease)
                     self._renew_soon()
-                    return lease
+                    return lease, answer[1:]
                 freed.clear()
                 # Woken early when a slot of this process frees; others are seen by polling.
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(freed.wait(), min(self.leases.poll_s, wait_ms / 1000))
+                    wait_s = min(self.leases.poll_s, answer[0] / 1000)
+                    await asyncio.wait_for(freed.wait(), wait_s)
 
     def _drop(self, lease: str | None) -> None:
         if lease is None or lease not in self._held:
@@ -150,22 +163,21 @@ class RedisLimiter(Limiter):
 
     # -- pacing and learning -----------------------------------------------------------------
 
-    async def _reserve(self, tokens: int) -> None:
-        """Wait for this request's turn on the shared schedule. A process that wakes up more
-        than one interval late (a busy CPU, a long GC) books again rather than send: late
-        requests bunch up with the punctual ones of other workers, and the provider counts
-        them in the same window."""
-        args = [self.limit.rpm or 0, self.limit.tpm or 0, tokens]
-        keys = [self._keys["state"], self._keys["sent"]]
+    async def _wait_turn(self, booking: list[int], pace: list[Any]) -> None:
+        """Sleep until the booked turn. A process that wakes up more than one interval late
+        (a busy CPU, a long GC) books again rather than send: late requests bunch up with the
+        punctual ones of other workers, and the provider counts them in the same window."""
         loop = asyncio.get_running_loop()
+        keys = [self._keys["state"], self._keys["sent"]]
         for _ in range(_REBOOKINGS):
-            wait_ms, interval_ms = await self.link.run(scripts.RESERVE, keys, args)
+            wait_ms, interval_ms = booking
             if wait_ms <= 0:
                 return
             due = loop.time() + wait_ms / 1000
             await asyncio.sleep(wait_ms / 1000)
             if not interval_ms or loop.time() - due <= interval_ms / 1000:
                 return
+            booking = await self.link.run(scripts.RESERVE, keys, pace)
 
     def on_success(self, sent_at: float) -> None:
         if self._idle or not self.link.usable():

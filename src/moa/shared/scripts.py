@@ -14,54 +14,70 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 """
 
-# KEYS: state, sent. ARGV: configured rpm (0: none), tpm (0: none), tokens.
-# Books one request (and its tokens) on the GCRA schedules; returns {ms to wait before
-# sending, ms between requests at the current rate (0: no rate)}.
-RESERVE = (
-    _NOW
-    + """
-local s = redis.call('HMGET', KEYS[1], 'rpm', 'tat_req', 'tat_tok', 'paused_until')
-local rpm = tonumber(s[1]) or tonumber(ARGV[1])
-local tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
-local start = math.max(now, tonumber(s[4]) or 0)
-local wait = start - now
-local interval = 0
-if rpm > 0 then
-  interval = 60000 / rpm
-  -- No burst, unlike the per-process limiter: at a rate just under a provider's limit, the
-  -- requests of a burst and the jitter of many workers' clocks would tip it over.
-  local tat = math.max(tonumber(s[2]) or 0, start)
-  wait = math.max(wait, tat - now)
-  redis.call('HSET', KEYS[1], 'tat_req', tat + interval)
+# reserve(state, sent, configured rpm (0: none), tpm (0: none), tokens) books one request
+# (and its tokens) on the GCRA schedules; returns {ms to wait before sending, ms between
+# requests at the current rate (0: no rate)}.
+_RESERVE = """
+local function reserve(state, sent, conf_rpm, tpm, tokens)
+  local s = redis.call('HMGET', state, 'rpm', 'tat_req', 'tat_tok', 'paused_until')
+  local rpm = tonumber(s[1]) or tonumber(conf_rpm)
+  tpm, tokens = tonumber(tpm), tonumber(tokens)
+  local start = math.max(now, tonumber(s[4]) or 0)
+  local wait = start - now
+  local interval = 0
+  if rpm > 0 then
+    interval = 60000 / rpm
+    -- No burst, unlike the per-process limiter: at a rate just under a provider's limit,
+    -- the requests of a burst and the jitter of many workers would tip it over.
+    local tat = math.max(tonumber(s[2]) or 0, start)
+    wait = math.max(wait, tat - now)
+    redis.call('HSET', state, 'tat_req', tat + interval)
+  end
+  if tpm > 0 and tokens > 0 then
+    local tat = math.max(tonumber(s[3]) or 0, start)
+    wait = math.max(wait, tat - 1000 - now)
+    redis.call('HSET', state, 'tat_tok', tat + 60000 * tokens / tpm)
+  end
+  local seq = redis.call('HINCRBY', state, 'seq', 1)
+  redis.call('ZADD', sent, now + wait, seq)
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', now - 60000)
+  redis.call('PEXPIRE', state, 3600000)
+  redis.call('PEXPIRE', sent, 120000)
+  return {math.ceil(wait), math.floor(interval)}
 end
-if tpm > 0 and tokens > 0 then
-  local tat = math.max(tonumber(s[3]) or 0, start)
-  wait = math.max(wait, tat - 1000 - now)
-  redis.call('HSET', KEYS[1], 'tat_tok', tat + 60000 * tokens / tpm)
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('ZADD', KEYS[2], now + wait, seq)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)
-redis.call('PEXPIRE', KEYS[1], 3600000)
-redis.call('PEXPIRE', KEYS[2], 120000)
-return {math.ceil(wait), math.floor(interval)}
 """
-)
 
-# KEYS: slots. ARGV: max concurrency, lease ms, lease id.
-# Takes a slot (returns -1) or says in how many ms the earliest lease runs out.
-ACQUIRE = (
-    _NOW
-    + """
-local lease = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], 2 * lease)
-  return -1
+# acquire(slots, max concurrency, lease ms, lease id) takes a slot (returns -1) or says in
+# how many ms the earliest lease runs out.
+_ACQUIRE = """
+local function acquire(slots, cap, lease, id)
+  lease = tonumber(lease)
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  if redis.call('ZCARD', slots) < tonumber(cap) then
+    redis.call('ZADD', slots, now + lease, id)
+    redis.call('PEXPIRE', slots, 2 * lease)
+    return -1
+  end
+  local first = redis.call('ZRANGE', slots, 0, 0, 'WITHSCORES')
+  return math.ceil(tonumber(first[2]) - now)
 end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.ceil(tonumber(first[2]) - now)
+"""
+
+# KEYS: state, sent. ARGV: configured rpm, tpm, tokens. Returns reserve's answer.
+RESERVE = _NOW + _RESERVE + "return reserve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
+
+# KEYS: slots, state, sent. ARGV: max concurrency, lease ms, lease id, configured rpm, tpm,
+# tokens. A slot and, once it has one, a booking, in one round trip: {-1, wait ms, interval
+# ms}, or {ms until the earliest lease runs out} when every slot is taken.
+ACQUIRE_AND_RESERVE = (
+    _NOW
+    + _RESERVE
+    + _ACQUIRE
+    + """
+local free_in = acquire(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if free_in >= 0 then return {free_in} end
+local booked = reserve(KEYS[2], KEYS[3], ARGV[4], ARGV[5], ARGV[6])
+return {-1, booked[1], booked[2]}
 """
 )
 

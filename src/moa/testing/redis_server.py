@@ -31,6 +31,10 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     @staticmethod
     def available() -> bool:
         return shutil.which("redis-server") is not None
