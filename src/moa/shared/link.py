@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from moa.errors import ConfigError
+from moa.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -41,8 +41,10 @@ def display(url: str) -> str:
 def check(url: str, *, optional: bool = False, timeout_s: float = 2.0) -> bool:
     """Ping Redis at startup. Unreachable: a ConfigError, or with `optional` a warning and
     False (the caller then starts on per-process limits and picks Redis up when it appears)."""
-    import redis
-
+    try:
+        import redis
+    except ModuleNotFoundError:
+        raise MissingExtraError("Redis support (--redis, --cache redis://)", "redis") from None
     try:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
