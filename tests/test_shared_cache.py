@@ -78,3 +78,28 @@ def test_the_ttl_is_taken_from_the_url() -> None:
     )
     with pytest.raises(ConfigError, match="whole seconds"):
         split_ttl("redis://h/0?ttl=soon")
+
+
+def test_a_batch_on_another_host_replays_seeded_calls_from_the_shared_cache(
+    upstream, recipe_file, redis_server, tmp_path
+) -> None:
+    """Two `moa batch` runs with their own working files but one `--cache redis://…`: the
+    second pays for nothing its seeded calls already cost the first."""
+    from typer.testing import CliRunner
+
+    from moa.cli.app import app
+
+    seeded = (
+        '[defaults]\ntemperature = 0\n[[layers]]\nmodels = ["fake:p"]\n'
+        '[aggregator]\nmodel = "fake:agg"\n'
+    )
+    recipe = str(recipe_file(seeded))
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "prompt": "one"}\n{"id": 2, "prompt": "two"}\n')
+    for host in ("a", "b"):
+        out = tmp_path / f"{host}.jsonl"
+        args = ["batch", str(source), "-o", str(out), "-r", recipe, "-q"]
+        done = CliRunner().invoke(app, [*args, "--cache", redis_server.url + "?ttl=600"])
+        assert done.exit_code == 0, done.stderr
+    assert len(upstream.requests_for("p")) == 2 and len(upstream.requests_for("agg")) == 2
+    assert "cache 4 hits / 0 misses" in done.stderr

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -91,6 +92,7 @@ class Link:
         self._retry_at: float | None = None  # down until then
         self.outages = 0
         self._pending: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def up(self) -> bool:
@@ -105,7 +107,7 @@ class Link:
         self._retry_at = self._clock() + self.retry_s
 
     def mark_down(self, reason: str) -> None:
-        if self._retry_at is None:
+        if self._retry_at is None and not self._closed:
             self.outages += 1
             log.warning(
                 "moa: lost Redis at %s (%s); %s until it returns",
@@ -114,6 +116,10 @@ class Link:
                 self.fallback,
             )
         self._retry_at = self._clock() + self.retry_s
+        # Its other pooled connections died with the server too: start afresh when it is back.
+        dead, self._client, self._scripts = self._client, None, {}
+        if dead is not None:
+            self.background(_close_quietly(dead))
 
     def client(self) -> Redis:
         loop = asyncio.get_running_loop()
@@ -171,6 +177,7 @@ class Link:
                 if fallback is not None:
                     fallback()
 
+
         task = asyncio.get_running_loop().create_task(run())
         self._pending.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._pending.discard)
@@ -183,6 +190,13 @@ class Link:
 
     async def aclose(self) -> None:
         await self.settled()
+        # A step still running (a lease renewal) fails quietly from here on: no warning.
+        self._closed = True
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()
         self._client = None
+
+
+async def _close_quietly(client: Redis) -> None:
+    with suppress(Exception):  # its connections are dead already; this only tidies up
+        await client.aclose()
