@@ -133,9 +133,11 @@ class RedisLimiter(Limiter):
                     return lease, answer[1:]
                 freed.clear()
                 # Woken early when a slot of this process frees; others are seen by polling.
+                # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as it times out, and a cancelled waiter would poll forever.)
                 with suppress(TimeoutError):
-                    wait_s = min(self.leases.poll_s, answer[0] / 1000)
-                    await asyncio.wait_for(freed.wait(), wait_s)
+                    async with asyncio.timeout(min(self.leases.poll_s, answer[0] / 1000)):
+                        await freed.wait()
 
     def _drop(self, lease: str | None) -> None:
         if lease is None or lease not in self._held:
