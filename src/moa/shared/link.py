@@ -177,7 +177,6 @@ class Link:
                 if fallback is not None:
                     fallback()
 
-
         task = asyncio.get_running_loop().create_task(run())
         self._pending.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._pending.discard)
