@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from moa.evaluation.shard import shard_of
 from moa.ratelimit import Limiter, Limits, RateLimit
 from moa.shared import limiter_factory, share_limits
 from moa.shared.limiter import Leases, RedisLimiter, keys
@@ -25,6 +27,7 @@ from moa.testing import FakeUpstream, Reply
 
 LIMIT = 40  # requests ...
 WINDOW_S = 2.0  # ... in any two seconds, for all clients together
+WARM_UP = 10
 PACED_RPM = 0.95 * LIMIT * 60 / WINDOW_S  # the key's configured rate, just under the limit
 
 
@@ -77,15 +80,22 @@ def run_shards(tmp_path: Path, upstream: FakeUpstream, n: int, *extra: str) -> l
     return errors
 
 
-def usage_of_limit(upstream: FakeUpstream) -> tuple[float, float]:
+def usage_of_limit(upstream: FakeUpstream, shards: int) -> tuple[float, float]:
     """(accepted requests per second / the limit, share of requests answered 429). The rate
-    leaves out the first and last tenth of the calls: processes starting up and a batch
-    draining its last items do not have the work to fill the limit."""
-    accepted = sorted(c.arrived for c in upstream.calls if c.status == 200)
-    cut = len(accepted) // 10
-    accepted = accepted[cut : len(accepted) - cut]
-    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0])
-    return rate / (LIMIT / WINDOW_S), upstream.throttled / len(upstream.calls)
+    is taken while every process is running and warmed up (its first WARM_UP calls pay for
+    imports and client set-up): from the WARM_UP-th call of the last process to start to the
+    last call of the first to finish (which process sent a call is read from its prompt)."""
+    sent_by: dict[int, list[float]] = {}
+    with upstream._lock:  # the call log and the bodies are appended together
+        logged = list(zip(upstream.calls, upstream.requests, strict=True))
+    for call, body in logged:
+        item = int(re.findall(r"prompt (\d+)", json.dumps(body))[0])
+        sent_by.setdefault(shard_of(item, shards), []).append(call.arrived)
+    start = max(sorted(times)[WARM_UP - 1] for times in sent_by.values())
+    end = min(max(times) for times in sent_by.values())
+    accepted = [c.arrived for c, _ in logged if c.status == 200 and start <= c.arrived <= end]
+    rate = (len(accepted) - 1) / (end - start)
+    return rate / (LIMIT / WINDOW_S), upstream.throttled / len(logged)
 
 
 def test_every_limiter_of_a_key_shares_one_hash_tag() -> None:
@@ -107,7 +117,7 @@ def test_two_processes_on_redis_use_the_shared_limit_without_429s(
 ) -> None:
     upstream.rate_limit(LIMIT, window_s=WINDOW_S)
     run_shards(tmp_path, upstream, 2, "--redis", redis_server.url)
-    used, throttled = usage_of_limit(upstream)
+    used, throttled = usage_of_limit(upstream, 2)
     assert used >= 0.9, f"used {used:.2f} of the limit"
     assert throttled <= 0.05, f"{throttled:.1%} of calls answered 429"
     merged = subprocess.run(
@@ -129,7 +139,7 @@ def test_without_redis_each_process_believes_it_owns_the_key(
     they send about twice what the upstream accepts."""
     upstream.rate_limit(LIMIT, window_s=WINDOW_S)
     run_shards(tmp_path, upstream, 2)
-    _, throttled = usage_of_limit(upstream)
+    _, throttled = usage_of_limit(upstream, 2)
     assert throttled > 0.08, f"only {throttled:.1%} of calls answered 429"
 
 
