@@ -28,6 +28,7 @@ ROWS: dict[str, str] = {
     "6": "benchmarks.rows.local_model",
     "7": "benchmarks.rows.layers_shown",
     "8": "benchmarks.rows.startup",
+    "9": "benchmarks.rows.shared",
 }
 
 

@@ -256,3 +256,17 @@ def wait_until(condition, timeout_s: float = 10.0, what: str = "condition") -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+# -- Redis (issue 14: limits and cache shared between processes) ------------------------------
+
+
+@pytest.fixture
+def redis_server():
+    """A fresh, empty `redis-server` on a free loopback port (CI installs the package)."""
+    from moa.testing.redis_server import RedisServer
+
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed here (apt install redis-server); CI runs these")
+    with RedisServer() as server:
+        yield server

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from moa.errors import ConfigError
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
@@ -84,6 +84,24 @@ class _Connection:
         if self._db is not None:
             await asyncio.wrap_future(self._thread.submit(self._close))
         self._thread.shutdown(wait=False)
+
+
+class Cache(Protocol):
+    """What the engine needs of a response cache: SQLite (`ResponseCache`) or Redis
+    (`moa.shared.cache.RedisCache`). Only reproducible calls are stored; a hit has zero usage."""
+
+    hits: int
+    misses: int
+
+    async def get(self, provider: str, request: ChatRequest) -> Completion | None: ...
+
+    async def put(self, provider: str, request: ChatRequest, completion: Completion) -> None: ...
+
+    def record(
+        self, provider: str, request: ChatRequest, chunks: AsyncIterator[StreamChunk]
+    ) -> AsyncIterator[StreamChunk]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def default_path() -> Path:

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from moa.agents import Agent
-from moa.cache import ResponseCache
+from moa.cache import Cache
 from moa.errors import ContextLengthError, ProviderError
 from moa.policies import aclose, chain
 from moa.providers.base import ModelProfile, Provider
@@ -31,7 +31,7 @@ class Caller:
     retry: RetryPolicy
     timeout_s: float
     defaults: Sampling
-    cache: ResponseCache | None = None  # reproducible calls only; see moa.cache
+    cache: Cache | None = None  # reproducible calls only; see moa.cache
     # Asked once per model (a local model loads to answer), not on every call.
     _profiles: dict[tuple[str, str], ModelProfile] = field(default_factory=dict)
     # Per provider instance: a registry that was closed makes new ones, which get new chains.

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from types import TracebackType
 
 from moa.agents import Agent, Aggregator, ProposalLayer
-from moa.cache import ResponseCache
+from moa.cache import Cache
 from moa.caller import Caller
 from moa.cluster import outliers
 from moa.errors import ConfigError, InputError, LayerFailedError
@@ -62,7 +62,7 @@ class MoA:
         defaults: Sampling | None = None,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
-        cache: ResponseCache | None = None,
+        cache: Cache | None = None,
         prices: PriceBook | None = None,
         max_cost_usd: float | None = None,
     ) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from moa.budget import messages_tokens
-from moa.cache import ResponseCache
+from moa.cache import Cache
 from moa.errors import ProviderError, UpstreamTimeoutError
 from moa.providers.base import ModelProfile, Provider
 from moa.ratelimit import Limiter, Limits
@@ -154,7 +154,7 @@ class Retrying(Wrapper):
 class Cached(Wrapper):
     """Reproducible calls (temperature 0 or a fixed seed) answered from the response cache."""
 
-    def __init__(self, inner: Provider, cache: ResponseCache) -> None:
+    def __init__(self, inner: Provider, cache: Cache) -> None:
         super().__init__(inner)
         self.cache = cache
 
@@ -178,7 +178,7 @@ class Cached(Wrapper):
 
 
 def chain(
-    provider: Provider, *, limits: Limits, retry: RetryPolicy, cache: ResponseCache | None
+    provider: Provider, *, limits: Limits, retry: RetryPolicy, cache: Cache | None
 ) -> Provider:
     """Every policy a call goes through, outermost first: the cache answers before anything is
     spent; each retry waits for the rate limits again; the timeout bounds one attempt only, not

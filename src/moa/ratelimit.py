@@ -189,6 +189,10 @@ class Limiter:
         self._requests.per_minute = self.rpm
 
 
+# Makes the limiter of a key: (key, its limit, adaptive). `moa.shared` swaps in one on Redis.
+LimiterFactory = Callable[[str, RateLimit, bool], Limiter]
+
+
 class Limits:
     """The limiters of a run, keyed by provider name and by `provider:model`."""
 
@@ -198,11 +202,13 @@ class Limits:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        factory: LimiterFactory | None = None,
     ) -> None:
         self._configured = dict(configured or {})
         self._limiters: dict[str, Limiter] = {}
         self._clock = clock
         self._sleep = sleep
+        self.factory = factory  # set before the first call, or limiters made earlier stay
 
     def configure(self, key: str, limit: RateLimit) -> None:
         self._configured[key] = limit
@@ -214,9 +220,15 @@ class Limits:
             # Providers limit per key: a 429 teaches the provider's limiter. A model's own
             # limiter only paces when the user configured it, or 429s would be counted twice.
             adaptive = configured is not None or ":" not in key
-            self._limiters[key] = Limiter(
-                configured or RateLimit(), adaptive=adaptive, clock=self._clock, sleep=self._sleep
-            )
+            if self.factory is not None:
+                self._limiters[key] = self.factory(key, configured or RateLimit(), adaptive)
+            else:
+                self._limiters[key] = Limiter(
+                    configured or RateLimit(),
+                    adaptive=adaptive,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                )
         return self._limiters[key]
 
     def for_call(self, provider: str, model: str) -> tuple[Limiter, Limiter]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from moa.cli.batch import batch
+from moa.cli.batch import batch, batch_merge
+from moa.cli.common import RedisOpt, RedisOptionalOpt
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
@@ -276,6 +277,8 @@ def serve(
     no_ui: Annotated[
         bool, typer.Option("--no-ui", help="Do not serve the web playground at /.")
     ] = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
     from moa.errors import ConfigError, MissingExtraError
@@ -300,6 +303,8 @@ def serve(
             graceful_timeout_s=graceful_timeout,
             cors_origins=cors_origin or [],
             ui=not no_ui,
+            redis_url=redis,
+            redis_optional=redis_optional,
         )
     except ConfigError as exc:
         raise _fail(2, str(exc)) from None
@@ -342,6 +347,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
 
 app.command()(batch)
 app.command()(web)
+app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
 app.add_typer(eval_app, name="eval")
 
 
@@ -353,6 +359,8 @@ def _commands() -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `moa "PROMPT"` is short for `moa ask "PROMPT"`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["batch", "merge"]:
+        args[:2] = ["batch-merge"]  # a subcommand of a command that takes an argument
     # Only the first word can name a verb: `moa` has no options of its own, so in
     # `moa -q -r serve "hi"` everything, `serve` (a recipe) included, belongs to `ask`.
     if args and args[0] not in _commands() and args[0] not in ("--help", "-h"):

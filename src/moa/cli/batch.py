@@ -13,13 +13,15 @@ from moa.cli.common import (
     NoCacheOpt,
     QuietOpt,
     RecipeOpt,
+    RedisOpt,
+    RedisOptionalOpt,
     check_failures,
     console_for,
     report,
     stderr,
 )
 from moa.cli.guard import run_guarded
-from moa.errors import ConfigError
+from moa.errors import ConfigError, RunError
 
 
 def batch(
@@ -50,23 +52,40 @@ def batch(
         ),
     ] = None,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N",
+            help="Answer only shard K of N (split by id) into OUTPUT.K-of-N.jsonl; "
+            "join the shards with `moa batch merge -o OUTPUT`.",
+        ),
+    ] = None,
 ) -> None:
-    """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash."""
+    """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
+    `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs."""
 
     async def main() -> None:
         from moa import recipes
         from moa.cli.options import apply_overrides
         from moa.cli.session import open_session
         from moa.evaluation.batch import BatchBudget, Item, answer_job, load_input, run_items
+        from moa.evaluation.shard import parse_shard, select, shard_path
         from moa.spending import run_worst_case
         from moa.types import Sampling
 
         items = load_input(input_path)
+        out = output
+        if shard is not None:
+            k, n = parse_shard(shard)
+            items, out = select(items, k, n), shard_path(output, k, n)
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be a positive amount of USD")
         sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
-        async with open_session(no_cache, cache) as session:
+        async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             job = answer_job(mixture, sampling, recipe=loaded.name)
 
@@ -76,14 +95,44 @@ def batch(
             stats = await run_items(
                 items,
                 job,
-                output,
+                out,
                 concurrency=concurrency,
                 console=console_for(quiet),
                 label=loaded.name,
                 budget=None if budget is None else BatchBudget(budget, worst_case),
             )
-            report(stats, f"{output}")
+            report(stats, f"{out}")
             stderr().print(f"  {session.cache_note()}")
         check_failures(stats)
+
+    run_guarded(main)
+
+
+def batch_merge(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The joined JSONL (appended).")],
+    shards: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="[SHARD.jsonl]...", help="Default: all OUTPUT.K-of-N.jsonl."),
+    ] = None,
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="The batch input: keep its order, name missing ids."),
+    ] = None,
+) -> None:
+    """Join the outputs of `moa batch --shard K/N` into one file (rerun-safe)."""
+
+    async def main() -> None:
+        from moa.evaluation.batch import load_input
+        from moa.evaluation.shard import find_shards, merge
+
+        items = load_input(input_path) if input_path is not None else []
+        merged = merge(output, shards or find_shards(output), items)
+        stderr().print(f"{output}: {merged.written} merged, {merged.already} already there")
+        if merged.missing:
+            shown = ", ".join(repr(i) for i in merged.missing[:5])
+            raise RunError(
+                f"{len(merged.missing)} input id(s) are in no shard output ({shown}); rerun "
+                f"their shards, then merge again"
+            )
 
     run_guarded(main)

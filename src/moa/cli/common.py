@@ -43,8 +43,28 @@ ConcurrencyOpt = Annotated[
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
 CacheOpt = Annotated[
-    Path | None,
-    typer.Option("--cache", help="Response cache file (default $MOA_CACHE or ~/.cache/moa)."),
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Response cache: a file (default $MOA_CACHE or ~/.cache/moa), or "
+        "redis://HOST:PORT/DB?ttl=SECONDS to share one between hosts.",
+    ),
+]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        envvar="MOA_REDIS_URL",
+        help="Share rate limits with every process on this Redis (redis://HOST:PORT/DB).",
+    ),
+]
+RedisOptionalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redis-optional",
+        envvar="MOA_REDIS_OPTIONAL",
+        help="If Redis is unreachable at start, warn and use per-process limits until it is.",
+    ),
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N.", min=1)]
 DataDirOpt = Annotated[

@@ -22,6 +22,8 @@ from moa.cli.common import (
     NoCacheOpt,
     QuietOpt,
     RecipeOpt,
+    RedisOpt,
+    RedisOptionalOpt,
     check_failures,
     console_for,
     report,
@@ -67,6 +69,8 @@ def alpaca_eval(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Answer the AlpacaEval 2 instructions; with --judge, a win rate against --baseline."""
     if judge and not baseline:
@@ -87,7 +91,7 @@ def alpaca_eval(
         base_recipe = recipes.load(baseline) if baseline and base_file is None else None
         stem = output.with_suffix("")
         all_stats = []
-        async with open_session(no_cache, cache) as session:
+        async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             # Built now so that a missing key for the baseline or judge fails before any call.
             base_mixture = session.build(base_recipe) if base_recipe else None
@@ -204,6 +208,8 @@ def mt_bench(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Both turns of the MT-Bench questions, graded 1-10 by --judge; scores and a chart."""
 
@@ -221,7 +227,7 @@ def mt_bench(
             raise ConfigError("two recipes share a name; give each recipe file its own `name`")
         scores: dict[str, Scores] = {}
         all_stats = []
-        async with open_session(no_cache, cache) as session:
+        async with open_session(no_cache, cache, redis, redis_optional) as session:
             the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
             mixtures = [session.build(r) for r in loaded]  # every key checked before any call
             for spec, mixture in zip(loaded, mixtures, strict=True):
@@ -304,6 +310,8 @@ def quick_eval(
     cache: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     quiet: QuietOpt = False,
+    redis: RedisOpt = None,
+    redis_optional: RedisOptionalOpt = False,
 ) -> None:
     """Accuracy, cost and paired difference to the first proposer alone at T=0, per recipe."""
 
@@ -322,7 +330,7 @@ def quick_eval(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         with tempfile.TemporaryDirectory() as scratch:
-            async with open_session(no_cache, cache) as session:
+            async with open_session(no_cache, cache, redis, redis_optional) as session:
                 rows, stats = await compare.run(
                     chosen,
                     items,

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from moa import recipes
-from moa.cache import ResponseCache
+from moa.cache import Cache
 from moa.evaluation import deceptive, quick
 from moa.evaluation.batch import BatchStats, Item, records, run_items
 from moa.evaluation.stats import PairedDifference, mean, paired_difference
@@ -120,7 +120,7 @@ async def run(
     *,
     runs: Path,
     registry: Registry,
-    cache: ResponseCache | None = None,
+    cache: Cache | None = None,
     concurrency: int = 1,
     console: Console | None = None,
 ) -> tuple[list[Row], list[BatchStats]]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from moa.agents import Agent
-from moa.cache import ResponseCache
+from moa.cache import Cache
 from moa.caller import Caller
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry
@@ -27,7 +27,7 @@ class Judge:
         registry: Registry,
         *,
         max_tokens: int,
-        cache: ResponseCache | None = None,
+        cache: Cache | None = None,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
         prices: PriceBook | None = None,

@@ -21,7 +21,7 @@ from moa.retry import RetryPolicy
 from moa.types import Sampling, Usage
 
 if TYPE_CHECKING:  # the engine loads with the first `build`, not for `moa recipes`
-    from moa.cache import ResponseCache
+    from moa.cache import Cache
     from moa.engine import MoA
 
 __all__ = [
@@ -78,9 +78,7 @@ def load(name_or_path: str | Path) -> Recipe:
     return parse(builtin_text(str(name_or_path)), f"recipe {name_or_path!r}")
 
 
-def build(
-    recipe: Recipe, registry: Registry | None = None, *, cache: ResponseCache | None = None
-) -> MoA:
+def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | None = None) -> MoA:
     """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked); with a
     `cache`, its reproducible calls are answered from there when they can be."""
     from moa.engine import MoA

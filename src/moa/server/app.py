@@ -80,7 +80,7 @@ def create_app(
     registry = registry_factory()
     mixtures = _build_all(recipes, registry)
     metrics = Metrics()
-    slots = RunSlots(max_concurrent_runs)
+    slots = RunSlots(max_concurrent_runs, on_change=metrics.runs_in_progress.set)
     redactor = Redactor.for_recipes(recipes.values(), env)
     created = int(time.time())
 
@@ -89,6 +89,7 @@ def create_app(
         yield
         for mixture in mixtures.values():
             await mixture.aclose()
+        metrics.close()
 
     app = FastAPI(
         title="moa",
@@ -207,7 +208,6 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
-        metrics.runs_in_progress.set(slots.active)
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return app

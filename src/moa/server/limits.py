@@ -61,6 +61,7 @@ class Slot:
     def release(self) -> None:
         if self._slots is not None:
             self._slots.active -= 1
+            self._slots.changed()
             self._slots = None
 
 
@@ -69,12 +70,22 @@ class RunSlots:
     queued request holds a connection while its client's own timeout runs down, and a load
     balancer can send the retry to a less busy worker."""
 
-    def __init__(self, limit: int, retry_after_s: int = 1) -> None:
+    def __init__(
+        self,
+        limit: int,
+        retry_after_s: int = 1,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("the concurrent run limit must be at least 1")
         self.limit = limit
         self.active = 0
         self.retry_after_s = retry_after_s
+        self.on_change = on_change  # e.g. a gauge, kept current in every worker process
+
+    def changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.active)
 
     def take(self) -> Slot:
         if self.active >= self.limit:
@@ -86,6 +97,7 @@ class RunSlots:
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         self.active += 1
+        self.changed()
         return Slot(self)
 
 

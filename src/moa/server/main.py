@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from moa import recipes as recipe_lib
 from moa.errors import ConfigError
+from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_RUNS, create_app
 from moa.server.security import parse_keys
@@ -24,6 +29,9 @@ ENV_MAX_RUNS = "MOA_MAX_CONCURRENT_RUNS"
 ENV_MAX_BODY = "MOA_MAX_BODY_BYTES"
 ENV_CORS = "MOA_CORS_ORIGINS"
 ENV_NO_UI = "MOA_NO_UI"
+ENV_REDIS = "MOA_REDIS_URL"
+ENV_REDIS_OPTIONAL = "MOA_REDIS_OPTIONAL"
+ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def load_recipes(refs: Iterable[str]) -> dict[str, Recipe]:
@@ -52,13 +60,31 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     return number
 
 
+def registry_factory(redis_url: str | None, optional: bool = False) -> Callable[[], Registry]:
+    """Registries whose rate limits live on Redis at `redis_url` (None: per process)."""
+    if not redis_url:
+        return Registry
+
+    def make() -> Registry:
+        from moa.shared import share_limits
+
+        registry = Registry()
+        share_limits(registry.limits, redis_url, optional=optional)
+        return registry
+
+    return make
+
+
 def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     """The app as configured by MOA_SERVE_RECIPES (comma-separated; default `local`),
-    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES, MOA_CORS_ORIGINS and MOA_NO_UI."""
+    MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES, MOA_CORS_ORIGINS, MOA_NO_UI,
+    MOA_REDIS_URL and MOA_REDIS_OPTIONAL."""
     env = os.environ if env is None else env
     refs = [r.strip() for r in env.get(ENV_RECIPES, "local").split(",") if r.strip()]
+    optional = env.get(ENV_REDIS_OPTIONAL, "").strip().lower() in {"1", "true", "yes", "on"}
     return create_app(
         load_recipes(refs or ["local"]),
+        registry_factory=registry_factory(env.get(ENV_REDIS), optional),
         api_keys=parse_keys(env.get(ENV_API_KEYS)),
         max_concurrent_runs=_int_env(env, ENV_MAX_RUNS, DEFAULT_MAX_CONCURRENT_RUNS),
         max_body_bytes=_int_env(env, ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES),
@@ -91,6 +117,8 @@ def serve(
     log_level: str = "info",
     cors_origins: Sequence[str] = (),
     ui: bool = True,
+    redis_url: str | None = None,
+    redis_optional: bool = False,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight runs get `graceful_timeout_s` to finish."""
     log_to_stderr(log_level)
@@ -106,6 +134,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         cors_origins=cors_origins,
         ui=ui,
+        registry_factory=registry_factory(redis_url, redis_optional),
     )
     if workers == 1:
         uvicorn.run(
@@ -123,12 +152,34 @@ def serve(
     os.environ[ENV_MAX_BODY] = str(max_body_bytes)
     os.environ[ENV_CORS] = ",".join(cors_origins)
     os.environ[ENV_NO_UI] = "" if ui else "1"
-    uvicorn.run(
-        "moa.server:app_from_env",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=graceful_timeout_s,
-    )
+    os.environ[ENV_REDIS] = redis_url or ""
+    os.environ[ENV_REDIS_OPTIONAL] = "1" if redis_optional else ""
+    with _metrics_dir():
+        uvicorn.run(
+            "moa.server:app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=graceful_timeout_s,
+        )
+
+
+@contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: theirs if set (emptied of a previous run's
+    files, as prometheus-client requires), else a fresh one removed afterwards."""
+    given = os.environ.get(ENV_METRICS_DIR)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="moa-metrics-")
+    os.environ[ENV_METRICS_DIR] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(ENV_METRICS_DIR, None)
+        shutil.rmtree(folder, ignore_errors=True)

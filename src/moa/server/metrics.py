@@ -1,10 +1,13 @@
 """Prometheus metrics, one registry per app (so several apps in one process do not collide).
 
-With several worker processes each process counts its own; scrape each `moa serve` process,
-or see the README for the multi-worker note.
+With several worker processes (`moa serve --workers N`, which manages the directory) every
+worker writes its counts to files in PROMETHEUS_MULTIPROC_DIR (prometheus-client's
+multiprocess mode) and a scrape of any worker reports the sum over all of them.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -13,6 +16,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
+    values,
 )
 
 from moa.trace import Result
@@ -76,7 +81,10 @@ class Metrics:
             registry=self.registry,
         )
         self.runs_in_progress = Gauge(
-            "moa_runs_in_progress", "MoA runs currently in flight.", registry=self.registry
+            "moa_runs_in_progress",
+            "MoA runs currently in flight.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # the sum over the workers that are alive
         )
 
     def request(self, model: str, stream: bool, status: int, seconds: float | None) -> None:
@@ -101,4 +109,19 @@ class Metrics:
             self.unpriced_calls.labels(call.model).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not multiprocess_mode():
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        multiprocess.MultiProcessCollector(everyone)  # type: ignore[no-untyped-call]
+        return generate_latest(everyone)
+
+    def close(self) -> None:
+        """A worker that stops takes its live gauges out of the sum."""
+        if multiprocess_mode():
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus-client chose file-backed values (PROMETHEUS_MULTIPROC_DIR was set
+    when it was first imported)."""
+    return values.ValueClass is not values.MutexValue
