@@ -244,7 +244,7 @@ def test_metrics_count_requests_upstream_calls_tokens_and_errors(
     sdk = client(moa_server)
     sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "q"}])
     with pytest.raises(openai.BadRequestError):
-        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "q"}], n=2)
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "q"}], n=17)
     text = httpx.get(f"{moa_server.url}/metrics").text
     assert 'moa_requests_total{model="test-moa",status="200",stream="false"} 1.0' in text
     assert (

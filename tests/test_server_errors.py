@@ -33,7 +33,7 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"model": MODEL, "messages": USER, "n": 2}, "n"),
+        ({"model": MODEL, "messages": USER, "n": 17}, "n"),
         (
             {
                 "model": MODEL,
@@ -61,10 +61,16 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         (
             {
                 "model": MODEL,
-                "messages": [*USER, {"role": "tool", "content": "x", "tool_call_id": "1"}],
+                "messages": [*USER, {"role": "tool", "content": "x"}],
             },
-            "messages[1].role",
+            "messages[1].tool_call_id",
         ),
+        (
+            {"model": MODEL, "messages": USER, "response_format": {"type": "json_object"}},
+            "response_format",
+        ),
+        ({"model": MODEL, "messages": USER, "logprobs": True}, "logprobs"),
+        ({"model": MODEL, "messages": USER, "top_logprobs": 2}, "top_logprobs"),
         ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"model": MODEL, "messages": []}, "messages"),
         ({"model": MODEL}, "messages"),
@@ -79,11 +85,14 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         ({"model": MODEL, "messages": USER, "stream": 1}, "stream"),
     ],
     ids=[
-        "n>1",
-        "tools",
+        "n-too-many",
+        "tools-unsupported",
         "functions",
         "image-part",
-        "tool-role",
+        "tool-without-call-id",
+        "response-format-unsupported",
+        "logprobs-unsupported",
+        "top-logprobs-without-logprobs",
         "unknown-role",
         "no-messages",
         "missing-messages",
@@ -109,9 +118,9 @@ def test_unsupported_or_invalid_requests_get_400_in_openai_shape(
 def test_the_sdk_raises_bad_request_with_the_parsed_error(moa_server) -> None:
     sdk = openai.OpenAI(base_url=f"{moa_server.url}/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk.chat.completions.create(model=MODEL, messages=USER, n=3)
+        sdk.chat.completions.create(model=MODEL, messages=USER, n=17)
     assert caught.value.param == "n"
-    assert "n > 1" in caught.value.message
+    assert "less than or equal to 16" in caught.value.message
 
 
 def test_malformed_json_and_non_object_bodies_are_400(moa_server) -> None:

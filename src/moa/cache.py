@@ -142,6 +142,11 @@ class ResponseCache:
         """The cache key of a request, or None when its answer is not reproducible."""
         if not reproducible(request.sampling):
             return None
+        if request.tools or request.top_logprobs is not None:
+            # The cache keeps text only: tool calls and log probabilities would be lost.
+            return None
+        if any(m["role"] == "tool" or m.get("tool_calls") for m in request.messages):
+            return None
         s = request.sampling
         payload: dict[str, Any] = {
             "model": f"{provider}:{request.model}",
@@ -149,7 +154,8 @@ class ResponseCache:
             "sampling": [s.temperature, s.max_tokens, s.seed, list(s.stop or ())],
         }
         if request.response_format is not None:
-            payload["schema"] = dict(request.response_format.schema)
+            f = request.response_format
+            payload["format"] = [f.kind, f.name, f.strict, dict(f.schema)]
         blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

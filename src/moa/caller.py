@@ -41,18 +41,23 @@ class Caller:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
         self.registry.resolve(agent.model)
 
-    async def build(self, call: Call, *, squeeze: float = 1.0) -> tuple[Provider, Built]:
-        provider, model = self.registry.resolve(call.agent.model)
+    async def profile(self, agent: Agent) -> ModelProfile:
+        provider, model = self.registry.resolve(agent.model)
         key = (provider.name, model)
         if key not in self._profiles:
             self._profiles[key] = await asyncio.to_thread(provider.profile, model)
+        return self._profiles[key]
+
+    async def build(self, call: Call, *, squeeze: float = 1.0) -> tuple[Provider, Built]:
+        provider, model = self.registry.resolve(call.agent.model)
+        profile = await self.profile(call.agent)
         config = self.registry.config(provider.name)
         # The most specific timeout wins: the model's, then the provider's, then the recipe's.
         timeout = call.agent.timeout_s or (config and config.timeout_s) or self.timeout_s
         built = build_request(
             call,
             model,
-            self._profiles[key],
+            profile,
             defaults=self.defaults,
             timeout_s=timeout,
             squeeze=squeeze,
@@ -91,12 +96,12 @@ class Caller:
         if record is not None:
             record.references_cut = built.cuts
             record.notes.extend(built.notes)
-        said = bool(first.text.strip())
+        said = bool(first.text.strip() or first.tool_calls)
         finish = first.finish_reason
         try:
             yield first
             async for chunk in chunks:
-                said = said or bool(chunk.text.strip())
+                said = said or bool(chunk.text.strip() or chunk.tool_calls)
                 finish = chunk.finish_reason or finish
                 yield chunk
         finally:
@@ -115,7 +120,7 @@ class Caller:
         if record is not None:
             record.references_cut = built.cuts
             record.notes.extend(built.notes)
-        if not completion.text.strip() and not _explains_empty(
+        if not (completion.text.strip() or completion.tool_calls) and not _explains_empty(
             built.request, completion.finish_reason
         ):
             raise ProviderError.empty(provider.name, built.request.model)

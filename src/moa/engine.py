@@ -30,21 +30,23 @@ from moa.providers.registry import Registry
 from moa.retry import RetryPolicy
 from moa.spending import Budget
 from moa.strategies import Stage
+from moa.strategies.base import answers, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
 from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling
+from moa.types import Answering, Message, Sampling
 
 Prompt = str | Sequence[Message]
 
 
 def as_messages(prompt: Prompt) -> list[Message]:
-    """A prompt string or a chat history, checked: the last turn must be a non-empty user turn."""
+    """A prompt string or a chat history, checked: the last turn must be a non-empty user turn,
+    or a tool's result (an agent loop continuing after running the calls it was given)."""
     if isinstance(prompt, str):
         prompt = [Message(role="user", content=prompt)]
-    messages = [Message(role=m["role"], content=m["content"]) for m in prompt]
-    if not messages or messages[-1]["role"] != "user":
-        raise InputError("the conversation must end with a user message")
-    if not messages[-1]["content"].strip():
+    messages = [m.copy() for m in prompt]
+    if not messages or messages[-1]["role"] not in ("user", "tool"):
+        raise InputError("the conversation must end with a user message (or a tool's result)")
+    if messages[-1]["role"] == "user" and not messages[-1]["content"].strip():
         raise InputError("the prompt is empty: the last user message has no text")
     return messages
 
@@ -106,14 +108,19 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
+        answering: Answering | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run once, yielding what happens as it happens; the last event is `Done`.
 
         `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
         (over `sampling`), e.g. a client's max_tokens for the final answer. `max_cost_usd`
         (default: the MoA's) refuses any stage whose worst case would pass it (moa.spending).
+        `answering` (tools, response format, logprobs, n) applies to the aggregator only, and is
+        refused before any call when an aggregator candidate's provider cannot honour it.
         """
         messages = as_messages(prompt)
+        answering = answering or Answering()
+        await refuse_unsupported(self._caller, self.aggregator, answering)
         overrides = sampling or Sampling()
         final = (aggregator_sampling or Sampling()).merged_over(overrides)
         result = Result()
@@ -154,6 +161,7 @@ class MoA:
             overrides=final,
             result=result,
             proposers=proposers,
+            answering=answering,
         )
         async for event in self._answer(stage, agreed, budget):
             yield event
@@ -170,7 +178,7 @@ class MoA:
         else:
             if budget is not None:
                 await budget.check_aggregator(stage)
-            events = self.aggregator.strategy.aggregate(stage)
+            events = answers(stage)
         try:
             async for event in events:
                 yield event
@@ -184,6 +192,7 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
+        answering: Answering | None = None,
     ) -> Result:
         # Closed here, on this loop: a generator left to the garbage collector is closed later,
         # on a loop that may be gone.
@@ -192,6 +201,7 @@ class MoA:
             sampling=sampling,
             aggregator_sampling=aggregator_sampling,
             max_cost_usd=max_cost_usd,
+            answering=answering,
         )
         async with aclosing(events):
             async for event in events:
@@ -205,11 +215,17 @@ class MoA:
         *,
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
+        answering: Answering | None = None,
     ) -> Result:
         """Blocking form of `arun`, for scripts and notebooks without an event loop. Inside a
         `with MoA(...) as mixture:` block, calls share one event loop and its connections
         until the block ends; outside one, each call opens and closes its own."""
-        coro = self.arun(prompt, sampling=sampling, aggregator_sampling=aggregator_sampling)
+        coro = self.arun(
+            prompt,
+            sampling=sampling,
+            aggregator_sampling=aggregator_sampling,
+            answering=answering,
+        )
         if self._runner is not None:
             return self._runner.run(coro)
 

@@ -3,6 +3,7 @@
     MoAError
     ├── ConfigError                 exit 2: fix the command line, the recipe or the environment
     │   ├── InputError              empty prompt, malformed messages
+    │   │   └── UnsupportedFieldError   a request field the aggregator's provider cannot honour
     │   ├── RecipeError             unknown recipe, malformed TOML, unknown key or bad value
     │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
@@ -42,6 +43,20 @@ class ConfigError(MoAError):
 
 class InputError(ConfigError):
     """The prompt or messages are unusable."""
+
+
+class UnsupportedFieldError(InputError):
+    """The run was asked for something (tools, a response format, logprobs, n) that the
+    aggregator's provider does not declare; refused before any call, never ignored."""
+
+    def __init__(self, field: str, model: str, capability: str) -> None:
+        self.param = field
+        provider = model.partition(":")[0]
+        super().__init__(
+            f"{field}: the aggregator {model} cannot take it — its provider does not declare "
+            f"`{capability}`; use an aggregator whose provider does, or declare "
+            f"`{capability} = true` under [providers.{provider}] in the recipe if it can"
+        )
 
 
 class RecipeError(ConfigError):

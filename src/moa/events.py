@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from moa.trace import CallRecord, Result
 
@@ -43,6 +44,16 @@ class AggregatorStarted:
 @dataclass(frozen=True, slots=True)
 class Token:
     text: str
+    choice: int = 0  # which of the run's `n` answers
+    logprobs: tuple[dict[str, Any], ...] = ()  # OpenAI's `logprobs.content` entries, if asked
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the aggregator's tool calls, as OpenAI streams them."""
+
+    deltas: tuple[dict[str, Any], ...]
+    choice: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,5 +68,6 @@ Event = (
     | ProposalFailed
     | AggregatorStarted
     | Token
+    | ToolCallDelta
     | Done
 )

@@ -35,7 +35,7 @@ def inject_references(
     system message first. For chat templates without a system role (Gemma's) the block and any
     system message are folded into the first user turn instead.
     """
-    out: list[Message] = [Message(role=m["role"], content=m["content"]) for m in messages]
+    out: list[Message] = [m.copy() for m in messages]
     if not references:
         return out
     block = references_block(prompt, references)
@@ -61,7 +61,7 @@ def fold_system(messages: Sequence[Message]) -> list[Message]:
 
 def with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
     """`system` put first: merged before an existing leading system message, else inserted."""
-    out = [Message(role=m["role"], content=m["content"]) for m in messages]
+    out = [m.copy() for m in messages]
     if system is None:
         return out
     if out and out[0]["role"] == "system":

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 
 from moa.agents import Agent
 from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
-from moa.errors import ConfigError
+from moa.errors import ConfigError, UnsupportedFieldError
 from moa.prompts import inject_references, with_examples, with_system
 from moa.providers.base import ModelProfile
-from moa.types import ChatRequest, Message, ResponseFormat, Sampling
+from moa.tooluse import as_text, has_tool_turns
+from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling
 
 # Room kept for the answer when neither the call nor the recipe sets max_tokens.
 DEFAULT_ANSWER_TOKENS = 1024
@@ -35,6 +36,9 @@ class Call:
     prompt: str = ""  # the aggregate-and-synthesize text put before the references
     overrides: Sampling = field(default_factory=Sampling)  # the run's own settings win
     response_format: ResponseFormat | None = None  # structured output, where the model can
+    # The client's asks of the final answer (tools, response format, logprobs): the
+    # aggregator's call only. None: a proposer, which answers in plain text.
+    answering: Answering | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,13 @@ def build_request(
     """The request for `call` to `model`. `squeeze` < 1 shrinks the references' room after the
     model refused our estimate of what fits (a context-length error)."""
     agent = call.agent
-    messages = with_examples(with_system(call.messages, agent.system), agent.examples)
+    answering = call.answering or Answering()
+    check_answering(answering, profile, agent.model)
+    native = call.answering is not None and profile.capabilities.tools
+    conversation = call.messages
+    if not native and has_tool_turns(conversation):
+        conversation = as_text(conversation)
+    messages = with_examples(with_system(conversation, agent.system), agent.examples)
     # The run's explicit overrides (CLI flags, API request) win over the agent's own settings,
     # which win over the recipe's defaults.
     sampling = call.overrides.merged_over(agent.sampling.merged_over(defaults))
@@ -78,8 +88,30 @@ def build_request(
         )
     system_role = agent.system_role if agent.system_role is not None else profile.system_role
     shaped = inject_references(messages, references, prompt=call.prompt, system_role=system_role)
-    schema = call.response_format if profile.capabilities.json_schema else None
-    return Built(ChatRequest(model, tuple(shaped), sampling, timeout_s, schema), cuts, notes)
+    # A strategy's own format (a judge's verdict) is a wish: asked in words where unsupported.
+    soft_format = call.response_format if profile.capabilities.json_schema else None
+    request = ChatRequest(
+        model,
+        tuple(shaped),
+        sampling,
+        timeout_s,
+        response_format=answering.response_format or soft_format,
+        tools=answering.tools,
+        top_logprobs=answering.top_logprobs,
+    )
+    return Built(request, cuts, notes)
+
+
+def check_answering(answering: Answering, profile: ModelProfile, model: str) -> None:
+    """Refuse what the model's provider cannot do, naming the request field: a response format
+    or tools silently dropped would answer something other than what was asked."""
+    can = profile.capabilities
+    if answering.tools is not None and not can.tools:
+        raise UnsupportedFieldError("tools", model, "tools")
+    if answering.response_format is not None and not can.json_schema:
+        raise UnsupportedFieldError("response_format", model, "json_schema")
+    if answering.top_logprobs is not None and not can.logprobs:
+        raise UnsupportedFieldError("logprobs", model, "logprobs")
 
 
 def _answer_room(

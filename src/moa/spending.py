@@ -98,7 +98,8 @@ class Budget:
             for a in aggregator.candidates
         ]
         dearest = max(planned, key=lambda p: self.worst_case([p]))
-        self.check("the aggregator", [dearest], stage.result)
+        # `n` answers are n calls over the same references.
+        self.check("the aggregator", [dearest] * stage.answering.n, stage.result)
 
     def describe(self) -> str:
         return f"budget {format_usd(self.max_cost_usd)}"

@@ -64,8 +64,19 @@ class CallRecord:
 
 
 @dataclass(slots=True)
-class Result:
+class Choice:
+    """One final answer: text and/or tool calls (a run asked for `n` has n of them)."""
+
     text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI's message shape
+    finish_reason: str | None = None  # the aggregator's: "stop", "length", "tool_calls", …
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI's `logprobs.content`, when asked
+    model: str | None = None  # the aggregator (or fallback) that answered
+
+
+@dataclass(slots=True)
+class Result:
+    text: str = ""  # the first choice's text
     calls: list[CallRecord] = field(default_factory=list)
     latency_s: float = 0.0
     aggregator_model: str | None = None
@@ -73,6 +84,13 @@ class Result:
     # fallbacks, filtered proposals. `stopped_early` says why later stages did not run.
     notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
+    choices: list[Choice] = field(default_factory=list)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The first answer's tool calls (empty when it answered in text): run them, append the
+        assistant turn and the `tool` results to the conversation, and run again."""
+        return self.choices[0].tool_calls if self.choices else []
 
     @property
     def usage(self) -> Usage:
@@ -127,6 +145,7 @@ class Result:
         usage = self.usage
         return {
             "text": self.text,
+            "tool_calls": self.tool_calls,
             "aggregator_model": self.aggregator_model,
             "latency_s": round(self.latency_s, 4),
             "usage": {

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Message(TypedDict):
+    """One turn, in OpenAI's chat shape. `content` is always text (empty for an assistant turn
+    that only called tools); the tool keys appear only in conversations that use tools."""
+
     role: Role
     content: str
+    # An assistant turn's calls, as OpenAI sends them: {"id", "type": "function",
+    # "function": {"name", "arguments"}}.
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    tool_call_id: NotRequired[str]  # a `tool` turn: the call it answers
+    name: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,31 @@ class ResponseFormat:
 
     name: str
     schema: Mapping[str, Any]
+    # OpenAI's `strict`: the provider must follow the schema exactly (its grammar), not try to.
+    strict: bool = False
+    # "json_object": any JSON object (`schema` is empty); "json_schema": one following `schema`.
+    kind: Literal["json_schema", "json_object"] = "json_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """The functions the answering model may call, in OpenAI's shape, passed through as given."""
+
+    specs: tuple[dict[str, Any], ...]
+    choice: str | dict[str, Any] | None = None  # "auto", "none", "required", or one function
+    parallel: bool | None = None  # `parallel_tool_calls`
+
+
+@dataclass(frozen=True, slots=True)
+class Answering:
+    """What a client asks of the final answer only (the aggregator's call), never of proposers:
+    they answer in text, and their answers reach the aggregator as references."""
+
+    tools: Tools | None = None
+    response_format: ResponseFormat | None = None
+    # None: no log probabilities; k: each token's, with the k likeliest alternatives (0..20).
+    top_logprobs: int | None = None
+    n: int = 1  # answers over the same proposals
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +82,8 @@ class ChatRequest:
     timeout_s: float | None = None
     # Sent only to models whose profile declares `json_schema`; others are asked in words.
     response_format: ResponseFormat | None = None
+    tools: Tools | None = None  # sent only to a provider that declares `tools`
+    top_logprobs: int | None = None  # see Answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +121,8 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     attempts: int = 1  # upstream tries it took; 0 when answered from the cache
+    tool_calls: tuple[dict[str, Any], ...] = ()  # complete calls, in OpenAI's message shape
+    logprobs: tuple[dict[str, Any], ...] = ()  # OpenAI's `logprobs.content` entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +135,6 @@ class StreamChunk:
     usage: Usage | None = None
     finish_reason: str | None = None
     attempts: int | None = None
+    # OpenAI's tool-call deltas ({"index", "id"?, "function": {"name"?, "arguments"}}).
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    logprobs: tuple[dict[str, Any], ...] = ()  # the `logprobs.content` entries of this piece

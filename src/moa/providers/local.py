@@ -159,11 +159,10 @@ class LocalProvider:
         if s.stop:
             kwargs["stop"] = list(s.stop)
         if request.response_format is not None:
-            # llama-cpp-python's form: the schema becomes a grammar that constrains sampling.
-            kwargs["response_format"] = {
-                "type": "json_object",
-                "schema": dict(request.response_format.schema),
-            }
+            # llama.cpp compiles the schema to a grammar: the output cannot leave it.
+            kwargs["response_format"] = {"type": "json_object"}
+            if request.response_format.kind == "json_schema":
+                kwargs["response_format"]["schema"] = dict(request.response_format.schema)
         return kwargs
 
     async def complete(self, request: ChatRequest) -> Completion:

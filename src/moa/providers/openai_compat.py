@@ -20,7 +20,8 @@ from moa.budget import (
 )
 from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.openai_errors import Errors
-from moa.types import ChatRequest, Completion, StreamChunk, Usage
+from moa.tooluse import as_deltas
+from moa.types import ChatRequest, Completion, ResponseFormat, StreamChunk, Usage
 
 
 class OpenAICompatibleProvider:
@@ -73,13 +74,17 @@ class OpenAICompatibleProvider:
         if s.stop:
             params["stop"] = list(s.stop)
         if request.response_format is not None:
-            params["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": request.response_format.name,
-                    "schema": dict(request.response_format.schema),
-                },
-            }
+            params["response_format"] = _response_format(request.response_format)
+        if request.tools is not None:
+            params["tools"] = list(request.tools.specs)
+            if request.tools.choice is not None:
+                params["tool_choice"] = request.tools.choice
+            if request.tools.parallel is not None:
+                params["parallel_tool_calls"] = request.tools.parallel
+        if request.top_logprobs is not None:
+            params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
         return params
 
     # The SDK builds and sends each request and raises its typed status and connection errors;
@@ -101,7 +106,9 @@ class OpenAICompatibleProvider:
     def _completion(self, request: ChatRequest, body: Any) -> Completion:
         try:
             choice = body["choices"][0]
-            text = choice["message"]["content"] or ""
+            text = choice["message"].get("content") or ""
+            calls = tuple(choice["message"].get("tool_calls") or ())
+            logprobs = tuple((choice.get("logprobs") or {}).get("content") or ())
             finish = choice.get("finish_reason")
             usage = _usage(body.get("usage"))
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -110,7 +117,8 @@ class OpenAICompatibleProvider:
             ) from None
         if not isinstance(text, str):
             raise self._errors.bad_body(request.model, "choices[0].message.content is not text")
-        return Completion(text, usage or _estimate(request, text), finish)
+        usage = usage or _estimate(request, text)
+        return Completion(text, usage, finish, tool_calls=calls, logprobs=logprobs)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         params = self._params(request)
@@ -159,16 +167,12 @@ class OpenAICompatibleProvider:
                     raise ValueError("a stream event that is not a JSON object")
                 if chunk.get("error"):
                     raise self._errors.stream_error(request.model, chunk["error"])
-                text, reason = "", None
-                choices = chunk.get("choices") or []
-                if choices and isinstance(choices[0], dict):
-                    text = (choices[0].get("delta") or {}).get("content") or ""
-                    reason = choices[0].get("finish_reason")
-                finish = reason or finish
+                piece = _piece(chunk)
+                finish = piece.finish_reason or finish
                 usage = _usage(chunk.get("usage")) or usage
-                if text or reason:
-                    parts.append(text)
-                    yield StreamChunk(text=text, finish_reason=reason)
+                if piece.text or piece.finish_reason or piece.tool_calls or piece.logprobs:
+                    parts.append(piece.text)
+                    yield piece
         yield StreamChunk(usage=usage or _estimate(request, "".join(parts)), finish_reason=finish)
 
 
@@ -199,8 +203,37 @@ def _http_library(response: object) -> Any:
     return importlib.import_module(type(response).__module__.partition(".")[0])
 
 
+def _piece(chunk: dict[str, Any]) -> StreamChunk:
+    """What one chat-completion chunk adds: text, tool-call deltas, log probabilities."""
+    choices = chunk.get("choices") or []
+    if not choices or not isinstance(choices[0], dict):
+        return StreamChunk()
+    delta = choices[0].get("delta") or {}
+    return StreamChunk(
+        text=delta.get("content") or "",
+        finish_reason=choices[0].get("finish_reason"),
+        tool_calls=tuple(delta.get("tool_calls") or ()),
+        logprobs=tuple((choices[0].get("logprobs") or {}).get("content") or ()),
+    )
+
+
+def _response_format(spec: ResponseFormat) -> dict[str, Any]:
+    if spec.kind == "json_object":
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": spec.name, "schema": dict(spec.schema)}
+    if spec.strict:
+        schema["strict"] = True
+    return {"type": "json_schema", "json_schema": schema}
+
+
 def _as_chunk(completion: Completion) -> StreamChunk:
-    return StreamChunk(completion.text, completion.usage, completion.finish_reason)
+    return StreamChunk(
+        completion.text,
+        completion.usage,
+        completion.finish_reason,
+        tool_calls=as_deltas(completion.tool_calls),
+        logprobs=completion.logprobs,
+    )
 
 
 def _estimate(request: ChatRequest, output: str) -> Usage:

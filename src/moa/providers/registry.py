@@ -28,17 +28,73 @@ class ProviderConfig:
     retry: RetryPolicy | None = None  # None: the recipe's policy
 
 
+# What each hosted API takes, from its docs (a recipe's `[providers.NAME]` may say otherwise).
+# Tools and JSON schemas are per model on every one of them: a model that cannot returns the
+# provider's own 400, which moa passes on. Where the docs were unclear, the value is False:
+# a request refused by moa is better than a field silently dropped upstream.
 BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
     c.name: c
     for c in (
-        ProviderConfig("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-        ProviderConfig("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
-        ProviderConfig("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-        ProviderConfig("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
-        ProviderConfig("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        ProviderConfig(
+            "together",
+            "https://api.together.xyz/v1",
+            "TOGETHER_API_KEY",
+            capabilities=Capabilities(
+                tools=True,  # function calling on its tool-capable models
+                json_schema=True,  # response_format json_schema ("JSON mode" docs)
+                logprobs=False,  # its `logprobs` is an integer 0-20, not OpenAI's boolean
+                n=True,  # documented `n`
+            ),
+        ),
+        ProviderConfig(
+            "openai",
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+            # The reference API: every field is its own.
+            capabilities=Capabilities(tools=True, json_schema=True, logprobs=True, n=True),
+        ),
+        ProviderConfig(
+            "groq",
+            "https://api.groq.com/openai/v1",
+            "GROQ_API_KEY",
+            capabilities=Capabilities(
+                tools=True,  # tool use on most of its models
+                json_schema=True,  # structured outputs on some models (others: its 400)
+                logprobs=False,  # "logprobs, top_logprobs … result in a 400" (OpenAI compat page)
+                n=False,  # "If N is supplied, it must be equal to 1"
+            ),
+        ),
+        ProviderConfig(
+            "fireworks",
+            "https://api.fireworks.ai/inference/v1",
+            "FIREWORKS_API_KEY",
+            capabilities=Capabilities(
+                tools=True,  # function calling on its tool-capable models
+                json_schema=True,  # response_format json_schema (grammar-based)
+                logprobs=False,  # unsure its chat endpoint returns OpenAI's shape: not assumed
+                n=True,
+            ),
+        ),
+        ProviderConfig(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            "OPENROUTER_API_KEY",
+            capabilities=Capabilities(
+                tools=True,  # routed to providers that support tools
+                json_schema=True,  # structured outputs, on the models that support them
+                logprobs=False,  # passed through only by some providers: not assumed
+                n=False,  # not supported by its API
+            ),
+        ),
         # No client cap: Ollama queues requests itself (OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
-        # and a cap below a layer's width would only add latency.
-        ProviderConfig("ollama", "http://localhost:11434/v1", rate_limit=RateLimit()),
+        # and a cap below a layer's width would only add latency. Its OpenAI-compatible API
+        # takes tools and json_schema formats (per model); logprobs not assumed.
+        ProviderConfig(
+            "ollama",
+            "http://localhost:11434/v1",
+            rate_limit=RateLimit(),
+            capabilities=Capabilities(tools=True, json_schema=True),
+        ),
     )
 }
 
@@ -97,6 +153,15 @@ class Registry:
 
     def config(self, name: str) -> ProviderConfig | None:
         return self._configs.get(name)
+
+    def capabilities(self, name: str) -> Capabilities:
+        """What provider `name` declares (without creating its client or loading a model)."""
+        if name == "local" and name in self._factories:
+            from moa.providers.local import LOCAL_CAPABILITIES
+
+            return LOCAL_CAPABILITIES
+        config = self._configs.get(name)
+        return config.capabilities if config is not None else Capabilities()
 
     def retry_policy(self, name: str) -> RetryPolicy | None:
         config = self._configs.get(name)

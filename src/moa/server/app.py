@@ -43,6 +43,7 @@ from moa.server.runs import Run
 from moa.server.schemas import (
     ChatCompletionRequest,
     check_supported,
+    to_answering,
     to_messages,
     to_sampling,
     validation_error,
@@ -117,7 +118,7 @@ def create_app(
 
     def model_card(name: str) -> dict[str, Any]:
         card = {"id": name, "object": "model", "created": created, "owned_by": "moa"}
-        return {**card, **capabilities(recipes[name])}
+        return {**card, **capabilities(recipes[name], mixtures[name])}
 
     def _model_not_found(model: str) -> ApiError:
         return ApiError(
@@ -167,6 +168,7 @@ def create_app(
             include_usage=body.include_usage,
             max_cost_usd=body.moa_max_cost_usd,
             reasoning=layers is not None,
+            answering=to_answering(body),
         )
         if body.stream:
             return await run.stream(request.receive)

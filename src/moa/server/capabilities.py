@@ -7,18 +7,27 @@ before sending (as llama.cpp's `/props` does).
                       "logprobs": false, "n": false, "max_cost_usd": true},
      "moa": {"layers": 1, "proposers": [...], "aggregator": "...", "max_cost_usd": null}}
 
-A capability turns true here when the server honours it for that recipe; a request that
-needs one that is false is refused with a 400 naming the field, never silently ignored.
+A capability is true when the server honours it for that recipe: tools, structured output
+and logprobs when every aggregator candidate's provider declares them (`[providers.NAME]`
+`tools = true` etc. in the recipe; see BUILTIN_PROVIDERS for the built-in ones); `n` always
+(n aggregator calls over one set of proposals). A request that needs one that is false is
+refused with a 400 naming the field, never silently ignored.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from moa.engine import MoA
+from moa.providers.registry import split_model_ref
 from moa.recipes.schema import Recipe
 
 
-def capabilities(recipe: Recipe) -> dict[str, Any]:
+def capabilities(recipe: Recipe, mixture: MoA) -> dict[str, Any]:
+    declared = [
+        mixture.registry.capabilities(split_model_ref(agent.model)[0])
+        for agent in mixture.aggregator.candidates
+    ]
     proposers = sorted(
         {m if isinstance(m, str) else m.model for layer in recipe.layers for m in layer.models}
     )
@@ -28,10 +37,10 @@ def capabilities(recipe: Recipe) -> dict[str, Any]:
             "responses": True,
             "streaming": True,  # the aggregator's tokens
             "layer_streaming": False,  # proposals arrive in the trace, after the answer
-            "tools": False,
-            "structured_output": False,
-            "logprobs": False,
-            "n": False,
+            "tools": all(c.tools for c in declared),
+            "structured_output": all(c.json_schema for c in declared),
+            "logprobs": all(c.logprobs for c in declared),
+            "n": True,
             "max_cost_usd": True,  # the `moa_max_cost_usd` request extension
         },
         "moa": {

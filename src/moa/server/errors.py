@@ -70,7 +70,7 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 def from_moa_error(exc: MoAError) -> ApiError:
     """The HTTP face of an engine error: the request's fault is 4xx, the upstreams' is 502."""
     if isinstance(exc, InputError):
-        return bad_request(str(exc), param="messages")
+        return bad_request(str(exc), param=getattr(exc, "param", "messages"))
     if isinstance(exc, BudgetExceededError):
         # The request (its prompt, max_tokens or budget) asks for more than the budget allows.
         return bad_request(str(exc), param="moa_max_cost_usd", code="budget_exceeded")

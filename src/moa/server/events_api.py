@@ -36,6 +36,7 @@ from moa.events import (
     ProposalFinished,
     ProposalStarted,
     Token,
+    ToolCallDelta,
 )
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
@@ -189,6 +190,8 @@ def to_json(item: Event) -> dict[str, Any]:
         return {"type": "aggregator.started", "layer": item.layer, "model": item.model}
     if isinstance(item, Token):
         return {"type": "answer.delta", "text": item.text}
+    if isinstance(item, ToolCallDelta):
+        return {"type": "answer.tool_calls", "deltas": list(item.deltas)}
     trace = item.result.to_dict()
     done: dict[str, Any] = {"type": "done", "trace": trace, "usage": trace["usage"]}
     # The run's USD cost; None when a call's price is unknown (each call has its own).

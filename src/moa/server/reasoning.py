@@ -148,4 +148,4 @@ def with_reasoning(body: Mapping[str, Any], result: Result) -> dict[str, Any]:
     """A `chat.completion` body with the proposals in `message.reasoning_content`."""
     message = {**body["choices"][0]["message"], "reasoning_content": narrate(result.calls)}
     choice = {**body["choices"][0], "message": message}
-    return {**body, "choices": [choice]}
+    return {**body, "choices": [choice, *body["choices"][1:]]}

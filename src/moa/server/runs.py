@@ -19,16 +19,16 @@ from starlette.types import Receive, Scope, Send
 
 from moa.engine import MoA
 from moa.errors import MoAError
-from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token
+from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.extension import extension, failure_extension
 from moa.server.limits import ClientGone, Slot, until_disconnect
 from moa.server.metrics import Metrics
 from moa.server.reasoning import LayerNarrator, with_reasoning
 from moa.server.security import Redactor
-from moa.server.sse import DONE, Completion, event, finish_reason
+from moa.server.sse import DONE, Completion, choice_finish, event
 from moa.trace import Result
-from moa.types import Message, Sampling
+from moa.types import Answering, Message, Sampling
 
 log = logging.getLogger("moa.server")
 
@@ -50,6 +50,7 @@ class Run:
     include_usage: bool = False
     max_cost_usd: float | None = None  # the request's budget; None: the recipe's
     reasoning: bool = False  # the proposals as `reasoning_content` (server/reasoning.py)
+    answering: Answering = field(default_factory=Answering)  # tools, response format, n, …
     started: float = field(default_factory=time.perf_counter)
 
     async def respond(self, receive: Receive) -> Response:
@@ -69,6 +70,7 @@ class Run:
                     sampling=self.sampling,
                     aggregator_sampling=self.aggregator_sampling,
                     max_cost_usd=self.max_cost_usd,
+                    answering=self.answering,
                 ),
             )
         except ClientGone:
@@ -81,9 +83,7 @@ class Run:
 
     def _body(self, result: Result) -> dict[str, Any]:
         """The whole answer as one body (the Responses API shapes its own)."""
-        body = Completion(self.model).body(
-            result.text, result.usage, finish_reason(result), self._extension(result)
-        )
+        body = Completion(self.model).body(result.choices, result.usage, self._extension(result))
         return with_reasoning(body, result) if self.reasoning else body
 
     async def _stream(self, receive: Receive) -> Response:
@@ -93,6 +93,7 @@ class Run:
                 sampling=self.sampling,
                 aggregator_sampling=self.aggregator_sampling,
                 max_cost_usd=self.max_cost_usd,
+                answering=self.answering,
             )
         )
         try:
@@ -111,18 +112,22 @@ class Run:
         result: Result | None = None
         code: str | None = "client_disconnected"
         narrator = LayerNarrator() if self.reasoning else None
+        pieces = _Pieces(completion, usage_nulls)
         try:
-            yield completion.role_chunk(with_usage=usage_nulls)
+            yield pieces.start(0)  # first, so a thinking block has a message to belong to
             async for item in _chain(head, events):
-                if isinstance(item, Token):
-                    yield completion.content_chunk(item.text, with_usage=usage_nulls)
-                elif isinstance(item, Done):
+                if isinstance(item, Done):
                     result = item.result
                 elif narrator is not None and (thought := narrator.feed(item)):
                     yield completion.chunk({"reasoning_content": thought}, with_usage=usage_nulls)
+                for text in pieces.of(item):
+                    yield text
             if result is None:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
-            yield completion.finish_chunk(finish_reason(result), with_usage=usage_nulls)
+            for index, choice in enumerate(result.choices):
+                yield completion.finish_chunk(
+                    choice_finish(choice), with_usage=usage_nulls, index=index
+                )
             if self.include_usage:
                 yield completion.usage_chunk(result.usage, self.redactor.data(extension(result)))
             trace = self._trace(result)
@@ -183,9 +188,39 @@ class Run:
         )
 
 
+class _Pieces:
+    """The chunks an event becomes: each answer's role chunk before its first piece, then
+    its text (with log probabilities, when asked) and tool-call deltas under its index."""
+
+    def __init__(self, completion: Completion, with_usage: bool) -> None:
+        self.completion = completion
+        self.with_usage = with_usage
+        self.started: set[int] = set()
+
+    def of(self, item: Event) -> list[str]:
+        if not isinstance(item, Token | ToolCallDelta):
+            return []
+        out: list[str] = []
+        c, index = self.completion, item.choice
+        if index not in self.started:
+            out.append(self.start(index))
+        if isinstance(item, Token):
+            delta: dict[str, Any] = {"content": item.text}
+            logprobs = item.logprobs
+        else:
+            delta, logprobs = {"tool_calls": list(item.deltas)}, ()
+        out.append(c.chunk(delta, with_usage=self.with_usage, index=index, logprobs=logprobs))
+        return out
+
+    def start(self, index: int) -> str:
+        self.started.add(index)
+        return self.completion.role_chunk(with_usage=self.with_usage, index=index)
+
+
 async def _until_first_token(events: AsyncIterator[Event], reasoning: bool) -> list[Event]:
     """The events up to the first one the client will see text of."""
-    visible = (Token, Done, ProposalDelta, ProposalFinished) if reasoning else (Token, Done)
+    answer = (Token, ToolCallDelta, Done)
+    visible = (*answer, ProposalDelta, ProposalFinished) if reasoning else answer
     head: list[Event] = []
     async for item in events:
         head.append(item)

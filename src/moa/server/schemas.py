@@ -2,7 +2,8 @@
 
 Fields the OpenAI API accepts but a MoA cannot act on (top_p, user, metadata, …) are accepted
 and ignored, so existing clients keep working; what would silently change the meaning of the
-answer (n > 1, tools, images) is refused with a 400 naming the field.
+answer (images, legacy `functions`, or tools / response_format / logprobs for an aggregator
+whose provider cannot take them) is refused with a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from moa.server.errors import ApiError, bad_request
-from moa.types import Message, Role, Sampling
+from moa.types import Answering, Message, ResponseFormat, Role, Sampling, Tools
 
 # Integers a double holds exactly: JSON tools read numbers as doubles, and could not send a
 # larger seed exactly (or tell it from its neighbours when checking it against a bound).
@@ -23,7 +24,10 @@ _ROLES: dict[str, Role] = {
     "developer": "system",  # OpenAI's newer name for the system turn
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",
 }
+# Each of the n answers is one more aggregator call; past this, ask for fewer runs instead.
+MAX_N = 16
 
 
 # Refused at run time with a message of their own (below), so declared loosely to pydantic and
@@ -60,13 +64,25 @@ class ContentPart(_Open):
     model_config = ConfigDict(json_schema_extra=_text_part)
 
 
+class FunctionCall(_Open):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(_Open):
+    id: str
+    type: str = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Open):
     role: str = Field(json_schema_extra={"enum": list(_ROLES)})
     content: str | list[ContentPart] | None = Field(
         default=None, description="Required except in assistant messages."
     )
     name: str | None = None
-    tool_calls: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
     function_call: None = None
 
     model_config = ConfigDict(
@@ -75,6 +91,26 @@ class ChatMessage(_Open):
             "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
         }
     )
+
+
+class FunctionSpec(_Open):
+    name: str
+
+
+class ToolSpec(_Open):
+    type: str
+    function: FunctionSpec
+
+
+class JsonSchemaSpec(_Open):
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatSpec(_Open):
+    type: str
+    json_schema: JsonSchemaSpec | None = None
 
 
 class StreamOptions(_Open):
@@ -92,10 +128,15 @@ class ChatCompletionRequest(_Open):
     max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     stop: str | list[str] | None = None
     seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), _WHOLE] | None = None
-    n: Annotated[int, Field(ge=1, json_schema_extra={"maximum": 1}), _WHOLE] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N), _WHOLE] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
+    tools: list[ToolSpec] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormatSpec | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), _WHOLE] | None = None
     functions: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
     moa_trace: bool | None = Field(
         default=None,
@@ -112,13 +153,53 @@ class ChatCompletionRequest(_Open):
 
 
 def check_supported(request: ChatCompletionRequest) -> None:
-    """Refuse what a MoA cannot do rather than answer something else than was asked."""
-    if request.n is not None and request.n > 1:
-        raise bad_request("n > 1 is not supported: a MoA run produces one answer", param="n")
-    if request.tools:
-        raise bad_request("tools are not supported by moa", param="tools")
+    """Refuse what a MoA cannot do rather than answer something else than was asked. (What
+    the aggregator's provider cannot take is refused by the engine, before any call.)"""
     if request.functions:
-        raise bad_request("functions are not supported by moa", param="functions")
+        raise bad_request(
+            "functions are not supported by moa; send them as `tools` (OpenAI's newer form)",
+            param="functions",
+        )
+    for i, tool in enumerate(request.tools or []):
+        if tool.type != "function":
+            raise bad_request(
+                f"tools[{i}]: tools of type {tool.type!r} are not supported (only function)",
+                param=f"tools[{i}].type",
+            )
+    if request.top_logprobs is not None and not request.logprobs:
+        raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
+
+
+def to_answering(request: ChatCompletionRequest) -> Answering:
+    """What the request asks of the final answer (the aggregator's call)."""
+    tools = None
+    if request.tools:
+        tools = Tools(
+            tuple(t.model_dump(exclude_none=True) for t in request.tools),
+            request.tool_choice,
+            request.parallel_tool_calls,
+        )
+    return Answering(
+        tools=tools,
+        response_format=_response_format(request.response_format),
+        top_logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+        n=request.n or 1,
+    )
+
+
+def _response_format(spec: ResponseFormatSpec | None) -> ResponseFormat | None:
+    if spec is None or spec.type == "text":
+        return None
+    if spec.type == "json_object":
+        return ResponseFormat("json_object", {}, kind="json_object")
+    if spec.type == "json_schema" and spec.json_schema is not None:
+        schema = spec.json_schema
+        return ResponseFormat(schema.name, schema.schema_, strict=bool(schema.strict))
+    raise bad_request(
+        "response_format: use {'type': 'json_schema', 'json_schema': {'name', 'schema'}}, "
+        "{'type': 'json_object'} or {'type': 'text'}",
+        param="response_format",
+    )
 
 
 def to_messages(request: ChatCompletionRequest) -> list[Message]:
@@ -127,19 +208,29 @@ def to_messages(request: ChatCompletionRequest) -> list[Message]:
 
 def _message(index: int, message: ChatMessage) -> Message:
     where = f"messages[{index}]"
-    if message.role in ("tool", "function"):
-        raise bad_request(f"{where}: {message.role} messages are not supported", f"{where}.role")
+    if message.role == "function" or message.function_call:
+        raise bad_request(
+            f"{where}: legacy function messages are not supported; use tool calls",
+            f"{where}.role",
+        )
     role = _ROLES.get(message.role)
     if role is None:
         raise bad_request(
             f"{where}: unknown role {message.role!r}; use one of {', '.join(_ROLES)}",
             f"{where}.role",
         )
-    if message.tool_calls:
-        raise bad_request(f"{where}: tool calls are not supported", f"{where}.tool_calls")
     if message.content is None and message.role in _NEEDS_CONTENT:
         raise bad_request(f"{where}: a {message.role} message needs `content`", f"{where}.content")
-    return Message(role=role, content=_text(where, message.content))
+    out = Message(role=role, content=_text(where, message.content))
+    if role == "tool":
+        if not message.tool_call_id:
+            raise bad_request(
+                f"{where}: a tool message needs `tool_call_id`", f"{where}.tool_call_id"
+            )
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        out["tool_calls"] = [c.model_dump(exclude_none=True) for c in message.tool_calls]
+    return out
 
 
 def _text(where: str, content: str | list[ContentPart] | None) -> str:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from moa.trace import Result
+from moa.trace import Choice, Result
 from moa.types import Usage
 
 DONE = "data: [DONE]\n\n"
@@ -23,11 +23,33 @@ def usage_body(usage: Usage) -> dict[str, int]:
 
 
 def finish_reason(result: Result) -> str:
-    """The aggregator's reason, in OpenAI's vocabulary ("length" tells clients the answer was
+    """The first answer's reason, in OpenAI's vocabulary ("length" tells clients the answer was
     cut by max_tokens); anything an upstream calls otherwise is a plain stop."""
+    if result.choices:
+        return choice_finish(result.choices[0])
     answered = [c for c in result.calls if c.role == "aggregator" and c.ok]
     reason = answered[-1].finish_reason if answered else None
     return reason if reason in ("length", "content_filter") else "stop"
+
+
+def choice_finish(choice: Choice) -> str:
+    if choice.tool_calls:
+        return "tool_calls"
+    reason = choice.finish_reason
+    return reason if reason in ("length", "content_filter") else "stop"
+
+
+def choice_body(index: int, choice: Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": choice.text, "refusal": None}
+    if choice.tool_calls:
+        message["tool_calls"] = choice.tool_calls
+        message["content"] = choice.text or None
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": None if choice.logprobs is None else {"content": choice.logprobs},
+        "finish_reason": choice_finish(choice),
+    }
 
 
 def event(payload: dict[str, Any]) -> str:
@@ -43,21 +65,14 @@ class Completion:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def body(
-        self, text: str, usage: Usage, finish_reason: str, trace: dict[str, Any] | None
+        self, choices: list[Choice], usage: Usage, trace: dict[str, Any] | None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
+            "choices": [choice_body(i, c) for i, c in enumerate(choices)],
             "usage": usage_body(usage),
         }
         if trace is not None:
@@ -65,7 +80,13 @@ class Completion:
         return body
 
     def chunk(
-        self, delta: dict[str, Any], finish_reason: str | None = None, *, with_usage: bool = False
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        *,
+        with_usage: bool = False,
+        index: int = 0,
+        logprobs: tuple[dict[str, Any], ...] = (),
     ) -> str:
         payload: dict[str, Any] = {
             "id": self.id,
@@ -73,7 +94,12 @@ class Completion:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                {
+                    "index": index,
+                    "delta": delta,
+                    "logprobs": {"content": list(logprobs)} if logprobs else None,
+                    "finish_reason": finish_reason,
+                }
             ],
         }
         if with_usage:
@@ -81,14 +107,11 @@ class Completion:
             payload["usage"] = None
         return event(payload)
 
-    def role_chunk(self, *, with_usage: bool) -> str:
-        return self.chunk({"role": "assistant", "content": ""}, with_usage=with_usage)
+    def role_chunk(self, *, with_usage: bool, index: int = 0) -> str:
+        return self.chunk({"role": "assistant", "content": ""}, with_usage=with_usage, index=index)
 
-    def content_chunk(self, text: str, *, with_usage: bool) -> str:
-        return self.chunk({"content": text}, with_usage=with_usage)
-
-    def finish_chunk(self, finish_reason: str, *, with_usage: bool) -> str:
-        return self.chunk({}, finish_reason, with_usage=with_usage)
+    def finish_chunk(self, finish_reason: str, *, with_usage: bool, index: int = 0) -> str:
+        return self.chunk({}, finish_reason, with_usage=with_usage, index=index)
 
     def usage_chunk(self, usage: Usage, moa: dict[str, Any] | None = None) -> str:
         payload: dict[str, Any] = {

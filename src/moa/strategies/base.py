@@ -15,15 +15,16 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from moa.agents import Agent, Aggregator
 from moa.caller import Caller
 from moa.errors import AggregatorFailedError, ProviderError
-from moa.events import AggregatorStarted, Event, Token
-from moa.request import Call
-from moa.trace import CallRecord, CallRole, Result
-from moa.types import Message, ResponseFormat, Sampling
+from moa.events import AggregatorStarted, Event, Token, ToolCallDelta
+from moa.request import Call, check_answering
+from moa.tooluse import assemble, describe
+from moa.trace import CallRecord, CallRole, Choice, Result
+from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk
 
 
 @dataclass(slots=True)
@@ -37,6 +38,8 @@ class Stage:
     result: Result
     # The agents of the last layer, by proposal index (`rank` asks them to rank each other).
     proposers: tuple[Agent, ...] = field(default_factory=tuple)
+    answering: Answering = field(default_factory=Answering)  # tools, response format, …
+    choice: int = 0  # which of the run's `n` answers this pass produces
 
     @property
     def references(self) -> list[str]:
@@ -56,6 +59,28 @@ class Strategy(Protocol):
     def aggregate(self, stage: Stage) -> AsyncIterator[Event]: ...
 
 
+async def answers(stage: Stage) -> AsyncIterator[Event]:
+    """The strategy run once per requested answer (`n`), over the same proposals: the proposals
+    are paid for once, each answer is one more aggregator call."""
+    result = stage.result
+    for choice in range(stage.answering.n):
+        stage.choice = choice
+        before = len(result.choices)
+        async for event in stage.aggregator.strategy.aggregate(stage):
+            yield event
+        if len(result.choices) == before:  # a strategy that only set the text
+            result.choices.append(Choice(result.text, model=result.aggregator_model))
+
+
+async def refuse_unsupported(caller: Caller, aggregator: Aggregator, answering: Answering) -> None:
+    """UnsupportedFieldError, before any call, if an aggregator candidate cannot honour
+    `answering` (a fallback that dropped the tools would answer something else than asked)."""
+    if answering == Answering(n=answering.n):
+        return
+    for agent in aggregator.candidates:
+        check_answering(answering, await caller.profile(agent), agent.model)
+
+
 async def stream_answer(
     stage: Stage, references: Sequence[str], prompt: str
 ) -> AsyncIterator[Event]:
@@ -68,30 +93,33 @@ async def stream_answer(
         stage.result.calls.append(record)
         yield AggregatorStarted(stage.number, agent.model)
         started = time.perf_counter()
-        parts: list[str] = []
-        call = Call(agent, stage.messages, references, prompt, stage.overrides)
+        answer = Answer()
+        call = Call(
+            agent, stage.messages, references, prompt, stage.overrides, answering=stage.answering
+        )
         try:
             async with aclosing(stage.caller.stream(call, record)) as chunks:
                 async for chunk in chunks:
                     if chunk.attempts is not None:
                         record.attempts = chunk.attempts
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        yield Token(chunk.text)
+                    for event in answer.add(chunk, stage.choice):
+                        yield event
                     record.usage = chunk.usage or record.usage
                     record.finish_reason = chunk.finish_reason or record.finish_reason
         except ProviderError as error:
             record.fail(error)
-            if parts:
+            if answer.seen:
                 record.error = f"{record.error} (after streaming part of the answer)"
         finally:
-            record.output = "".join(parts)
+            record.output = answer.output()
             record.latency_s = time.perf_counter() - started
         if record.ok:
-            stage.result.text, stage.result.aggregator_model = record.output, agent.model
+            stage.result.choices.append(answer.choice(record.finish_reason, agent.model))
+            if stage.choice == 0:
+                stage.result.text, stage.result.aggregator_model = answer.text, agent.model
             return
         failures.append(record)
-        if parts:
+        if answer.seen:
             break
     raise AggregatorFailedError(failures, stage.result)
 
@@ -151,6 +179,48 @@ def ask(messages: Sequence[Message], instruction: str) -> list[Message]:
 def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
     """A finished text as the answer, streamed as word-sized tokens (so clients see it as they
     see any other answer)."""
-    stage.result.text, stage.result.aggregator_model = text, model
+    stage.result.choices.append(Choice(text, model=model))
+    if stage.choice == 0:
+        stage.result.text, stage.result.aggregator_model = text, model
     for piece in re.findall(r"\s*\S+|\s+", text):
-        yield Token(piece)
+        yield Token(piece, stage.choice)
+
+
+class Answer:
+    """One answer as it streams in: its text, tool-call deltas and log probabilities."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.deltas: list[dict[str, Any]] = []
+        self.logprobs: list[dict[str, Any]] | None = None
+
+    def add(self, chunk: StreamChunk, choice: int) -> list[Event]:
+        events: list[Event] = []
+        if chunk.logprobs:
+            self.logprobs = (self.logprobs or []) + list(chunk.logprobs)
+        if chunk.text or chunk.logprobs:
+            self.parts.append(chunk.text)
+            events.append(Token(chunk.text, choice, chunk.logprobs))
+        if chunk.tool_calls:
+            self.deltas.extend(chunk.tool_calls)
+            events.append(ToolCallDelta(chunk.tool_calls, choice))
+        return events
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def seen(self) -> bool:
+        """Whether the client has been shown any of it (no fallback may contradict it then)."""
+        return bool(self.parts or self.deltas)
+
+    def output(self) -> str:
+        """What the trace records: the text, or the calls when the answer was only calls."""
+        return self.text or (describe(assemble(self.deltas)) if self.deltas else "")
+
+    def choice(self, finish_reason: str | None, model: str) -> Choice:
+        calls = assemble(self.deltas)
+        if calls and finish_reason in (None, "stop"):
+            finish_reason = "tool_calls"  # some servers say "stop" after calling tools
+        return Choice(self.text, calls, finish_reason, self.logprobs, model)

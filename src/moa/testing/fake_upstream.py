@@ -8,6 +8,10 @@
         up.latency("p1", Profile(ttft=LogNormal(0.05, 0.8), tokens_per_s=200))  # see latency.py
         up.calls  # when each request arrived, got its first byte and finished
 
+A reply may call tools (`Reply(tool_calls=[{"name": "f", "arguments": '{"x": 1}'}])`, streamed
+as OpenAI's deltas, arguments in two pieces). A request with `logprobs: true` gets a log
+probability for each word (and `top_logprobs` alternatives).
+
 Replies queued for a model are used in order; the last one repeats. A model with no script
 answers "answer from MODEL". A reply with no delays of its own takes its model's latency
 profile (or the default one set with `latency(None, ...)`), if any. Needs the `server` extra
@@ -57,6 +61,16 @@ class Reply:
     finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
     # Ignore `stream_options.include_usage`, as llama.cpp's own server does: no usage chunk.
     ignore_stream_options: bool = False
+    # Calls to make: [{"name": ..., "arguments": "<JSON text>"}]; ids are call_0, call_1, …
+    tool_calls: list[dict[str, str]] | None = None
+
+    @property
+    def finish(self) -> str:
+        return (
+            "tool_calls"
+            if self.tool_calls and self.finish_reason == "stop"
+            else (self.finish_reason)
+        )
 
 
 @dataclass(slots=True)
@@ -269,13 +283,18 @@ class FakeUpstream:
                 media_type="text/event-stream",
                 headers=reply.headers,
             )
-        message = {"role": "assistant", "content": None if reply.content_null else text}
+        message: Body = {"role": "assistant", "content": None if reply.content_null else text}
+        if reply.tool_calls:
+            message["tool_calls"] = _tool_calls(reply.tool_calls)
+        choice: Body = {"index": 0, "message": message, "finish_reason": reply.finish}
+        if body.get("logprobs"):
+            choice["logprobs"] = {"content": _logprobs(_words(text), body)}
         payload = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+            "choices": [choice],
             "usage": _usage(usage, reply.cost),
         }
         if reply.cut_after_tokens is not None:
@@ -291,8 +310,10 @@ class FakeUpstream:
         usage: tuple[int, int],
         body: Body,
     ) -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        def chunk(
+            delta: dict[str, Any], finish: str | None = None, logprobs: Any = None, **extra: Any
+        ) -> str:
+            choices = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
             payload = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
@@ -310,8 +331,11 @@ class FakeUpstream:
                     raise ConnectionResetError("scripted stream cut")
                 if reply.token_delay_s:
                     await asyncio.sleep(reply.token_delay_s)
-                yield chunk({"content": word})
-            yield chunk({}, reply.finish_reason)
+                logprobs = {"content": _logprobs([word], body)} if body.get("logprobs") else None
+                yield chunk({"content": word}, logprobs=logprobs)
+            for delta in _tool_call_deltas(reply.tool_calls or []):
+                yield chunk({"tool_calls": [delta]})
+            yield chunk({}, reply.finish)
             wants_usage = (body.get("stream_options") or {}).get("include_usage")
             if wants_usage and not reply.ignore_stream_options:
                 payload = {
@@ -328,6 +352,46 @@ class FakeUpstream:
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
+
+
+def _tool_calls(calls: list[dict[str, str]]) -> list[Body]:
+    return [
+        {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": c.get("arguments", "{}")},
+        }
+        for i, c in enumerate(calls)
+    ]
+
+
+def _tool_call_deltas(calls: list[dict[str, str]]) -> list[Body]:
+    """Each call as OpenAI streams it: id and name first, then the arguments in two pieces."""
+    deltas: list[Body] = []
+    for i, call in enumerate(_tool_calls(calls)):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        first = {"name": call["function"]["name"], "arguments": ""}
+        deltas.append({"index": i, "id": call["id"], "type": "function", "function": first})
+        for piece in (arguments[:half], arguments[half:]):
+            deltas.append({"index": i, "function": {"arguments": piece}})
+    return deltas
+
+
+def _logprobs(words: list[str], body: Body) -> list[Body]:
+    """A made-up log probability per word: -0.5 for the chosen one, lower alternatives."""
+    top = int(body.get("top_logprobs") or 0)
+    return [
+        {
+            "token": word,
+            "logprob": -0.5,
+            "bytes": list(word.encode()),
+            "top_logprobs": [
+                {"token": f"alt{k}", "logprob": -1.0 - k, "bytes": None} for k in range(top)
+            ],
+        }
+        for word in words
+    ]
 
 
 def _usage(tokens: tuple[int, int], cost: float | None) -> Body:
