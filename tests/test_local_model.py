@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -86,3 +87,40 @@ def test_the_local_profile_counts_with_the_models_own_tokenizer() -> None:
     text = "The capital of France is Paris."
     assert 0 < profile.count_tokens(text) != estimate_tokens(text)
     assert profile.system_role  # SmolLM2's template has one
+
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 24}, "sunny": {"type": "boolean"}},
+    "required": ["city", "sunny"],
+}
+
+
+async def test_the_embedded_aggregator_answers_in_the_requested_json_schema() -> None:
+    from moa import Aggregator, Answering, MoA, ProposalLayer
+    from moa.types import ResponseFormat
+
+    mixture = MoA(ProposalLayer("local:smollm2"), Aggregator("local:smollm2"))
+    result = await mixture.arun(
+        "Name a sunny city.",
+        sampling=Sampling(max_tokens=48, temperature=0.0),
+        aggregator_sampling=Sampling(max_tokens=96),
+        answering=Answering(response_format=ResponseFormat("city", CITY_SCHEMA)),
+    )
+    await mixture.aclose()
+    answer = json.loads(result.text)  # llama.cpp's grammar keeps it to the schema
+    assert set(answer) == {"city", "sunny"}
+    assert isinstance(answer["city"], str) and isinstance(answer["sunny"], bool)
+    # The proposer wrote free text: the format is the aggregator's only.
+    proposal = result.proposals(1)[0].output
+    with pytest.raises(ValueError):
+        json.loads(proposal)
+
+
+async def test_the_embedded_model_refuses_tools_by_name() -> None:
+    from moa import Aggregator, MoA, ProposalLayer, UnsupportedFieldError
+
+    mixture = MoA(ProposalLayer("local:smollm2"), Aggregator("local:smollm2"))
+    with pytest.raises(UnsupportedFieldError) as caught:
+        await mixture.arun("q", tools=[{"type": "function", "function": {"name": "f"}}])
+    assert caught.value.param == "tools"

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         RecipeError,
         RunError,
         UnknownProviderError,
+        UnsupportedFieldError,
     )
     from moa.events import (
         AggregatorStarted,
@@ -46,12 +47,13 @@ if TYPE_CHECKING:
         ProposalFinished,
         ProposalStarted,
         Token,
+        ToolCallDelta,
     )
     from moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
     from moa.providers import Provider, ProviderConfig, Registry
     from moa.retry import RetryPolicy
-    from moa.trace import CallRecord, Result
-    from moa.types import Message, Sampling, Usage
+    from moa.trace import CallRecord, Choice, Result
+    from moa.types import Answering, Message, ResponseFormat, Sampling, Tools, Usage
 
 __version__ = "0.1.0"
 
@@ -71,6 +73,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "RecipeError",
         "RunError",
         "UnknownProviderError",
+        "UnsupportedFieldError",
     ),
     "moa.events": (
         "AggregatorStarted",
@@ -81,12 +84,13 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "ProposalFinished",
         "ProposalStarted",
         "Token",
+        "ToolCallDelta",
     ),
     "moa.prompts": ("AGGREGATE_AND_SYNTHESIZE", "inject_references"),
     "moa.providers": ("Provider", "ProviderConfig", "Registry"),
     "moa.retry": ("RetryPolicy",),
-    "moa.trace": ("CallRecord", "Result"),
-    "moa.types": ("Message", "Sampling", "Usage"),
+    "moa.trace": ("CallRecord", "Choice", "Result"),
+    "moa.types": ("Answering", "Message", "ResponseFormat", "Sampling", "Tools", "Usage"),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 
@@ -96,7 +100,9 @@ __all__ = [
     "Aggregator",
     "AggregatorFailedError",
     "AggregatorStarted",
+    "Answering",
     "CallRecord",
+    "Choice",
     "ConfigError",
     "Done",
     "Event",
@@ -117,12 +123,16 @@ __all__ = [
     "ProviderError",
     "RecipeError",
     "Registry",
+    "ResponseFormat",
     "Result",
     "RetryPolicy",
     "RunError",
     "Sampling",
     "Token",
+    "ToolCallDelta",
+    "Tools",
     "UnknownProviderError",
+    "UnsupportedFieldError",
     "Usage",
     "arun",
     "inject_references",

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.cache import Cache
@@ -33,9 +35,17 @@ from moa.strategies import Stage
 from moa.strategies.base import answers, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
 from moa.trace import CallRecord, Result
-from moa.types import Answering, Message, Sampling
+from moa.types import Answering, Message, Sampling, Tools
 
 Prompt = str | Sequence[Message]
+ToolList = Sequence[Mapping[str, Any]]  # OpenAI's {"type": "function", "function": {...}}
+
+
+def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering:
+    answering = answering or Answering()
+    if tools is None:
+        return answering
+    return replace(answering, tools=Tools(tuple(dict(t) for t in tools)))
 
 
 def as_messages(prompt: Prompt) -> list[Message]:
@@ -109,6 +119,7 @@ class MoA:
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
         answering: Answering | None = None,
+        tools: ToolList | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run once, yielding what happens as it happens; the last event is `Done`.
 
@@ -116,10 +127,12 @@ class MoA:
         (over `sampling`), e.g. a client's max_tokens for the final answer. `max_cost_usd`
         (default: the MoA's) refuses any stage whose worst case would pass it (moa.spending).
         `answering` (tools, response format, logprobs, n) applies to the aggregator only, and is
-        refused before any call when an aggregator candidate's provider cannot honour it.
+        refused before any call when an aggregator candidate's provider cannot honour it;
+        `tools` is its shorthand for OpenAI-shaped function specs (the answer's calls are in
+        `Result.tool_calls`).
         """
         messages = as_messages(prompt)
-        answering = answering or Answering()
+        answering = with_tools(answering, tools)
         await refuse_unsupported(self._caller, self.aggregator, answering)
         overrides = sampling or Sampling()
         final = (aggregator_sampling or Sampling()).merged_over(overrides)
@@ -193,6 +206,7 @@ class MoA:
         aggregator_sampling: Sampling | None = None,
         max_cost_usd: float | None = None,
         answering: Answering | None = None,
+        tools: ToolList | None = None,
     ) -> Result:
         # Closed here, on this loop: a generator left to the garbage collector is closed later,
         # on a loop that may be gone.
@@ -202,6 +216,7 @@ class MoA:
             aggregator_sampling=aggregator_sampling,
             max_cost_usd=max_cost_usd,
             answering=answering,
+            tools=tools,
         )
         async with aclosing(events):
             async for event in events:
@@ -216,6 +231,7 @@ class MoA:
         sampling: Sampling | None = None,
         aggregator_sampling: Sampling | None = None,
         answering: Answering | None = None,
+        tools: ToolList | None = None,
     ) -> Result:
         """Blocking form of `arun`, for scripts and notebooks without an event loop. Inside a
         `with MoA(...) as mixture:` block, calls share one event loop and its connections
@@ -225,6 +241,7 @@ class MoA:
             sampling=sampling,
             aggregator_sampling=aggregator_sampling,
             answering=answering,
+            tools=tools,
         )
         if self._runner is not None:
             return self._runner.run(coro)
