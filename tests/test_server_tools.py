@@ -307,3 +307,57 @@ def test_models_say_what_the_recipe_supports(server) -> None:
     assert capabilities["structured_output"] is True
     assert capabilities["logprobs"] is True
     assert capabilities["n"] is True
+
+
+class TestLlmCli:
+    """simonw's `llm` CLI, configured for the server as an OpenAI-compatible model."""
+
+    @pytest.fixture
+    def llm(self, server, tmp_path):
+        import shutil
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        exe = shutil.which("llm", path=str(Path(sys.executable).parent))
+        if exe is None:
+            pytest.skip("the llm CLI is not installed")
+        (tmp_path / "extra-openai-models.yaml").write_text(
+            f"- model_id: moa\n  model_name: {MODEL}\n  api_base: {server.url}/v1\n"
+            "  supports_schema: true\n  supports_tools: true\n",
+            encoding="utf-8",
+        )
+        env = {"LLM_USER_PATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [exe, "-m", "moa", "--no-log", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        return run
+
+    def test_schema_gets_json_that_follows_it(self, upstream: FakeUpstream, llm) -> None:
+        upstream.script("agg", Reply('{"city": "Paris", "population_millions": 2.1}'))
+        done = llm("--schema", "city, population_millions float", "Biggest French city?")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"city": "Paris", "population_millions": 2.1}
+        sent = upstream.requests_for("agg")[0]["response_format"]
+        assert sent["type"] == "json_schema"
+        assert set(sent["json_schema"]["schema"]["properties"]) == {"city", "population_millions"}
+
+    def test_tools_run_in_llms_own_loop(self, upstream: FakeUpstream, llm) -> None:
+        upstream.script(
+            "agg",
+            Reply("", tool_calls=[{"name": "llm_version", "arguments": "{}"}]),
+            Reply("You are running a recent llm."),
+        )
+        done = llm("-T", "llm_version", "Which llm version is this?")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "You are running a recent llm."
+        first, second = upstream.requests_for("agg")
+        assert [t["function"]["name"] for t in first["tools"]] == ["llm_version"]
+        assert second["messages"][-1]["role"] == "tool"
