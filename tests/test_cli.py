@@ -255,3 +255,28 @@ def test_overriding_models_drops_the_recipes_per_model_settings(
     (proposal,), (final,) = upstream.requests_for("x"), upstream.requests_for("z")
     assert "max_tokens" not in proposal and "max_tokens" not in final and "seed" not in final
     assert proposal["temperature"] == final["temperature"] == 0.7  # recipe-wide defaults stay
+
+
+def test_ask_with_tools_prints_the_aggregators_calls_as_json(
+    upstream: FakeUpstream, recipe_file, tmp_path: Path
+) -> None:
+    upstream.script("agg", Reply("", tool_calls=[{"name": "get_weather", "arguments": "{}"}]))
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"type": "function", "function": {"name": "get_weather"}}]))
+    recipe = RECIPE.replace('"fake:agg"', '"smart:agg"') + (
+        f'[providers.smart]\nbase_url = "{upstream.base_url}"\ntools = true\n'
+    )
+    done = moa("ask", "Weather?", "-q", "--tools", str(tools), "-r", str(recipe_file(recipe)))
+    assert done.returncode == 0, done.stderr
+    (call,) = json.loads(done.stdout)
+    assert call["function"] == {"name": "get_weather", "arguments": "{}"}
+    assert upstream.requests_for("agg")[0]["tools"][0]["function"]["name"] == "get_weather"
+
+
+def test_ask_with_a_schema_the_aggregator_cannot_follow_is_a_usage_error(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    done = moa("ask", "q", "--schema", '{"type": "object"}', "-r", str(recipe_file(RECIPE)))
+    assert done.returncode == 2
+    assert "response_format" in done.stderr and "json_schema" in done.stderr
+    assert upstream.requests == []

@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -141,13 +142,23 @@ def ask(
         bool, typer.Option("--json", help="Print the result and its trace as JSON instead.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    schema: Annotated[
+        str | None,
+        typer.Option(help="A JSON schema (inline, or a file) the answer must follow."),
+    ] = None,
+    tools: Annotated[
+        Path | None,
+        typer.Option(help="A JSON file of OpenAI tool specs; the calls print as JSON."),
+    ] = None,
 ) -> None:
     """Answer PROMPT with a Mixture-of-Agents; the answer streams to stdout."""
 
     async def main() -> None:
         from moa import recipes
+        from moa.cli.options import answering_options
         from moa.cli.render import Progress
         from moa.errors import InputError, RunError
+        from moa.events import Done
         from moa.types import Sampling
 
         out, err = _consoles()
@@ -163,11 +174,12 @@ def ask(
             max_cost=max_cost,
         )
         sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        answering = answering_options(schema, tools)
         mixture = recipes.build(loaded)
         try:
             if as_json:
                 try:
-                    result = await mixture.arun(text, sampling=sampling)
+                    result = await mixture.arun(text, sampling=sampling, answering=answering)
                 except RunError as exc:
                     # What the run did before failing is the evidence: print it, then fail.
                     out.print_json(data={"recipe": loaded.name, **failed_run(exc)})
@@ -175,8 +187,10 @@ def ask(
                 out.print_json(data={"recipe": loaded.name, **result.to_dict()})
                 return
             show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
-            async for event in mixture.stream(text, sampling=sampling):
+            async for event in mixture.stream(text, sampling=sampling, answering=answering):
                 show(event)
+                if isinstance(event, Done) and event.result.tool_calls:
+                    out.print_json(data=event.result.tool_calls)
         finally:
             await mixture.aclose()
 

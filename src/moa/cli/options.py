@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from moa.errors import ConfigError
 from moa.recipes.schema import AggregatorSpec, LayerSpec, ModelSpec, Recipe
+from moa.types import Answering, ResponseFormat, Tools
+
+
+def answering_options(schema: str | None, tools: Path | None) -> Answering:
+    """`--schema` (a JSON schema, inline or a file) and `--tools` (a JSON file holding a list
+    of OpenAI function specs) as what the aggregator is asked of."""
+    response_format = None
+    if schema is not None:
+        spec = _json("--schema", schema if schema.lstrip().startswith("{") else Path(schema))
+        if not isinstance(spec, dict):
+            raise ConfigError("--schema must be a JSON schema object")
+        response_format = ResponseFormat("response", spec)
+    specs = None
+    if tools is not None:
+        listed = _json("--tools", tools)
+        if not isinstance(listed, list) or not all(isinstance(t, dict) for t in listed):
+            raise ConfigError('--tools must hold a JSON list of {"type": "function", ...} specs')
+        specs = Tools(tuple(listed))
+    return Answering(tools=specs, response_format=response_format)
+
+
+def _json(option: str, source: str | Path) -> Any:
+    try:
+        text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 def apply_overrides(
