@@ -156,8 +156,10 @@ def test_what_the_document_allows_the_server_accepts(moa_server) -> None:
     """An assistant turn may omit `content`; 5.0 is an integer to JSON Schema."""
     document = httpx.get(f"{moa_server.url}/openapi.json").json()
     message = document["components"]["schemas"]["ChatMessage"]
-    assert message["if"]["properties"]["role"]["enum"] == ["system", "developer", "user"]
-    assert message["then"]["required"] == ["content"]
+    needs_content, needs_call_id = message["allOf"]
+    assert needs_content["if"]["properties"]["role"]["enum"] == ["system", "developer", "user"]
+    assert needs_call_id["then"]["required"] == ["tool_call_id"]
+    assert needs_content["then"]["required"] == ["content"]
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}, QUESTION],

@@ -38,9 +38,13 @@ name = "{MODEL}"
 [retry]
 max_attempts = 1
 [[layers]]
-models = ["fake:a", "fake:b"]
+models = [
+    {{model = "fake:a", price = {{input = 1.0, output = 2.0}}}},
+    {{model = "fake:b", price = {{input = 1.0, output = 2.0}}}},
+]
 [aggregator]
 model = "smart:agg"
+price = {{input = 1.0, output = 2.0}}  # priced, so a request's budget can be kept
 [providers.smart]
 base_url = "{base_url}"
 tools = true
@@ -361,3 +365,14 @@ class TestLlmCli:
         first, second = upstream.requests_for("agg")
         assert [t["function"]["name"] for t in first["tools"]] == ["llm_version"]
         assert second["messages"][-1]["role"] == "tool"
+
+
+def test_the_openapi_document_is_true_for_a_recipe_that_takes_tools(server) -> None:
+    """schemathesis against the capable recipe: tools, response_format and logprobs are
+    accepted as the document says (and refused for a recipe without them, test_server_openapi)."""
+    from test_server_openapi import schemathesis_failures
+
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    rules = document["components"]["schemas"]["ChatCompletionRequest"]["allOf"]
+    assert all(MODEL not in str(rule["if"]) for rule in rules)  # nothing refused for it
+    assert schemathesis_failures(server.url, examples=10, coverage=False) == []

@@ -23,7 +23,7 @@ from moa.engine import MoA
 from moa.errors import MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
-from moa.server.capabilities import capabilities
+from moa.server.capabilities import capabilities, lacking_capabilities
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.events_api import Served, add_events_api
 from moa.server.limits import BodyLimit, RunSlots
@@ -110,7 +110,13 @@ def create_app(
     auth = BearerAuth(api_keys)
     # The schema and its docs page are open like /healthz: they hold nothing secret.
     open_paths = ["/healthz", *_docs_paths(app), *(UI_PATHS if ui else ())]
-    install_openapi(app, list(mixtures), auth=auth.enabled, open_paths=open_paths)
+    install_openapi(
+        app,
+        list(mixtures),
+        auth=auth.enabled,
+        open_paths=open_paths,
+        lacking=lacking_capabilities(recipes, mixtures),
+    )
     # Outermost last: auth runs before the body is buffered and measured.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error)
     app.add_middleware(AuthGate, auth=auth, open_paths=open_paths, on_refuse=metrics.error)

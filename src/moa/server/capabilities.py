@@ -16,6 +16,7 @@ refused with a 400 naming the field, never silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from moa.engine import MoA
@@ -50,3 +51,16 @@ def capabilities(recipe: Recipe, mixture: MoA) -> dict[str, Any]:
             "max_cost_usd": recipe.max_cost_usd,
         },
     }
+
+
+def lacking_capabilities(
+    recipes: Mapping[str, Recipe], mixtures: Mapping[str, MoA]
+) -> dict[str, list[str]]:
+    """For the OpenAPI document: each refusable capability → the served models without it."""
+    lacking: dict[str, list[str]] = {"tools": [], "structured_output": [], "logprobs": []}
+    for name in recipes:
+        declared = capabilities(recipes[name], mixtures[name])["capabilities"]
+        for capability, models in lacking.items():
+            if not declared[capability]:
+                models.append(name)
+    return lacking

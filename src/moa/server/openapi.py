@@ -7,7 +7,7 @@ with keys configured it says which operations need `Authorization: Bearer KEY`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -51,17 +51,35 @@ class Health(BaseModel):
     max_concurrent_runs: int
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="The arguments, as JSON text.")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class AnswerMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(description="null when the answer is only tool calls.")
     refusal: None
+    tool_calls: list[ToolCall] = Field(
+        default_factory=list, description="Present when the aggregator called tools."
+    )
+
+
+class Logprobs(BaseModel):
+    content: list[dict[str, Any]] = Field(description="As the aggregator's provider sent them.")
 
 
 class Choice(BaseModel):
     index: int
     message: AnswerMessage
-    logprobs: None
-    finish_reason: Literal["stop", "length", "content_filter"]
+    logprobs: Logprobs | None = Field(description="Only when asked for (`logprobs: true`).")
+    finish_reason: Literal["stop", "length", "content_filter", "tool_calls"]
 
 
 class CompletionUsage(BaseModel):
@@ -75,7 +93,7 @@ class ChatCompletion(BaseModel):
     object: Literal["chat.completion"]
     created: int
     model: str
-    choices: list[Choice] = Field(min_length=1, max_length=1)
+    choices: list[Choice] = Field(min_length=1, description="`n` answers (default 1).")
     usage: CompletionUsage
     moa: dict[str, Any] = Field(
         default_factory=dict,
@@ -86,8 +104,9 @@ class ChatCompletion(BaseModel):
 # -- responses by status ---------------------------------------------------------------------
 
 _WHY = {
-    400: "The request is malformed, or asks for what a MoA cannot do (n > 1, tools, non-text "
-    "content); `param` names the field.",
+    400: "The request is malformed, or asks for what the model cannot do (non-text content; "
+    "tools, response_format or logprobs when its aggregator's provider lacks them); `param` "
+    "names the field.",
     401: "No API key, or a wrong one (`Authorization: Bearer KEY`).",
     404: "No such model: `code` is `model_not_found`; GET /v1/models lists the served ones.",
     413: "The request body is larger than the server's limit (`moa serve --max-body-bytes`).",
@@ -165,9 +184,35 @@ METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
 # -- the document ----------------------------------------------------------------------------
 
 
-def install(app: FastAPI, models: Sequence[str], *, auth: bool, open_paths: Sequence[str]) -> None:
+# What a request may not carry for a model whose aggregator lacks the capability (the server
+# refuses it with a 400 naming the field; see server/capabilities.py).
+_WITHOUT: dict[str, tuple[str, dict[str, Any]]] = {
+    "tools": ("tools", {"not": {"type": "array", "minItems": 1}}),
+    "structured_output": (
+        "response_format",
+        {
+            "not": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": ["json_object", "json_schema"]}},
+            }
+        },
+    ),
+    "logprobs": ("logprobs", {"not": {"const": True}}),
+}
+
+
+def install(
+    app: FastAPI,
+    models: Sequence[str],
+    *,
+    auth: bool,
+    open_paths: Sequence[str],
+    lacking: Mapping[str, Sequence[str]] | None = None,
+) -> None:
     """Replace the app's document with the true one: no 422 (every refusal is a 400), the
-    served model names, and with `auth` the bearer scheme on every operation not open."""
+    served model names, what each model's aggregator cannot take (`lacking`: capability →
+    the models without it), and with `auth` the bearer scheme on every operation not open."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -181,6 +226,7 @@ def install(app: FastAPI, models: Sequence[str], *, auth: bool, open_paths: Sequ
             _drop_validation_errors(document)
             _headers_are_strings(document)
             _name_models(document, sorted(models))
+            _capability_rules(document, lacking or {})
             if auth:
                 _require_bearer(document, open_paths)
             app.openapi_schema = document
@@ -219,6 +265,22 @@ def _name_models(document: dict[str, Any], models: list[str]) -> None:
     for parameter in document["paths"]["/v1/models/{model_id}"]["get"]["parameters"]:
         if parameter["name"] == "model_id":
             parameter["schema"]["enum"] = models
+
+
+def _capability_rules(document: dict[str, Any], lacking: Mapping[str, Sequence[str]]) -> None:
+    """A field is refused for exactly the models whose aggregator lacks its capability."""
+    request = document["components"]["schemas"]["ChatCompletionRequest"]
+    rules = request.setdefault("allOf", [])
+    for capability, models in sorted(lacking.items()):
+        if not models:
+            continue
+        field, refused = _WITHOUT[capability]
+        rules.append(
+            {
+                "if": {"required": ["model"], "properties": {"model": {"enum": sorted(models)}}},
+                "then": {"properties": {field: refused}},
+            }
+        )
 
 
 def _require_bearer(document: dict[str, Any], open_paths: Sequence[str]) -> None:

@@ -87,8 +87,22 @@ class ChatMessage(_Open):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"properties": {"role": {"enum": list(_NEEDS_CONTENT)}}},
-            "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+            "allOf": [
+                {
+                    "if": {"properties": {"role": {"enum": list(_NEEDS_CONTENT)}}},
+                    "then": {
+                        "required": ["content"],
+                        "properties": {"content": {"not": {"type": "null"}}},
+                    },
+                },
+                {
+                    "if": {"required": ["role"], "properties": {"role": {"const": "tool"}}},
+                    "then": {
+                        "required": ["tool_call_id"],
+                        "properties": {"tool_call_id": {"type": "string", "minLength": 1}},
+                    },
+                },
+            ]
         }
     )
 
@@ -98,7 +112,7 @@ class FunctionSpec(_Open):
 
 
 class ToolSpec(_Open):
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["function"]})
     function: FunctionSpec
 
 
@@ -109,8 +123,18 @@ class JsonSchemaSpec(_Open):
 
 
 class ResponseFormatSpec(_Open):
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["text", "json_object", "json_schema"]})
     json_schema: JsonSchemaSpec | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["type"], "properties": {"type": {"const": "json_schema"}}},
+            "then": {
+                "required": ["json_schema"],
+                "properties": {"json_schema": {"type": "object"}},
+            },
+        }
+    )
 
 
 class StreamOptions(_Open):
@@ -145,6 +169,20 @@ class ChatCompletionRequest(_Open):
     moa_max_cost_usd: Annotated[float, Field(gt=0)] | None = Field(
         default=None,
         description="moa extension: refuse the run if it could cost more than this (USD).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {
+                        "required": ["top_logprobs"],
+                        "properties": {"top_logprobs": {"type": "integer"}},
+                    },
+                    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+                }
+            ]
+        }
     )
 
     @property
