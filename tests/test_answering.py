@@ -184,3 +184,22 @@ def test_an_aggregator_without_tools_reads_a_tool_conversation_as_text() -> None
     assert all("tool_calls" not in m for m in request.messages)
     native = build(Answering(), Capabilities(tools=True), conversation)
     assert [m["role"] for m in native.messages] == ["user", "assistant", "tool"]
+
+
+@pytest.mark.parametrize("strategy", ["vote", "select"])
+async def test_a_strategy_that_may_answer_verbatim_refuses_what_it_cannot_honour(
+    upstream: FakeUpstream, strategy: str
+) -> None:
+    capable = Capabilities(tools=True, json_schema=True)
+    registry = Registry({"smart": ProviderConfig("smart", upstream.base_url, capabilities=capable)})
+    mixture = MoA(
+        ProposalLayer("smart:a", "smart:b"),
+        Aggregator("smart:agg", strategy=strategy),
+        registry=registry,
+    )
+    schema = ResponseFormat("r", {"type": "object"})
+    with pytest.raises(UnsupportedFieldError) as caught:
+        await mixture.arun("q", answering=Answering(response_format=schema))
+    assert caught.value.param == "response_format"
+    assert f"'{strategy}' strategy" in str(caught.value)
+    assert upstream.requests == []

@@ -46,17 +46,27 @@ class InputError(ConfigError):
 
 
 class UnsupportedFieldError(InputError):
-    """The run was asked for something (tools, a response format, logprobs, n) that the
-    aggregator's provider does not declare; refused before any call, never ignored."""
+    """The run was asked for something (tools, a response format, logprobs) that the
+    aggregator's provider does not declare, or that its strategy cannot give (it may answer
+    with a proposal verbatim); refused before any call, never ignored."""
 
-    def __init__(self, field: str, model: str, capability: str) -> None:
+    def __init__(
+        self, field: str, model: str, capability: str, *, strategy: str | None = None
+    ) -> None:
         self.param = field
         provider = model.partition(":")[0]
-        super().__init__(
-            f"{field}: the aggregator {model} cannot take it — its provider does not declare "
-            f"`{capability}`; use an aggregator whose provider does, or declare "
-            f"`{capability} = true` under [providers.{provider}] in the recipe if it can"
-        )
+        if strategy is not None:
+            message = (
+                f"{field}: the {strategy!r} strategy may answer with a proposal verbatim, which "
+                f"cannot honour it; use a recipe whose strategy synthesizes (e.g. synthesize)"
+            )
+        else:
+            message = (
+                f"{field}: the aggregator {model} cannot take it — its provider does not declare "
+                f"`{capability}`; use an aggregator whose provider does, or declare "
+                f"`{capability} = true` under [providers.{provider}] in the recipe if it can"
+            )
+        super().__init__(message)
 
 
 class RecipeError(ConfigError):

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from moa.agents import Agent, Aggregator
 from moa.caller import Caller
-from moa.errors import AggregatorFailedError, ProviderError
+from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token, ToolCallDelta
 from moa.request import Call, check_answering
 from moa.tooluse import assemble, describe
@@ -77,6 +77,18 @@ async def refuse_unsupported(caller: Caller, aggregator: Aggregator, answering: 
     `answering` (a fallback that dropped the tools would answer something else than asked)."""
     if answering == Answering(n=answering.n):
         return
+    if getattr(aggregator.strategy, "answers_verbatim", False):
+        asked = [
+            name
+            for name, value in (
+                ("tools", answering.tools),
+                ("response_format", answering.response_format),
+                ("logprobs", answering.top_logprobs),
+            )
+            if value is not None
+        ]
+        model = aggregator.candidates[0].model
+        raise UnsupportedFieldError(asked[0], model, "", strategy=aggregator.strategy.name)
     for agent in aggregator.candidates:
         check_answering(answering, await caller.profile(agent), agent.model)
 

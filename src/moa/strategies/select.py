@@ -40,6 +40,9 @@ def parse_choice(text: str, count: int) -> int | None:
 
 class Select:
     name = "select"
+    # Its answer may be a proposal as written: tools, a response format or logprobs asked of
+    # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
+    answers_verbatim = True
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references

@@ -113,6 +113,9 @@ async def answer_with(stage: Stage, proposal: CallRecord, why: str) -> AsyncIter
 
 class Vote:
     name = "vote"
+    # Its answer may be a proposal as written: tools, a response format or logprobs asked of
+    # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
+    answers_verbatim = True
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         found = agreement(stage.references)
