@@ -124,3 +124,23 @@ async def test_the_embedded_model_refuses_tools_by_name() -> None:
     with pytest.raises(UnsupportedFieldError) as caught:
         await mixture.arun("q", tools=[{"type": "function", "function": {"name": "f"}}])
     assert caught.value.param == "tools"
+
+
+async def test_a_base_model_without_a_chat_template_follows_the_schema_by_grammar() -> None:
+    from moa.providers.local import LocalProvider
+    from moa.types import ChatRequest, Message, ResponseFormat
+
+    provider = LocalProvider()
+    try:
+        provider.check("gemma3-270m")
+    except Exception as exc:  # the optional wheel of the base model
+        pytest.skip(f"gemma3-270m is not installed: {exc}")
+    request = ChatRequest(
+        "gemma3-270m",
+        (Message(role="user", content="Name a sunny city."),),
+        Sampling(max_tokens=64, temperature=0.0),
+        response_format=ResponseFormat("city", CITY_SCHEMA),
+    )
+    completion = await provider.complete(request)
+    answer = json.loads(completion.text)
+    assert set(answer) == {"city", "sunny"}

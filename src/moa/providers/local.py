@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -227,6 +228,8 @@ def _generate(
         parts = loaded.llama.create_chat_completion(stream=True, **kwargs)
     else:
         kwargs.pop("messages")
+        if "response_format" in kwargs:  # the chat form's option; a completion takes a grammar
+            kwargs["grammar"] = _grammar(kwargs.pop("response_format"))
         parts = loaded.llama.create_completion(render_completion(messages), stream=True, **kwargs)
     for part in parts:
         choice = part["choices"][0]
@@ -238,6 +241,16 @@ def _generate(
     prompt = "\n".join(m["content"] for m in messages).encode()
     input_tokens = len(loaded.llama.tokenize(prompt, add_bos=False))
     yield StreamChunk(usage=Usage(input_tokens, output_tokens), finish_reason=finish)
+
+
+def _grammar(response_format: dict[str, Any]) -> Any:
+    """llama.cpp's grammar for a JSON schema, or for any JSON value (json_object)."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    schema = response_format.get("schema")
+    if schema is None:
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
 
 def render_completion(messages: tuple[Message, ...] | list[Message]) -> str:

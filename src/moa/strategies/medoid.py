@@ -56,6 +56,9 @@ def medoid(answers: Sequence[str], question: str) -> int:
 
 class Medoid:
     name = "medoid"
+    # Its answer is a proposal as written: tools, a response format or logprobs asked of the
+    # final answer are refused up front (moa.strategies.base.refuse_unsupported).
+    answers_verbatim = True
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         question = next((m["content"] for m in reversed(stage.messages) if m["role"] == "user"), "")
