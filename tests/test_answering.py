@@ -203,3 +203,23 @@ async def test_a_strategy_that_may_answer_verbatim_refuses_what_it_cannot_honour
     assert caught.value.param == "response_format"
     assert f"'{strategy}' strategy" in str(caught.value)
     assert upstream.requests == []
+
+
+async def test_optional_tools_a_verbatim_strategy_cannot_call_are_dropped_with_a_note(
+    upstream: FakeUpstream,
+) -> None:
+    capable = Capabilities(tools=True)
+    registry = Registry({"smart": ProviderConfig("smart", upstream.base_url, capabilities=capable)})
+    upstream.script("a", Reply("Paris."))
+    upstream.script("b", Reply("Paris."))
+    mixture = MoA(
+        ProposalLayer("smart:a", "smart:b"),
+        Aggregator("smart:agg", strategy="medoid"),
+        registry=registry,
+    )
+    spec = {"type": "function", "function": {"name": "get_weather"}}
+    result = await mixture.arun("Capital of France?", tools=[spec])
+    await mixture.aclose()
+    assert result.text == "Paris." and result.tool_calls == []
+    assert any("answered in text" in note for note in result.notes)
+    assert all("tools" not in body for body in upstream.requests)

@@ -119,10 +119,16 @@ async def test_the_embedded_aggregator_answers_in_the_requested_json_schema() ->
 
 async def test_the_embedded_model_refuses_tools_by_name() -> None:
     from moa import Aggregator, MoA, ProposalLayer, UnsupportedFieldError
+    from moa.types import Answering, Tools
 
     mixture = MoA(ProposalLayer("local:smollm2"), Aggregator("local:smollm2"))
     with pytest.raises(UnsupportedFieldError) as caught:
-        await mixture.arun("q", tools=[{"type": "function", "function": {"name": "f"}}])
+        await mixture.arun(
+            "q",
+            answering=Answering(
+                tools=Tools(({"type": "function", "function": {"name": "f"}},), "required")
+            ),
+        )
     assert caught.value.param == "tools"
 
 

@@ -151,14 +151,29 @@ class TestTools:
         assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
         assert "tool_choice" not in upstream.requests_for("agg")[0]
 
-    def test_tools_are_refused_when_the_aggregator_cannot_take_them(
+    def test_tools_that_must_be_called_are_refused_when_the_aggregator_cannot_take_them(
         self, upstream: FakeUpstream, moa_server
     ) -> None:
         with pytest.raises(openai.BadRequestError) as caught:
-            sdk(moa_server).chat.completions.create(model="test-moa", messages=ASK, tools=[WEATHER])
+            sdk(moa_server).chat.completions.create(
+                model="test-moa", messages=ASK, tools=[WEATHER], tool_choice="required"
+            )
         assert caught.value.param == "tools"
         assert "[providers.fake]" in caught.value.message
         assert upstream.requests == []
+
+    def test_optional_tools_an_aggregator_cannot_take_get_a_text_answer(
+        self, upstream: FakeUpstream, moa_server
+    ) -> None:
+        """Open WebUI attaches its tools to every message, whatever the model: with
+        tool_choice unset, answering in text is what the request allows."""
+        upstream.script("agg", Reply("A plain answer"))
+        answer = sdk(moa_server).chat.completions.create(
+            model="test-moa", messages=ASK, tools=[WEATHER]
+        )
+        assert answer.choices[0].message.content == "A plain answer"
+        assert answer.choices[0].finish_reason == "stop"
+        assert "tools" not in upstream.requests_for("agg")[0]
 
     def test_langchain_agent_loop_calls_the_tool_then_answers(
         self, upstream: FakeUpstream, server

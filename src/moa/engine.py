@@ -32,7 +32,7 @@ from moa.providers.registry import Registry
 from moa.retry import RetryPolicy
 from moa.spending import Budget
 from moa.strategies import Stage
-from moa.strategies.base import answers, refuse_unsupported
+from moa.strategies.base import answers, offer_tools, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
 from moa.trace import CallRecord, Result
 from moa.types import Answering, Message, Sampling, Tools
@@ -132,11 +132,13 @@ class MoA:
         `Result.tool_calls`).
         """
         messages = as_messages(prompt)
-        answering = with_tools(answering, tools)
+        answering, dropped = await offer_tools(
+            self._caller, self.aggregator, with_tools(answering, tools)
+        )
         await refuse_unsupported(self._caller, self.aggregator, answering)
         overrides = sampling or Sampling()
         final = (aggregator_sampling or Sampling()).merged_over(overrides)
-        result = Result()
+        result = Result(notes=[dropped] if dropped else [])
         started = time.perf_counter()
         proposals: list[CallRecord] = []
         limit = max_cost_usd if max_cost_usd is not None else self.max_cost_usd

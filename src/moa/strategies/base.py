@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from moa.agents import Agent, Aggregator
@@ -70,6 +70,29 @@ async def answers(stage: Stage) -> AsyncIterator[Event]:
             yield event
         if len(result.choices) == before:  # a strategy that only set the text
             result.choices.append(Choice(result.text, model=result.aggregator_model))
+
+
+async def offer_tools(
+    caller: Caller, aggregator: Aggregator, answering: Answering
+) -> tuple[Answering, str | None]:
+    """Tools the aggregator may leave uncalled (`tool_choice` unset, "auto" or "none") that it
+    cannot take are not a reason to refuse: answering in text is what such a request allows —
+    Open WebUI attaches its tools to every message, whatever the model. They are dropped, and
+    the returned note says so. Tools it must call ("required", a named function) are kept, and
+    refused by `refuse_unsupported` if it cannot."""
+    tools = answering.tools
+    if tools is None or tools.choice not in (None, "auto", "none"):
+        return answering, None
+    verbatim = getattr(aggregator.strategy, "answers_verbatim", False)
+    profiles = [await caller.profile(agent) for agent in aggregator.candidates]
+    if not verbatim and all(p.capabilities.tools for p in profiles):
+        return answering, None
+    why = f"strategy {aggregator.strategy.name!r}" if verbatim else aggregator.agent.model
+    note = (
+        f"tools offered with tool_choice {tools.choice or 'unset'}: {why} cannot call them, "
+        f"so it answered in text"
+    )
+    return replace(answering, tools=None), note
 
 
 async def refuse_unsupported(caller: Caller, aggregator: Aggregator, answering: Answering) -> None:
