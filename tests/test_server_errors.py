@@ -39,6 +39,7 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
                 "model": MODEL,
                 "messages": USER,
                 "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+                "tool_choice": "required",  # optional tools are dropped for a text answer
             },
             "tools",
         ),
