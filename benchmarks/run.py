@@ -29,6 +29,7 @@ ROWS: dict[str, str] = {
     "7": "benchmarks.rows.layers_shown",
     "8": "benchmarks.rows.startup",
     "9": "benchmarks.rows.shared",
+    "10": "benchmarks.rows.staircase",
 }
 
 

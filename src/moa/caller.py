@@ -106,7 +106,8 @@ class Caller:
                 yield chunk
         finally:
             await aclose(chunks)
-        if not said and not _explains_empty(built.request, finish):
+        # A continuation may add nothing: the answer it continues was already complete.
+        if not said and not call.continuation and not _explains_empty(built.request, finish):
             raise ProviderError.empty(provider.name, built.request.model)
 
     async def complete(self, call: Call, record: CallRecord | None = None) -> Completion:

@@ -28,9 +28,10 @@ from moa.events import (
 )
 from moa.layer import run_layer
 from moa.pricing import PriceBook, price_result
-from moa.providers.registry import Registry
+from moa.providers.registry import Registry, split_model_ref
 from moa.retry import RetryPolicy
 from moa.spending import Budget
+from moa.staircase import stream_staircase
 from moa.strategies import Stage
 from moa.strategies.base import answers, offer_tools, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
@@ -98,6 +99,24 @@ class MoA:
         )
         for agent in self.agents:
             self._caller.check(agent)
+        if self.aggregator.staircase:
+            self._check_staircase()
+
+    def _check_staircase(self) -> None:
+        """Staircase needs proposals to stream and an aggregator that continues its own answer:
+        refused now rather than silently run as wait-for-all."""
+        if not self.layers:
+            raise ConfigError("staircase needs at least one proposal layer to stream from")
+        for agent in self.aggregator.candidates:
+            provider = split_model_ref(agent.model)[0]
+            if self.registry.capabilities(provider).continuation == "none":
+                raise ConfigError(
+                    f"staircase: {agent.model}'s provider {provider!r} does not continue a "
+                    f'partial answer (continuation = "none") — use an aggregator on a provider '
+                    f"that does (local, vLLM, llama.cpp's server: declare "
+                    f'[providers.{provider}] continuation = "assistant" if it does), or turn '
+                    f"staircase off"
+                )
 
     @property
     def caller(self) -> Caller:
@@ -145,7 +164,10 @@ class MoA:
         budget = None if limit is None else Budget(limit, self.prices, overrides)
         proposers: tuple[Agent, ...] = ()
         agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
-        for number, layer in enumerate(self.layers, 1):
+        staircase = self.aggregator.staircase
+        if staircase and budget is not None:
+            raise ConfigError("max_cost_usd cannot bound a staircase aggregator yet; turn one off")
+        for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             if agreed is not None:
                 break
             proposers = layer.agents
@@ -170,7 +192,7 @@ class MoA:
         stage = Stage(
             number=len(self.layers) + 1,
             messages=messages,
-            proposals=proposals,
+            proposals=[] if staircase else proposals,  # staircase: the last layer's, as it runs
             aggregator=self.aggregator,
             caller=self._caller,
             overrides=final,
@@ -178,17 +200,39 @@ class MoA:
             proposers=proposers,
             answering=answering,
         )
-        async for event in self._answer(stage, agreed, budget):
+        events = None
+        if staircase and agreed is None:
+            # The last layer runs under the aggregator, which reads its proposals as they stream.
+            last = self.layers[-1]
+            stage.proposers, stage.proposals = last.agents, []
+            references = [r.output for r in proposals]
+            layer_events = run_layer(
+                self._caller,
+                stage.number - 1,
+                last,
+                messages,
+                references,
+                overrides,
+                stage.proposals,
+            )
+            events = stream_staircase(stage, layer_events, len(last.agents))
+        async for event in self._answer(stage, agreed, budget, events):
             yield event
         result.latency_s = time.perf_counter() - started
         yield Done(result)
 
     async def _answer(
-        self, stage: Stage, agreed: CallRecord | None, budget: Budget | None
+        self,
+        stage: Stage,
+        agreed: CallRecord | None,
+        budget: Budget | None,
+        staircase: AsyncIterator[Event] | None = None,
     ) -> AsyncIterator[Event]:
-        """The aggregator's events; none when a layer agreed and the strategy is vote (it would
-        answer with the same proposal, at no cost)."""
-        if agreed is not None and self.aggregator.strategy.name == "vote":
+        """The aggregator's events (`staircase`'s when it runs one); none when a layer agreed
+        and the strategy is vote (it would answer with the same proposal, at no cost)."""
+        if staircase is not None:
+            events = staircase
+        elif agreed is not None and self.aggregator.strategy.name == "vote":
             events = answer_with(stage, agreed, "stop_when agree with vote: no aggregator call")
         else:
             if budget is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from moa.agents import ProposalLayer
@@ -25,7 +25,7 @@ async def run_layer(
     references: list[str],
     overrides: Sampling,
     records: list[CallRecord],
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     loop = asyncio.get_running_loop()
     # Deltas and finished records of every proposer, in the order they happen.
     happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()

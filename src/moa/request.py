@@ -39,6 +39,9 @@ class Call:
     # The client's asks of the final answer (tools, response format, logprobs): the
     # aggregator's call only. None: a proposer, which answers in plain text.
     answering: Answering | None = None
+    # The answer's beginning, already shown to the user: sent as a final assistant message for
+    # the model to continue (staircase streaming; needs a provider with continuation).
+    continuation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,13 @@ def build_request(
     shaped = inject_references(messages, references, prompt=call.prompt, system_role=system_role)
     # A strategy's own format (a judge's verdict) is a wish: asked in words where unsupported.
     soft_format = call.response_format if profile.capabilities.json_schema else None
+    if call.continuation:
+        if profile.capabilities.continuation == "none":
+            raise ConfigError(
+                f"{call.agent.model}: its provider does not continue a partial answer — "
+                f"declare `continuation` for it, or turn staircase off"
+            )
+        shaped.append(Message(role="assistant", content=call.continuation))
     request = ChatRequest(
         model,
         tuple(shaped),

@@ -17,6 +17,17 @@ CallStatus = Literal["ok", "failed", "cancelled"]
 
 
 @dataclass(slots=True)
+class AggregatorStep:
+    """One call of a staircase aggregator (moa.staircase): what it was sent and what it added."""
+
+    prefix_chars: int  # the answer already shown, sent back for the model to continue
+    references_chars: int  # the proposals so far, all together
+    input_tokens: int = 0  # the whole prompt of this call, re-sent at every step
+    tokens_added: int = 0  # answer chunks this call streamed before the next step replaced it
+    final: bool = False  # the proposals were complete
+
+
+@dataclass(slots=True)
 class CallRecord:
     layer: int  # 1-based; the aggregator's layer is the last one
     index: int  # position of the model within its layer
@@ -35,6 +46,7 @@ class CallRecord:
     error_kind: str | None = None  # the failure's kind: rate_limited, timeout, empty, …
     data: dict[str, Any] | None = None  # what a strategy parsed from the answer (analysis, …)
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
+    steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
 
     def fail(self, error: ProviderError) -> None:
         self.status, self.error, self.attempts = "failed", str(error), error.attempts
@@ -53,12 +65,21 @@ class CallRecord:
         """USD, reported or priced (see moa.pricing); None while unknown."""
         return self.usage.cost_usd
 
+    @property
+    def resent_input_tokens(self) -> int:
+        """Prompt tokens a staircase sent more than once: every step's but the last."""
+        return sum(step.input_tokens for step in self.steps[:-1])
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_tokens"] = self.usage.input_tokens
         data["output_tokens"] = self.usage.output_tokens
         data["usage_estimated"] = self.usage.estimated
         data["cost_usd"] = self.usage.cost_usd
+        if self.steps:
+            data["resent_input_tokens"] = self.resent_input_tokens
+        else:
+            del data["steps"]  # absent for every call but a staircase aggregator's
         del data["usage"]
         return data
 

@@ -94,6 +94,28 @@ class _LoadedModel:
         self.system_role = not template or (
             "system" in template and "System role not supported" not in template
         )
+        self._template = template
+        self._formatter: Any = None
+
+    def render_continuation(self, messages: tuple[Message, ...]) -> str:
+        """The prompt that makes the model continue the final assistant message: the chat
+        template up to the assistant's turn, then the text it has written. Sent as a plain
+        completion to the same `Llama`, it shares its tokens with the previous step's prompt up
+        to the first changed reference, and llama-cpp-python reuses that part of the KV cache."""
+        if not self.chat_template:  # a base model: its completion prompt already ends open
+            return render_completion(messages[:-1]) + messages[-1]["content"]
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            model = self.llama._model
+            eos, bos = self.llama.token_eos(), self.llama.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                self._template,
+                model.token_get_text(eos) if eos != -1 else "",
+                model.token_get_text(bos) if bos != -1 else "",
+            )
+        head = [dict(m) for m in messages[:-1]]
+        return str(self._formatter(messages=head).prompt) + messages[-1]["content"]
 
     def count_tokens(self, text: str) -> int:
         # Tokenizing reads the vocabulary only, not the context: safe beside a generation.
@@ -101,7 +123,8 @@ class _LoadedModel:
 
 
 # llama.cpp constrains output to a JSON schema with a grammar; one sequence per call (no `n`).
-LOCAL_CAPABILITIES = Capabilities(json_schema=True)
+# It continues a partial answer from its own KV cache (staircase streaming).
+LOCAL_CAPABILITIES = Capabilities(json_schema=True, continuation="kv")
 
 # Process-wide: the one llama thread, and the models it has loaded.
 _LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-llama")
@@ -118,6 +141,7 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
 
 class LocalProvider:
     name = "local"
+    capabilities = LOCAL_CAPABILITIES
 
     def __init__(self, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         self._n_ctx = n_ctx
@@ -224,7 +248,11 @@ def _generate(
 ) -> Iterator[StreamChunk]:
     output_tokens = 0
     finish: str | None = None
-    if loaded.chat_template:
+    if messages and messages[-1]["role"] == "assistant":
+        kwargs.pop("messages")
+        rendered = loaded.render_continuation(messages)
+        parts = loaded.llama.create_completion(rendered, stream=True, **kwargs)
+    elif loaded.chat_template:
         parts = loaded.llama.create_chat_completion(stream=True, **kwargs)
     else:
         kwargs.pop("messages")

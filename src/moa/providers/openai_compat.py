@@ -23,6 +23,8 @@ from moa.providers.openai_errors import Errors
 from moa.tooluse import as_deltas
 from moa.types import ChatRequest, Completion, ResponseFormat, StreamChunk, Usage
 
+CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+
 
 class OpenAICompatibleProvider:
     def __init__(
@@ -85,6 +87,10 @@ class OpenAICompatibleProvider:
             params["logprobs"] = True
             if request.top_logprobs:
                 params["top_logprobs"] = request.top_logprobs
+        if request.messages and request.messages[-1]["role"] == "assistant":
+            # A partial answer to continue (staircase). vLLM needs both flags; llama.cpp's
+            # server continues a trailing assistant message on its own and ignores them.
+            params["extra_body"] = CONTINUE_FINAL_MESSAGE
         return params
 
     # The SDK builds and sends each request and raises its typed status and connection errors;

@@ -35,6 +35,8 @@ class ProviderConfig:
 BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
     c.name: c
     for c in (
+        # continuation (staircase streaming) per provider: "none" unless the API documents
+        # that a trailing assistant message is continued rather than answered.
         ProviderConfig(
             "together",
             "https://api.together.xyz/v1",
@@ -44,6 +46,8 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # response_format json_schema ("JSON mode" docs)
                 logprobs=False,  # its `logprobs` is an integer 0-20, not OpenAI's boolean
                 n=True,  # documented `n`
+                # its chat API answers after a trailing assistant message; no continue flag
+                continuation="none",
             ),
         ),
         ProviderConfig(
@@ -51,7 +55,10 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
             "https://api.openai.com/v1",
             "OPENAI_API_KEY",
             # The reference API: every field is its own.
-            capabilities=Capabilities(tools=True, json_schema=True, logprobs=True, n=True),
+            # continuation "none": no assistant prefill; a trailing assistant turn is answered.
+            capabilities=Capabilities(
+                tools=True, json_schema=True, logprobs=True, n=True, continuation="none"
+            ),
         ),
         ProviderConfig(
             "groq",
@@ -62,6 +69,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # structured outputs on some models (others: its 400)
                 logprobs=False,  # "logprobs, top_logprobs … result in a 400" (OpenAI compat page)
                 n=False,  # "If N is supplied, it must be equal to 1"
+                continuation="none",  # documents no prefill / continue for its chat endpoint
             ),
         ),
         ProviderConfig(
@@ -73,6 +81,9 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # response_format json_schema (grammar-based)
                 logprobs=False,  # unsure its chat endpoint returns OpenAI's shape: not assumed
                 n=True,
+                # no continue flag documented for chat (its raw completions API would do it,
+                # but moa speaks chat only)
+                continuation="none",
             ),
         ),
         ProviderConfig(
@@ -84,16 +95,22 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # structured outputs, on the models that support them
                 logprobs=False,  # passed through only by some providers: not assumed
                 n=False,  # not supported by its API
+                # prefill works for some upstreams (Anthropic's) and not others, chosen per
+                # request by its router: not something moa can rely on
+                continuation="none",
             ),
         ),
         # No client cap: Ollama queues requests itself (OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
         # and a cap below a layer's width would only add latency. Its OpenAI-compatible API
-        # takes tools and json_schema formats (per model); logprobs not assumed.
+        # takes tools and json_schema formats (per model); logprobs not assumed. continuation
+        # "assistant": Ollama continues a final assistant message (its maintainers,
+        # ollama/ollama#6778), and /v1 is translated into the same chat request (not tried here
+        # against a real Ollama: a recipe may declare "none" if a version answers it instead).
         ProviderConfig(
             "ollama",
             "http://localhost:11434/v1",
             rate_limit=RateLimit(),
-            capabilities=Capabilities(tools=True, json_schema=True),
+            capabilities=Capabilities(tools=True, json_schema=True, continuation="assistant"),
         ),
     )
 }
@@ -155,13 +172,19 @@ class Registry:
         return self._configs.get(name)
 
     def capabilities(self, name: str) -> Capabilities:
-        """What provider `name` declares (without creating its client or loading a model)."""
+        """What provider `name` declares (without creating its client or loading a model);
+        a plugin's instance may declare its own as `capabilities`."""
         if name == "local" and name in self._factories:
             from moa.providers.local import LOCAL_CAPABILITIES
 
             return LOCAL_CAPABILITIES
         config = self._configs.get(name)
-        return config.capabilities if config is not None else Capabilities()
+        if config is not None:
+            return config.capabilities
+        if name not in self._factories:
+            return Capabilities()
+        declared = getattr(self.provider(name), "capabilities", None)
+        return declared if isinstance(declared, Capabilities) else Capabilities()
 
     def retry_policy(self, name: str) -> RetryPolicy | None:
         config = self._configs.get(name)

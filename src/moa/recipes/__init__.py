@@ -106,6 +106,8 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
         strategy=spec.strategy,
         top_k=spec.top_k,
         window=spec.window,
+        staircase=spec.staircase,
+        chunk_tokens=spec.chunk_tokens,
     )
     mixture = MoA(
         *layers,

@@ -67,6 +67,9 @@ class AggregatorSpec(ModelSpec):
     strategy: str = "synthesize"  # how the proposals become the answer (moa.strategies)
     top_k: Annotated[int, Field(ge=1)] | None = None  # `rank`: how many answers go on
     window: Annotated[int, Field(ge=2)] | None = None  # Self-MoA-Seq: proposals per window
+    # Start on the proposals' first chunks and continue as more arrive (moa.staircase).
+    staircase: bool = False
+    chunk_tokens: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _strategy_options(self) -> AggregatorSpec:

@@ -84,6 +84,29 @@ class Call:
     status: int = 200
 
 
+def continuing(answer: str) -> Callable[[Body], str]:
+    """A model that continues a final assistant message, as vLLM (`continue_final_message`) and
+    llama.cpp's server do: it sends the rest of `answer` after the prefix it receives.
+
+        up.script("agg", Reply(continuing("The whole answer."), token_delay_s=0.01))
+
+    A prefix that is not the start of `answer` (rewritten or repeated text) gets
+    MISMATCH, so a test sees it in what the user was shown."""
+
+    def rest(body: Body) -> str:
+        messages = body.get("messages") or [{}]
+        last = messages[-1] if isinstance(messages[-1], dict) else {}
+        if last.get("role") != "assistant":
+            return answer
+        prefix = str(last.get("content", ""))
+        return answer[len(prefix) :] if answer.startswith(prefix) else MISMATCH
+
+    return rest
+
+
+MISMATCH = "<the continuation prefix is not the start of the answer>"
+
+
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p if i == len(parts) - 1 else p + " " for i, p in enumerate(parts)]

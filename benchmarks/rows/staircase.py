@@ -1,0 +1,138 @@
+"""Row 8 — staircase streaming (issue 12): time to the first and the last answer token, and the
+aggregator's input tokens, staircase vs wait-for-all, side by side in one run.
+
+Simulated upstream: 4 proposers of PROPOSAL_TOKENS tokens at TOKENS_PER_S, an aggregator with
+a PREFILL_S time to first token (on every call: each staircase step re-sends the prompt) that
+writes ANSWER_TOKENS at the same rate and continues a final assistant message. Wait-for-all
+and staircase at several chunk sizes alternate, `reps` times each. Input tokens are counted on
+the requests the upstream received (moa.budget's estimate, the same for every mode).
+
+Embedded model: the `local` recipe (3 proposers, one aggregator, all SmolLM2 on one llama.cpp
+thread, LOCAL_TOKENS per call) with staircase off and on; times from the start of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from benchmarks.common import RowResult, median
+from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
+from moa.budget import messages_tokens
+from moa.events import Token
+from moa.providers.base import Capabilities
+from moa.testing import FakeUpstream, Reply, continuing
+from moa.types import Sampling
+
+PROPOSERS = 4
+PROPOSAL_TOKENS = 400
+TOKENS_PER_S = 40.0
+PREFILL_S = 0.3
+ANSWER_TOKENS = 300
+CHUNKS = (16, 32, 64, 128)
+LOCAL_TOKENS = 64  # per call on the embedded model, to keep the row short on a busy machine
+
+
+def _text(name: str, tokens: int) -> str:
+    return " ".join(f"{name}{i}" for i in range(tokens))
+
+
+async def _timed(mixture: MoA, sampling: Sampling | None = None) -> tuple[float, float, str]:
+    started = time.perf_counter()
+    first = None
+    parts: list[str] = []
+    async for event in mixture.stream("Explain the staircase.", sampling=sampling):
+        if isinstance(event, Token):
+            first = first or time.perf_counter() - started
+            parts.append(event.text)
+    return first or 0.0, time.perf_counter() - started, "".join(parts)
+
+
+def _simulated(up: FakeUpstream, scale: float) -> dict[str, MoA]:
+    pace = 1.0 / TOKENS_PER_S
+    names = [f"p{i}" for i in range(PROPOSERS)]
+    for name in names:
+        up.script(name, Reply(_text(name, int(PROPOSAL_TOKENS * scale)), token_delay_s=pace))
+    answer = _text("a", int(ANSWER_TOKENS * scale))
+    up.script("agg", Reply(continuing(answer), delay_s=PREFILL_S, token_delay_s=pace))
+    continues = Capabilities(continuation="assistant")
+    registry = Registry({"fake": ProviderConfig("fake", up.base_url, capabilities=continues)})
+    modes: dict[str, MoA] = {}
+    for label, chunk in [("wait-for-all", None), *((f"staircase {c}", c) for c in CHUNKS)]:
+        modes[label] = MoA(
+            ProposalLayer(*(f"fake:{n}" for n in names)),
+            Aggregator("fake:agg", staircase=chunk is not None, chunk_tokens=chunk),
+            registry=registry,
+            retry=RetryPolicy(max_attempts=1),
+        )
+    return modes
+
+
+async def _measure_simulated(up: FakeUpstream, reps: int, scale: float) -> dict[str, dict]:
+    modes = _simulated(up, scale)
+    out: dict[str, dict] = {k: {"ttft": [], "last": [], "input_tokens": []} for k in modes}
+    for _ in range(reps):
+        for label, mixture in modes.items():
+            since = len(up.requests)
+            first, last, text = await _timed(mixture)
+            assert "<the continuation" not in text, "a continuation did not match"
+            sent = [b for b in up.requests[since:] if b.get("model") == "agg"]
+            out[label]["ttft"].append(first)
+            out[label]["last"].append(last)
+            out[label]["input_tokens"].append(sum(messages_tokens(b["messages"]) for b in sent))
+    for mixture in modes.values():
+        await mixture.aclose()
+    return out
+
+
+async def _measure_local(reps: int) -> dict[str, dict]:
+    from moa.recipes import build, load
+
+    out: dict[str, dict] = {}
+    for label, on in (("wait-for-all", False), ("staircase 16", True)):
+        mixture = build(load("local"))
+        if on:
+            old = mixture.aggregator
+            mixture.aggregator = Aggregator(old.agent, staircase=True, chunk_tokens=16)
+        runs = [await _timed(mixture, Sampling(max_tokens=LOCAL_TOKENS)) for _ in range(reps)]
+        out[label] = {"ttft": [r[0] for r in runs], "last": [r[1] for r in runs]}
+        await mixture.aclose()
+    return out
+
+
+def run(quick: bool = False) -> RowResult:
+    reps, scale = (1, 0.25) if quick else (3, 1.0)
+    row = RowResult("8", "staircase streaming: first/last answer token, input tokens")
+    row.params = {
+        "reps": reps,
+        "proposers": f"{PROPOSERS} x {int(PROPOSAL_TOKENS * scale)} tokens at {TOKENS_PER_S:g}/s",
+        "aggregator": f"{PREFILL_S}s prefill per call, {int(ANSWER_TOKENS * scale)} tokens "
+        f"at {TOKENS_PER_S:g}/s, continues a final assistant message",
+    }
+    with FakeUpstream() as up:
+        sim = asyncio.run(_measure_simulated(up, reps, scale))
+    row.raw["simulated"] = sim
+    base = sim["wait-for-all"]
+    base_ttft, base_last = median(base["ttft"]), median(base["last"])
+    row.add("simulated wait-for-all: first token", base_ttft, "s")
+    row.add("simulated wait-for-all: last token", base_last, "s")
+    row.add("simulated wait-for-all: aggregator input tokens", median(base["input_tokens"]))
+    for chunk in CHUNKS:
+        m = sim[f"staircase {chunk}"]
+        label = f"simulated staircase chunk {chunk}"
+        row.add(f"{label}: first token / wait-for-all", median(m["ttft"]) / base_ttft, "", "<= 0.3")
+        row.add(f"{label}: last token / wait-for-all", median(m["last"]) / base_last, "", "<= 1.1")
+        row.add(
+            f"{label}: input tokens / wait-for-all",
+            median(m["input_tokens"]) / median(base["input_tokens"]),
+        )
+    try:
+        local = asyncio.run(_measure_local(1 if quick else 3))
+    except ImportError as error:
+        row.notes.append(f"embedded model skipped: {error}")
+        return row
+    row.raw["local"] = local
+    for label, m in local.items():
+        row.add(f"local recipe {label}: first token", median(m["ttft"]), "s")
+        row.add(f"local recipe {label}: last token", median(m["last"]), "s")
+    return row

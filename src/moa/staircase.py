@@ -1,0 +1,277 @@
+"""Staircase streaming (arXiv 2510.05059): the aggregator starts on the first chunks of the last
+layer's proposals, and is called again, continuing its own answer, each time every proposer
+has sent a further chunk.
+
+    proposers ▁▂▃▄▅▆▇█
+    aggregator  ▁▁▂▂▃▃▄▄▅▅▆▆▇▇██   (each step: longer references + the answer so far)
+
+Each step re-sends the whole prompt with the answer shown so far as a final assistant message
+to continue; a step is stopped when the next one is ready, so what the user has seen is never
+rewritten. The answer ends when the aggregator stops on its own or when the step that saw the
+complete proposals ends. A proposer that fails drops out; the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+
+from moa.budget import messages_tokens
+from moa.errors import AggregatorFailedError, LayerFailedError, ProviderError
+from moa.events import (
+    AggregatorStarted,
+    Event,
+    ProposalDelta,
+    ProposalFailed,
+    ProposalFinished,
+    Token,
+)
+from moa.request import Call
+from moa.strategies import Stage
+from moa.trace import AggregatorStep, CallRecord
+from moa.types import StreamChunk, Usage
+
+
+@dataclass(slots=True)
+class Partials:
+    """What each proposer of the last layer has streamed so far, and whether it is done."""
+
+    pieces: list[list[str]]
+    state: list[str]  # "running", "done" or "failed"
+    seen: bool = False  # any event yet
+
+    @classmethod
+    def of(cls, size: int) -> Partials:
+        return cls([[] for _ in range(size)], ["running"] * size)
+
+    def take(self, event: Event) -> None:
+        if isinstance(event, ProposalDelta):
+            self.pieces[event.index].append(event.text)
+        elif isinstance(event, ProposalFinished):
+            self.state[event.record.index] = "done"
+        elif isinstance(event, ProposalFailed):
+            self.state[event.record.index] = "failed"
+
+    @property
+    def live(self) -> list[int]:
+        return [i for i, s in enumerate(self.state) if s != "failed"]
+
+    @property
+    def complete(self) -> bool:
+        return "running" not in self.state
+
+    def ready(self, chunks: int) -> bool:
+        """Every live proposer has streamed `chunks` pieces, or finished."""
+        live = self.live
+        return bool(live) and all(
+            self.state[i] == "done" or len(self.pieces[i]) >= chunks for i in live
+        )
+
+    def shortest_running(self) -> int:
+        return min(
+            (len(self.pieces[i]) for i in self.live if self.state[i] == "running"), default=0
+        )
+
+    def references(self) -> list[str]:
+        return [text for i in self.live if (text := "".join(self.pieces[i]))]
+
+
+@dataclass(slots=True)
+class _Step:
+    number: int
+    task: asyncio.Task[None]
+    record: AggregatorStep
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    step: int
+    chunk: StreamChunk
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    step: int
+    error: Exception | None = None
+
+
+_Item = Event | _Chunk | _End | None  # None: the layer has no more events
+
+
+@dataclass(slots=True)
+class Staircase:
+    stage: Stage
+    chunk_tokens: int
+    partials: Partials
+    inbox: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
+    written: list[str] = field(default_factory=list)
+    records: list[CallRecord] = field(default_factory=list)
+    step: _Step | None = None
+    threshold: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    async def run(self) -> AsyncIterator[Event]:
+        self.threshold = self.chunk_tokens
+        while True:
+            item = await self.inbox.get()
+            if isinstance(item, _Chunk | _End):
+                if self.step is None or item.step != self.step.number:
+                    continue  # from a step already replaced: the user never saw it
+                if isinstance(item, _Chunk):
+                    if item.chunk.text:
+                        self.written.append(item.chunk.text)
+                        self.step.record.tokens_added += 1
+                        yield Token(item.chunk.text)
+                    continue
+                if await self._ended(item):
+                    return
+            elif item is not None:
+                self.partials.take(item)
+                yield item
+            if not self.partials.live:
+                raise LayerFailedError(
+                    self.stage.number - 1, self.stage.proposals, self.stage.result
+                )
+            if self.step is None and not self.records:
+                if self.partials.ready(self.threshold):
+                    yield self._candidate(0)
+                    self._start()
+            elif self._next_step_ready():
+                await self._stop()
+                self._start()
+
+    def _next_step_ready(self) -> bool:
+        """The running step saw partial proposals, and each has sent a further chunk since."""
+        if self.step is None or self.step.record.final:
+            return False
+        return self.partials.complete or self.partials.ready(self.threshold)
+
+    def _candidate(self, index: int) -> AggregatorStarted:
+        agent = self.stage.aggregator.candidates[index]
+        record = CallRecord(
+            layer=self.stage.number, index=index, model=agent.model, role="aggregator"
+        )
+        self.records.append(record)
+        self.stage.result.calls.append(record)
+        return AggregatorStarted(self.stage.number, agent.model)
+
+    def _start(self) -> None:
+        record = self.records[-1]
+        references = self.partials.references()
+        prefix = "".join(self.written)
+        overrides = self.stage.overrides
+        if overrides.max_tokens is not None:
+            overrides = replace(
+                overrides, max_tokens=max(1, overrides.max_tokens - len(self.written))
+            )
+        agent = self.stage.aggregator.candidates[record.index]
+        call = Call(
+            agent,
+            self.stage.messages,
+            references,
+            self.stage.aggregator.prompt,
+            overrides,
+            continuation=prefix,
+        )
+        step = AggregatorStep(len(prefix), sum(map(len, references)), final=self.partials.complete)
+        number = self.step.number + 1 if self.step else 1
+        task = asyncio.create_task(_drive(self.stage, call, number, step, record, self.inbox))
+        self.step = _Step(number, task, step)
+        self.threshold = self.partials.shortest_running() + self.chunk_tokens
+
+    async def _stop(self) -> None:
+        if self.step is not None:
+            self.step.task.cancel()
+            await asyncio.gather(self.step.task, return_exceptions=True)
+
+    async def _ended(self, end: _End) -> bool:
+        """A step ended by itself. True when the answer is complete; raises when it failed."""
+        record = self.records[-1]
+        record.usage = _summed(record.steps)
+        record.latency_s = time.perf_counter() - self.started
+        record.output = "".join(self.written)
+        if end.error is not None and not isinstance(end.error, ProviderError):
+            raise end.error  # a configuration error or a bug: not the upstream's fault
+        if end.error is None:
+            self.stage.result.text = record.output
+            self.stage.result.aggregator_model = record.model
+            return True
+        record.fail(end.error)
+        if self.written:
+            record.error = f"{record.error} (after streaming part of the answer)"
+        elif record.index + 1 < len(self.stage.aggregator.candidates):
+            self.inbox.put_nowait(self._candidate(record.index + 1))  # yielded, then started
+            self.step = None
+            self._start()
+            return False
+        raise AggregatorFailedError([r for r in self.records if not r.ok], self.stage.result)
+
+    async def close(self) -> None:
+        await self._stop()
+        for record in self.stage.proposals:
+            if self.partials.state[record.index] == "running":
+                record.status = "cancelled"
+                record.output = "".join(self.partials.pieces[record.index])
+                record.error = "cancelled: the staircase aggregator had finished its answer"
+
+
+async def _drive(
+    stage: Stage,
+    call: Call,
+    number: int,
+    step: AggregatorStep,
+    record: CallRecord,
+    inbox: asyncio.Queue[_Item],
+) -> None:
+    """One step: stream the aggregator's continuation into the inbox."""
+    try:
+        _, built = await stage.caller.build(call)
+        # Recorded once it is about to be sent: a step replaced before then cost nothing.
+        record.steps.append(step)
+        step.input_tokens = messages_tokens(built.request.messages)
+        async with aclosing(stage.caller.stream(call, record)) as chunks:
+            async for chunk in chunks:
+                if chunk.usage is not None and not chunk.usage.estimated:
+                    step.input_tokens = chunk.usage.input_tokens
+                inbox.put_nowait(_Chunk(number, chunk))
+    except Exception as error:  # handed to the staircase, which decides
+        inbox.put_nowait(_End(number, error))
+        return
+    inbox.put_nowait(_End(number))
+
+
+def _summed(steps: list[AggregatorStep]) -> Usage:
+    # Stopped steps never get the upstream's usage: their prompts are estimated (estimate_tokens).
+    return Usage(
+        sum(s.input_tokens for s in steps), sum(s.tokens_added for s in steps), estimated=True
+    )
+
+
+async def stream_staircase(
+    stage: Stage, layer: AsyncGenerator[Event, None], size: int
+) -> AsyncIterator[Event]:
+    """The last layer's events (`layer`, of `size` proposers, filling `stage.proposals`) and
+    the answer's tokens, as they happen."""
+    chunk_tokens = stage.aggregator.chunk_tokens
+    staircase = Staircase(stage, chunk_tokens, Partials.of(size))
+
+    async def pump() -> None:
+        async with aclosing(layer):
+            async for event in layer:
+                if not staircase.partials.seen:  # the layer's records exist from its first event
+                    staircase.partials.seen = True
+                    stage.result.calls.extend(stage.proposals)
+                staircase.inbox.put_nowait(event)
+        staircase.inbox.put_nowait(None)
+
+    pumping = asyncio.create_task(pump())
+    try:
+        async for event in staircase.run():
+            yield event
+    finally:
+        pumping.cancel()
+        await asyncio.gather(pumping, return_exceptions=True)
+        await staircase.close()
