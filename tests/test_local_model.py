@@ -150,3 +150,46 @@ async def test_a_base_model_without_a_chat_template_follows_the_schema_by_gramma
     completion = await provider.complete(request)
     answer = json.loads(completion.text)
     assert set(answer) == {"city", "sunny"}
+async def test_the_embedded_model_continues_a_final_assistant_message_from_its_kv_cache() -> None:
+    from moa.providers.local import _LLAMA_THREAD, LocalProvider
+    from moa.types import ChatRequest, Message
+
+    provider = LocalProvider()
+    head = (Message(role="user", content="Count from one to ten in words."),)
+    prefix = "One, two, three,"
+    request = ChatRequest(
+        "smollm2",
+        (*head, Message(role="assistant", content=prefix)),
+        Sampling(temperature=0.0, max_tokens=8),
+    )
+    loaded = provider._model("smollm2")
+    rendered = loaded.render_continuation(request.messages)
+    assert rendered.endswith("<|im_start|>assistant\n" + prefix)  # open, not a new turn
+    text = "".join([c.text async for c in provider.stream(request)])
+    assert text.strip() and not text.lstrip().startswith("One")
+    # The next step, with the answer longer by what was just written, re-reads only that.
+    llama = loaded.llama
+    longer = loaded.render_continuation((*head, Message(role="assistant", content=prefix + text)))
+    tokens = llama.tokenize(longer.encode(), special=True)
+    cached = _LLAMA_THREAD.submit(lambda: llama._input_ids.tolist()).result()
+    shared = next((i for i, (a, b) in enumerate(zip(cached, tokens)) if a != b), len(cached))
+    assert shared >= len(llama.tokenize(rendered.encode(), special=True))
+
+
+async def test_staircase_runs_on_the_local_recipe() -> None:
+    from moa import Aggregator
+
+    mixture = recipes.build(recipes.load("local"))
+    mixture.aggregator = Aggregator(mixture.aggregator.agent, staircase=True, chunk_tokens=4)
+    tokens: list[str] = []
+    result = None
+    async for event in mixture.stream("Name one planet.", sampling=Sampling(max_tokens=16)):
+        if isinstance(event, Token):
+            tokens.append(event.text)
+        elif isinstance(event, Done):
+            result = event.result
+    await mixture.aclose()
+    assert result is not None and result.text.strip() and result.text == "".join(tokens)
+    aggregator = result.calls[-1]
+    assert aggregator.role == "aggregator" and aggregator.steps
+    assert sum(s.tokens_added for s in aggregator.steps) == len(tokens)
