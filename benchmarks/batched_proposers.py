@@ -47,12 +47,10 @@ def sequential(llama: Llama, prompt: list[int]) -> tuple[float, float]:
     for index, (temperature, seed) in enumerate(PROPOSERS):
         llama.reset()
         llama.set_seed(seed)
-        count = 0
         vocab = L.llama_model_get_vocab(llama._model.model)
-        for token in llama.generate(prompt, temp=temperature, reset=True):
+        for count, token in enumerate(llama.generate(prompt, temp=temperature, reset=True), 1):
             if L.llama_vocab_is_eog(vocab, token):
                 break
-            count += 1
             if index == len(PROPOSERS) - 1 and count == CHUNK:
                 all_first = time.perf_counter() - started
             if count >= MAX_TOKENS:
@@ -83,13 +81,13 @@ def batched(llama: Llama, prompt: list[int], threads: int) -> tuple[float, float
         alive = list(range(n))
         all_first = 0.0
         for step in range(MAX_TOKENS):
-            tokens = [L.llama_sampler_sample(samplers[s], ctx, rows[s]) for s in alive]
-            alive = [s for s, t in zip(alive, tokens) if not L.llama_vocab_is_eog(vocab, t)]
+            sampled = {s: L.llama_sampler_sample(samplers[s], ctx, rows[s]) for s in alive}
+            alive = [s for s in alive if not L.llama_vocab_is_eog(vocab, sampled[s])]
             if step + 1 == CHUNK:
                 all_first = time.perf_counter() - started
             if not alive or step + 1 == MAX_TOKENS:
                 break
-            kept = {s: t for s, t in zip(range(n), tokens) if s in alive}
+            kept = {s: sampled[s] for s in alive}
             for row, (seq, token) in enumerate(kept.items()):
                 _put(batch, row, token, len(prompt) + step, seq, True)
                 rows[seq] = row
@@ -122,8 +120,10 @@ def main() -> None:
     for name, runs in samples.items():
         first = statistics.median(r[0] for r in runs)
         total = statistics.median(r[1] for r in runs)
-        print(f"{name:10} every proposer's first {CHUNK} tokens: {first:6.2f} s   "
-              f"all {len(PROPOSERS)} x {MAX_TOKENS} tokens: {total:6.2f} s")
+        print(
+            f"{name:10} every proposer's first {CHUNK} tokens: {first:6.2f} s   "
+            f"all {len(PROPOSERS)} x {MAX_TOKENS} tokens: {total:6.2f} s"
+        )
 
 
 if __name__ == "__main__":

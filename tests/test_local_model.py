@@ -172,14 +172,16 @@ async def test_the_embedded_model_continues_a_final_assistant_message_from_its_k
     longer = loaded.render_continuation((*head, Message(role="assistant", content=prefix + text)))
     tokens = llama.tokenize(longer.encode(), special=True)
     cached = _LLAMA_THREAD.submit(lambda: llama._input_ids.tolist()).result()
-    shared = next((i for i, (a, b) in enumerate(zip(cached, tokens)) if a != b), len(cached))
+    shared = next(
+        (i for i, (a, b) in enumerate(zip(cached, tokens, strict=False)) if a != b), len(cached)
+    )
     assert shared >= len(llama.tokenize(rendered.encode(), special=True))
 
 
 async def test_staircase_runs_on_the_local_recipe() -> None:
     from moa import Aggregator
 
-    mixture = recipes.build(recipes.load("local"))
+    mixture = recipes.build(recipes.load("local-synthesize"))
     mixture.aggregator = Aggregator(mixture.aggregator.agent, staircase=True, chunk_tokens=4)
     tokens: list[str] = []
     result = None

@@ -1,4 +1,4 @@
-"""Row 8 — staircase streaming (issue 12): time to the first and the last answer token, and the
+"""Row 9 — staircase streaming (issue 12): time to the first and the last answer token, and the
 aggregator's input tokens, staircase vs wait-for-all, side by side in one run.
 
 Simulated upstream: 4 proposers of PROPOSAL_TOKENS tokens at TOKENS_PER_S, an aggregator with
@@ -7,7 +7,7 @@ writes ANSWER_TOKENS at the same rate and continues a final assistant message. W
 and staircase at several chunk sizes alternate, `reps` times each. Input tokens are counted on
 the requests the upstream received (moa.budget's estimate, the same for every mode).
 
-Embedded model: the `local` recipe (3 proposers, one aggregator, all SmolLM2 on one llama.cpp
+Embedded model: the `local-synthesize` recipe (3 proposers, one aggregator, all SmolLM2 on one llama.cpp
 thread, LOCAL_TOKENS per call) with staircase off and on; times from the start of the run.
 """
 
@@ -90,7 +90,7 @@ async def _measure_local(reps: int) -> dict[str, dict]:
 
     out: dict[str, dict] = {}
     for label, on in (("wait-for-all", False), ("staircase 16", True)):
-        mixture = build(load("local"))
+        mixture = build(load("local-synthesize"))
         if on:
             old = mixture.aggregator
             mixture.aggregator = Aggregator(old.agent, staircase=True, chunk_tokens=16)
@@ -102,7 +102,7 @@ async def _measure_local(reps: int) -> dict[str, dict]:
 
 def run(quick: bool = False) -> RowResult:
     reps, scale = (1, 0.25) if quick else (3, 1.0)
-    row = RowResult("8", "staircase streaming: first/last answer token, input tokens")
+    row = RowResult("9", "staircase streaming: first/last answer token, input tokens")
     row.params = {
         "reps": reps,
         "proposers": f"{PROPOSERS} x {int(PROPOSAL_TOKENS * scale)} tokens at {TOKENS_PER_S:g}/s",
@@ -133,6 +133,6 @@ def run(quick: bool = False) -> RowResult:
         return row
     row.raw["local"] = local
     for label, m in local.items():
-        row.add(f"local recipe {label}: first token", median(m["ttft"]), "s")
-        row.add(f"local recipe {label}: last token", median(m["last"]), "s")
+        row.add(f"local-synthesize {label}: first token", median(m["ttft"]), "s")
+        row.add(f"local-synthesize {label}: last token", median(m["last"]), "s")
     return row
