@@ -127,7 +127,7 @@ def run(quick: bool = False) -> RowResult:
             median(m["input_tokens"]) / median(base["input_tokens"]),
         )
     try:
-        local = asyncio.run(_measure_local(1 if quick else 3))
+        local = asyncio.run(_measure_local(1 if quick else 2))
     except ImportError as error:
         row.notes.append(f"embedded model skipped: {error}")
         return row
