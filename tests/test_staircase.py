@@ -15,6 +15,7 @@ from moa.providers.base import Capabilities
 from moa.recipes import build, load
 from moa.testing import MISMATCH, FakeUpstream, Reply, continuing
 from moa.trace import Result
+from moa.types import Sampling
 
 PROPOSALS = {m: " ".join(f"{m}w{i}" for i in range(30)) for m in ("p0", "p1", "p2")}
 ANSWER = " ".join(f"answer{i}" for i in range(60))
@@ -166,3 +167,16 @@ def test_a_declared_continuation_is_accepted_with_its_chunk_size(
     path.write_text(text)
     mixture = build(load(path), registry)
     assert mixture.aggregator.staircase and mixture.aggregator.chunk_tokens == 12
+
+
+async def test_max_tokens_bounds_the_whole_answer_not_each_step(upstream: FakeUpstream) -> None:
+    script(upstream)
+    mixture = staircase_moa(upstream)
+    async with mixture:
+        await mixture.arun("q", aggregator_sampling=Sampling(max_tokens=50))
+
+    requests = upstream.requests_for("agg")
+    assert len(requests) >= 2
+    for body in requests:
+        written = len(continuation_of(body).split())
+        assert body["max_tokens"] == 50 - written

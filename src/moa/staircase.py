@@ -145,9 +145,18 @@ class Staircase:
 
     def _next_step_ready(self) -> bool:
         """The running step saw partial proposals, and each has sent a further chunk since."""
-        if self.step is None or self.step.record.final:
-            return False
+        if self.step is None or self.step.record.final or self._room() == 0:
+            return False  # (no room left: the running step ends at the answer's max_tokens)
         return self.partials.complete or self.partials.ready(self.threshold)
+
+    def _room(self) -> int | None:
+        """Answer chunks still allowed by the aggregator's max_tokens (None: no limit)."""
+        agent = self.stage.aggregator.candidates[self.records[-1].index]
+        caller = self.stage.caller
+        limit = self.stage.overrides.merged_over(agent.sampling.merged_over(caller.defaults))
+        if limit.max_tokens is None:
+            return None
+        return max(0, limit.max_tokens - len(self.written))
 
     def _candidate(self, index: int) -> AggregatorStarted:
         agent = self.stage.aggregator.candidates[index]
@@ -163,10 +172,9 @@ class Staircase:
         references = self.partials.references()
         prefix = "".join(self.written)
         overrides = self.stage.overrides
-        if overrides.max_tokens is not None:
-            overrides = replace(
-                overrides, max_tokens=max(1, overrides.max_tokens - len(self.written))
-            )
+        room = self._room()
+        if room is not None:  # the whole answer keeps to max_tokens, not each step
+            overrides = replace(overrides, max_tokens=max(1, room))
         agent = self.stage.aggregator.candidates[record.index]
         call = Call(
             agent,
