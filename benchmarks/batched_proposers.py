@@ -45,7 +45,6 @@ def sequential(llama: Llama, prompt: list[int]) -> tuple[float, float]:
     started = time.perf_counter()
     all_first = 0.0
     for index, (temperature, seed) in enumerate(PROPOSERS):
-        llama.reset()
         llama.set_seed(seed)
         vocab = L.llama_model_get_vocab(llama._model.model)
         for count, token in enumerate(llama.generate(prompt, temp=temperature, reset=True), 1):
