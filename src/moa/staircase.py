@@ -165,6 +165,7 @@ class Staircase:
         )
         self.records.append(record)
         self.stage.result.calls.append(record)
+        self.started = time.perf_counter()
         return AggregatorStarted(self.stage.number, agent.model)
 
     def _start(self) -> None:
@@ -223,7 +224,7 @@ class Staircase:
             if self.partials.state[record.index] == "running":
                 record.status = "cancelled"
                 record.output = "".join(self.partials.pieces[record.index])
-                record.error = "cancelled: the staircase aggregator had finished its answer"
+                record.error = "cancelled: the staircase ended before this proposal did"
 
 
 async def _drive(
