@@ -150,6 +150,8 @@ async def test_a_base_model_without_a_chat_template_follows_the_schema_by_gramma
     completion = await provider.complete(request)
     answer = json.loads(completion.text)
     assert set(answer) == {"city", "sunny"}
+
+
 async def test_the_embedded_model_continues_a_final_assistant_message_from_its_kv_cache() -> None:
     from moa.providers.local import _LLAMA_THREAD, LocalProvider
     from moa.types import ChatRequest, Message

@@ -1,4 +1,4 @@
-"""Row 9 — staircase streaming (issue 12): time to the first and the last answer token, and the
+"""Row 10 — staircase streaming (issue 12): time to the first and the last answer token, and the
 aggregator's input tokens, staircase vs wait-for-all, side by side in one run.
 
 Simulated upstream: 4 proposers of PROPOSAL_TOKENS tokens at TOKENS_PER_S, an aggregator with
@@ -102,7 +102,7 @@ async def _measure_local(reps: int) -> dict[str, dict]:
 
 def run(quick: bool = False) -> RowResult:
     reps, scale = (1, 0.25) if quick else (3, 1.0)
-    row = RowResult("9", "staircase streaming: first/last answer token, input tokens")
+    row = RowResult("10", "staircase streaming: first/last answer token, input tokens")
     row.params = {
         "reps": reps,
         "proposers": f"{PROPOSERS} x {int(PROPOSAL_TOKENS * scale)} tokens at {TOKENS_PER_S:g}/s",

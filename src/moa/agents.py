@@ -10,7 +10,7 @@ from moa.errors import ConfigError
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.types import Sampling
 
-# Chosen by benchmarks row 9 (simulated upstream, 4 proposers of 400 tokens at 40 tokens/s).
+# Chosen by benchmarks row 10 (simulated upstream, 4 proposers of 400 tokens at 40 tokens/s).
 DEFAULT_CHUNK_TOKENS = 64
 
 if TYPE_CHECKING:
