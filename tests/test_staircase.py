@@ -15,7 +15,7 @@ from moa.providers.base import Capabilities
 from moa.recipes import build, load
 from moa.testing import MISMATCH, FakeUpstream, Reply, continuing
 from moa.trace import Result
-from moa.types import Sampling
+from moa.types import Answering, Sampling
 
 PROPOSALS = {m: " ".join(f"{m}w{i}" for i in range(30)) for m in ("p0", "p1", "p2")}
 ANSWER = " ".join(f"answer{i}" for i in range(60))
@@ -180,3 +180,14 @@ async def test_max_tokens_bounds_the_whole_answer_not_each_step(upstream: FakeUp
     for body in requests:
         written = len(continuation_of(body).split())
         assert body["max_tokens"] == 50 - written
+
+
+async def test_a_request_for_n_answers_or_tools_is_refused_not_streamed_whole(
+    upstream: FakeUpstream,
+) -> None:
+    script(upstream)
+    mixture = staircase_moa(upstream)
+    async with mixture:
+        with pytest.raises(ConfigError, match="turn staircase off"):
+            await mixture.arun("q", answering=Answering(n=2))
+    assert upstream.requests_for("agg") == []

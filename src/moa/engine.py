@@ -167,6 +167,11 @@ class MoA:
         staircase = self.aggregator.staircase
         if staircase and budget is not None:
             raise ConfigError("max_cost_usd cannot bound a staircase aggregator yet; turn one off")
+        if staircase and answering != Answering():
+            raise ConfigError(
+                "a staircase aggregator streams one plain-text answer: tools, response_format, "
+                "logprobs and n need the aggregator to answer whole — turn staircase off for them"
+            )
         for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             if agreed is not None:
                 break

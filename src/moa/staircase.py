@@ -31,7 +31,7 @@ from moa.events import (
 )
 from moa.request import Call
 from moa.strategies import Stage
-from moa.trace import AggregatorStep, CallRecord
+from moa.trace import AggregatorStep, CallRecord, Choice
 from moa.types import StreamChunk, Usage
 
 
@@ -207,6 +207,9 @@ class Staircase:
         if end.error is None:
             self.stage.result.text = record.output
             self.stage.result.aggregator_model = record.model
+            self.stage.result.choices.append(
+                Choice(record.output, finish_reason=record.finish_reason, model=record.model)
+            )
             return True
         record.fail(end.error)
         if self.written:
