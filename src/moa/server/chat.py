@@ -1,0 +1,78 @@
+"""`POST /v1/chat/completions`: a loaded recipe answers as an OpenAI chat model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import FastAPI, Header, Request
+from starlette.responses import Response
+
+from moa.server.errors import ApiError
+from moa.server.events_api import Served
+from moa.server.openapi import CHAT_RESPONSES
+from moa.server.reasoning import layers_mode
+from moa.server.runs import Run
+from moa.server.schemas import (
+    ChatCompletionRequest,
+    check_supported,
+    to_answering,
+    to_messages,
+    to_sampling,
+)
+from moa.types import Sampling
+
+_TRUTHY = {"1", "true", "yes", "on"}
+# What `layers_mode` accepts, in any case and with spaces around.
+_LAYERS_HEADER = r"^\s*([Rr][Ee][Aa][Ss][Oo][Nn][Ii][Nn][Gg]|[Oo][Ff][Ff])\s*$"
+
+
+def add_chat_route(
+    app: FastAPI, served: Served, model_not_found: Callable[[str], ApiError]
+) -> None:
+    recipes, mixtures = served.recipes, served.mixtures
+
+    @app.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
+    async def chat_completions(
+        body: ChatCompletionRequest,
+        request: Request,
+        x_moa_trace: Annotated[
+            str | None, Header(description="moa extension: `true` adds the run's trace.")
+        ] = None,
+        x_moa_layers: Annotated[
+            str | None,
+            Header(
+                description="moa extension: `reasoning` streams the layers as reasoning.",
+                json_schema_extra={"pattern": _LAYERS_HEADER},
+            ),
+        ] = None,
+    ) -> Response:
+        mixture = mixtures.get(body.model)
+        if mixture is None:
+            raise model_not_found(body.model)
+        check_supported(body)
+        layers = layers_mode(
+            (body.model_extra or {}).get("moa_layers"),
+            x_moa_layers,
+            recipes[body.model].show_layers,
+        )
+        messages, requested = to_messages(body), to_sampling(body)
+        to_all = recipes[body.model].request_sampling == "all"
+        run = Run(
+            model=body.model,
+            moa=mixture,
+            messages=messages,
+            sampling=requested if to_all else Sampling(),
+            aggregator_sampling=Sampling() if to_all else requested,
+            slot=served.slots.take(),
+            metrics=served.metrics,
+            redactor=served.redactor,
+            trace=bool(body.moa_trace) or (x_moa_trace or "").strip().lower() in _TRUTHY,
+            include_usage=body.include_usage,
+            max_cost_usd=body.moa_max_cost_usd,
+            reasoning=layers is not None,
+            answering=to_answering(body),
+        )
+        if body.stream:
+            return await run.stream(request.receive)
+        return await run.respond(request.receive)
