@@ -35,9 +35,14 @@ from moa.cli.guard import run_guarded
 from moa.errors import ConfigError
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from rich.table import Table
 
+    from moa.engine import MoA
+    from moa.evaluation.batch import BatchStats
     from moa.evaluation.compare import Row
+    from moa.evaluation.judge import Judge
     from moa.evaluation.mtbench import Scores
 
 # Each command imports the evaluation code when it runs: the command line is built for every
@@ -81,16 +86,14 @@ def alpaca_eval(
         from moa.cli.session import open_session
         from moa.evaluation import alpaca
         from moa.evaluation.data import data_dir
-        from moa.evaluation.jsonl import write_json_atomic
 
-        err = stderr()
         folder = data_dir(data)
         instructions = alpaca.load_instructions(folder, limit)
         loaded = recipes.load(recipe)
         base_file = Path(baseline) if baseline and baseline.endswith(".json") else None
         base_recipe = recipes.load(baseline) if baseline and base_file is None else None
         stem = output.with_suffix("")
-        all_stats = []
+        all_stats: list[BatchStats] = []
         async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             # Built now so that a missing key for the baseline or judge fails before any call.
@@ -98,75 +101,130 @@ def alpaca_eval(
             sources = [loaded] + ([base_recipe] if base_recipe else [])
             the_judge = session.judge(judge, sources, alpaca.JUDGE_MAX_TOKENS) if judge else None
             runs = Path(f"{stem}.runs.jsonl")
-            stats = await alpaca.generate(
-                mixture,
-                instructions,
-                runs,
-                concurrency=concurrency,
-                console=console_for(quiet),
-                label=loaded.name,
-            )
-            report(stats, f"answers ({runs})")
-            all_stats.append(stats)
-            rows = alpaca.model_outputs(instructions, runs, name or loaded.name)
-            write_json_atomic(output, rows)
-            err.print(
-                f"wrote {len(rows)} outputs to {output} (generator {rows[0]['generator']!r})"
-                if rows
-                else f"wrote no outputs to {output}"
-            )
-            if the_judge is None:
-                err.print(f"  {session.cache_note()}")
-                check_failures(*all_stats)
-                return
-            if base_file is not None:
-                base = alpaca.load_outputs(base_file)
-                base_name = base_file.stem
-            else:
-                assert base_recipe is not None and base_mixture is not None
-                base_name = base_recipe.name
-                base_runs = Path(f"{stem}.baseline-{slug(base_name)}.runs.jsonl")
-                stats = await alpaca.generate(
-                    base_mixture,
-                    instructions,
-                    base_runs,
-                    concurrency=concurrency,
-                    console=console_for(quiet),
-                    label=base_name,
+            all_stats.append(
+                await _alpaca_answers(
+                    mixture, instructions, runs, loaded.name, "answers", concurrency, quiet
                 )
-                report(stats, f"baseline answers ({base_runs})")
-                all_stats.append(stats)
-                base = {
-                    r["instruction"]: r["output"]
-                    for r in alpaca.model_outputs(instructions, base_runs, base_name)
-                }
-            pairs = alpaca.pair_items(rows, base, instructions)
-            if not pairs:
-                raise ConfigError("no instruction has both an output and a baseline output")
-            judgments = Path(f"{stem}.judge-{slug(the_judge.model)}-vs-{slug(base_name)}.jsonl")
-            stats, judged = await alpaca.judge_all(
-                the_judge,
-                alpaca.judge_template(folder),
-                pairs,
-                judgments,
-                concurrency=concurrency,
-                console=console_for(quiet),
             )
-            report(stats, f"verdicts ({judgments})")
-            all_stats.append(stats)
-            result = alpaca.win_rate(judged)
-            summary = {
-                "generator": rows[0]["generator"],
-                "baseline": base_name,
-                "judge": the_judge.model,
-                **result.to_dict(),
-            }
-            write_json_atomic(Path(f"{stem}.winrate.json"), summary)
-            _print_win_rate(summary)
-            err.print(f"  {session.cache_note()}")
+            rows = _write_model_outputs(instructions, runs, name or loaded.name, output)
+            if the_judge is not None:
+                all_stats += await _alpaca_win_rate(
+                    the_judge,
+                    rows,
+                    instructions,
+                    folder=folder,
+                    stem=stem,
+                    base_file=base_file,
+                    base=(base_recipe.name, base_mixture) if base_recipe and base_mixture else None,
+                    concurrency=concurrency,
+                    quiet=quiet,
+                )
+            stderr().print(f"  {session.cache_note()}")
         check_failures(*all_stats)
 
     run_guarded(main)
+
+
+async def _alpaca_win_rate(
+    the_judge: Judge,
+    rows: list[dict[str, Any]],
+    instructions: list[dict[str, Any]],
+    *,
+    folder: Traversable,
+    stem: Path,
+    base_file: Path | None,
+    base: tuple[str, MoA] | None,
+    concurrency: int,
+    quiet: bool,
+) -> list[BatchStats]:
+    """Answer as the baseline if it is a recipe, judge both orders, print the win rate."""
+    from moa.evaluation import alpaca
+
+    all_stats = []
+    if base_file is not None:
+        baseline, base_name = alpaca.load_outputs(base_file), base_file.stem
+    else:
+        assert base is not None
+        base_name, base_mixture = base
+        base_runs = Path(f"{stem}.baseline-{slug(base_name)}.runs.jsonl")
+        all_stats.append(
+            await _alpaca_answers(
+                base_mixture,
+                instructions,
+                base_runs,
+                base_name,
+                "baseline answers",
+                concurrency,
+                quiet,
+            )
+        )
+        baseline = alpaca.outputs_by_instruction(instructions, base_runs, base_name)
+    judgments = Path(f"{stem}.judge-{slug(the_judge.model)}-vs-{slug(base_name)}.jsonl")
+    stats, result = await alpaca.judge_win_rate(
+        the_judge,
+        alpaca.judge_template(folder),
+        rows,
+        baseline,
+        instructions,
+        judgments,
+        concurrency=concurrency,
+        console=console_for(quiet),
+    )
+    report(stats, f"verdicts ({judgments})")
+    all_stats.append(stats)
+    summary = {
+        "generator": rows[0]["generator"],
+        "baseline": base_name,
+        "judge": the_judge.model,
+        **result.to_dict(),
+    }
+    _write_json(Path(f"{stem}.winrate.json"), summary)
+    _print_win_rate(summary)
+    return all_stats
+
+
+async def _alpaca_answers(
+    mixture: MoA,
+    instructions: list[dict[str, Any]],
+    runs: Path,
+    label: str,
+    what: str,
+    concurrency: int,
+    quiet: bool,
+) -> BatchStats:
+    from moa.evaluation import alpaca
+
+    stats = await alpaca.generate(
+        mixture,
+        instructions,
+        runs,
+        concurrency=concurrency,
+        console=console_for(quiet),
+        label=label,
+    )
+    report(stats, f"{what} ({runs})")
+    return stats
+
+
+def _write_model_outputs(
+    instructions: list[dict[str, Any]], runs: Path, generator: str, output: Path
+) -> list[dict[str, Any]]:
+    from moa.evaluation import alpaca
+
+    rows = alpaca.model_outputs(instructions, runs, generator)
+    _write_json(output, rows)
+    stderr().print(
+        f"wrote {len(rows)} outputs to {output} (generator {rows[0]['generator']!r})"
+        if rows
+        else f"wrote no outputs to {output}"
+    )
+    return rows
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from moa.evaluation.jsonl import write_json_atomic
+
+    write_json_atomic(path, value)
 
 
 def _print_win_rate(s: dict[str, Any]) -> None:

@@ -208,3 +208,31 @@ async def judge_all(
     done = {repr(r["id"]): r for r in records(judgments)}
     joined = [{**p.data, **done[repr(p.id)]} for p in pairs if repr(p.id) in done]
     return stats, joined
+
+
+def outputs_by_instruction(
+    instructions: list[dict[str, Any]], runs: Path, generator: str
+) -> dict[str, str]:
+    """The answers in `runs` keyed by instruction: the shape `pair_items` takes a baseline in."""
+    return {r["instruction"]: r["output"] for r in model_outputs(instructions, runs, generator)}
+
+
+async def judge_win_rate(
+    judge: Judge,
+    template: str,
+    rows: list[dict[str, Any]],
+    baseline: dict[str, str],
+    instructions: list[dict[str, Any]],
+    judgments: Path,
+    *,
+    concurrency: int,
+    console: Console | None,
+) -> tuple[BatchStats, WinRate]:
+    """Judge `rows` against `baseline` in both orders (resumable) and score the win rate."""
+    pairs = pair_items(rows, baseline, instructions)
+    if not pairs:
+        raise ConfigError("no instruction has both an output and a baseline output")
+    stats, judged = await judge_all(
+        judge, template, pairs, judgments, concurrency=concurrency, console=console
+    )
+    return stats, win_rate(judged)
