@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from moa.evaluation.batch import BatchStats
     from moa.evaluation.compare import Row
     from moa.evaluation.judge import Judge
-    from moa.evaluation.mtbench import Scores
+    from moa.evaluation.mtbench import Bench, Scores
 
 # Each command imports the evaluation code when it runs: the command line is built for every
 # `moa` invocation, and must not load the engine (start-up time).
@@ -276,7 +276,6 @@ def mt_bench(
         from moa.cli.session import open_session
         from moa.evaluation import mtbench
         from moa.evaluation.data import data_dir
-        from moa.evaluation.jsonl import write_json_atomic
 
         bench = mtbench.load(data_dir(data), limit)
         loaded = [recipes.load(r) for r in recipe]
@@ -289,32 +288,12 @@ def mt_bench(
             the_judge = session.judge(judge, loaded, mtbench.JUDGE_MAX_TOKENS)
             mixtures = [session.build(r) for r in loaded]  # every key checked before any call
             for spec, mixture in zip(loaded, mixtures, strict=True):
-                runs = output / f"{slug(spec.name)}.answers.jsonl"
-                stats = await mtbench.generate(
-                    mixture,
-                    bench,
-                    runs,
-                    concurrency=concurrency,
-                    console=console_for(quiet),
-                    label=spec.name,
+                stats, scores[spec.name] = await _mt_bench_recipe(
+                    mixture, spec.name, the_judge, bench, output, concurrency, quiet
                 )
-                report(stats, f"answers ({runs})")
-                judgments = output / f"{slug(spec.name)}.judge-{slug(judge)}.jsonl"
-                graded, scores[spec.name] = await mtbench.grade(
-                    the_judge,
-                    bench,
-                    runs,
-                    judgments,
-                    concurrency=concurrency,
-                    console=console_for(quiet),
-                )
-                report(graded, f"grades ({judgments})")
-                all_stats += [stats, graded]
+                all_stats += stats
             stderr().print(f"  {session.cache_note()}")
-        write_json_atomic(
-            output / "scores.json",
-            {"judge": judge, "recipes": {n: s.to_dict() for n, s in scores.items()}},
-        )
+        mtbench.write_scores(output / "scores.json", scores, judge=judge)
         png = chart or output / "mt_bench.png"
         mtbench.chart(scores, png, judge=judge)
         _print_scores(scores)
@@ -322,6 +301,31 @@ def mt_bench(
         check_failures(*all_stats)
 
     run_guarded(main)
+
+
+async def _mt_bench_recipe(
+    mixture: MoA,
+    name: str,
+    the_judge: Judge,
+    bench: Bench,
+    output: Path,
+    concurrency: int,
+    quiet: bool,
+) -> tuple[list[BatchStats], Scores]:
+    """Answer both turns with one recipe, then grade them (each step resumable)."""
+    from moa.evaluation import mtbench
+
+    runs = output / f"{slug(name)}.answers.jsonl"
+    stats = await mtbench.generate(
+        mixture, bench, runs, concurrency=concurrency, console=console_for(quiet), label=name
+    )
+    report(stats, f"answers ({runs})")
+    judgments = output / f"{slug(name)}.judge-{slug(the_judge.model)}.jsonl"
+    graded, scores = await mtbench.grade(
+        the_judge, bench, runs, judgments, concurrency=concurrency, console=console_for(quiet)
+    )
+    report(graded, f"grades ({judgments})")
+    return [stats, graded], scores
 
 
 def _print_scores(scores: dict[str, Scores]) -> None:

@@ -21,6 +21,7 @@ from moa.engine import MoA
 from moa.errors import ConfigError
 from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.data import load_jsonl
+from moa.evaluation.jsonl import write_json_atomic
 from moa.evaluation.judge import Judge, parse_rating
 from moa.evaluation.stats import finite, mean
 from moa.types import NO_USAGE, Message, Sampling, Usage
@@ -232,3 +233,10 @@ def chart(scores: dict[str, Scores], path: Path, *, judge: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_scores(path: Path, scores: dict[str, Scores], *, judge: str) -> None:
+    """`scores.json`: the judge and each recipe's scores, by category and turn."""
+    write_json_atomic(
+        path, {"judge": judge, "recipes": {n: s.to_dict() for n, s in scores.items()}}
+    )
