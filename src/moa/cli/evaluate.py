@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from moa.engine import MoA
     from moa.evaluation.batch import BatchStats
-    from moa.evaluation.compare import Row
+    from moa.evaluation.compare import Entrant, Row
     from moa.evaluation.judge import Judge
     from moa.evaluation.mtbench import Bench, Scores
 
@@ -378,19 +379,11 @@ def quick_eval(
     """Accuracy, cost and paired difference to the first proposer alone at T=0, per recipe."""
 
     async def main() -> None:
-        from moa import recipes
         from moa.cli.session import open_session
         from moa.evaluation import compare, quick
 
         items = quick.load(data)[:limit]
-        try:
-            chosen = compare.entrants(
-                [recipes.load(r) for r in recipe or ["local"]],
-                strategy or (),
-                with_deceiver=deceptive,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        chosen = _entrants(recipe or ["local"], strategy or (), deceptive)
         with tempfile.TemporaryDirectory() as scratch:
             async with open_session(no_cache, cache, redis, redis_optional) as session:
                 rows, stats = await compare.run(
@@ -411,6 +404,18 @@ def quick_eval(
         check_failures(*stats)
 
     run_guarded(main)
+
+
+def _entrants(recipe: list[str], strategy: Sequence[str], deceptive: bool) -> list[Entrant]:
+    from moa import recipes
+    from moa.evaluation import compare
+
+    try:
+        return compare.entrants(
+            [recipes.load(r) for r in recipe], strategy, with_deceiver=deceptive
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _quick_table(rows: list[Row]) -> Table:
