@@ -94,31 +94,21 @@ def alpaca_eval(
         base_file = Path(baseline) if baseline and baseline.endswith(".json") else None
         base_recipe = recipes.load(baseline) if baseline and base_file is None else None
         stem = output.with_suffix("")
-        all_stats: list[BatchStats] = []
         async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             # Built now so that a missing key for the baseline or judge fails before any call.
-            base_mixture = session.build(base_recipe) if base_recipe else None
+            base = (base_recipe.name, session.build(base_recipe)) if base_recipe else None
             sources = [loaded] + ([base_recipe] if base_recipe else [])
             the_judge = session.judge(judge, sources, alpaca.JUDGE_MAX_TOKENS) if judge else None
             runs = Path(f"{stem}.runs.jsonl")
-            all_stats.append(
-                await _alpaca_answers(
-                    mixture, instructions, runs, loaded.name, "answers", concurrency, quiet
-                )
+            stats = await _alpaca_answers(
+                mixture, instructions, runs, loaded.name, "answers", concurrency, quiet
             )
+            all_stats = [stats]
             rows = _write_model_outputs(instructions, runs, name or loaded.name, output)
             if the_judge is not None:
                 all_stats += await _alpaca_win_rate(
-                    the_judge,
-                    rows,
-                    instructions,
-                    folder=folder,
-                    stem=stem,
-                    base_file=base_file,
-                    base=(base_recipe.name, base_mixture) if base_recipe and base_mixture else None,
-                    concurrency=concurrency,
-                    quiet=quiet,
+                    the_judge, rows, instructions, folder, stem, base_file, base, concurrency, quiet
                 )
             stderr().print(f"  {session.cache_note()}")
         check_failures(*all_stats)
@@ -130,7 +120,6 @@ async def _alpaca_win_rate(
     the_judge: Judge,
     rows: list[dict[str, Any]],
     instructions: list[dict[str, Any]],
-    *,
     folder: Traversable,
     stem: Path,
     base_file: Path | None,
