@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from moa.cli.batch import batch, batch_merge
-from moa.cli.common import RedisOpt, RedisOptionalOpt
+from moa.cli.common import (
+    MaxTokensOpt,
+    ProposerOpt,
+    RedisOpt,
+    RedisOptionalOpt,
+    TemperatureOpt,
+)
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
@@ -55,18 +61,10 @@ def _consoles() -> tuple[Console, Console]:
 RecipeOpt = Annotated[
     str, typer.Option("--recipe", "-r", help="Built-in recipe name or path to a .toml file.")
 ]
-ProposerOpt = Annotated[
-    list[str] | None,
-    typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
-]
 AggregatorOpt = Annotated[str | None, typer.Option("--aggregator", "-a", help="Aggregator MODEL.")]
 LayersOpt = Annotated[
     int | None,
     typer.Option(help="Layers as the reference counts them: N-1 proposal layers + aggregator."),
-]
-TemperatureOpt = Annotated[float | None, typer.Option(help="Temperature for every call.")]
-MaxTokensOpt = Annotated[
-    int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
 ]
 TimeoutOpt = Annotated[float | None, typer.Option(help="Per-call timeout in seconds.")]
 MaxCostOpt = Annotated[

@@ -10,11 +10,14 @@ import typer
 from moa.cli.common import (
     CacheOpt,
     ConcurrencyOpt,
+    MaxTokensOpt,
     NoCacheOpt,
+    ProposerOpt,
     QuietOpt,
     RecipeOpt,
     RedisOpt,
     RedisOptionalOpt,
+    TemperatureOpt,
     check_failures,
     console_for,
     report,
@@ -23,46 +26,45 @@ from moa.cli.common import (
 from moa.cli.guard import run_guarded
 from moa.errors import ConfigError, RunError
 
+_AggregatorOpt = Annotated[
+    str | None,
+    typer.Option("--aggregator", "-a", help="Aggregator MODEL (seeded proposals are reused)."),
+]
+_BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--budget",
+        help="Stop starting prompts once the USD spent plus the worst case of those in "
+        "flight would pass this; a rerun continues.",
+    ),
+]
+_ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Answer only shard K of N (split by id) into OUTPUT.K-of-N.jsonl; "
+        "join the shards with `moa batch merge -o OUTPUT`.",
+    ),
+]
+
 
 def batch(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="id + prompt/messages")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Results JSONL (appended).")],
     recipe: RecipeOpt = "local",
-    proposer: Annotated[
-        list[str] | None,
-        typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
-    ] = None,
-    aggregator: Annotated[
-        str | None,
-        typer.Option("--aggregator", "-a", help="Aggregator MODEL (seeded proposals are reused)."),
-    ] = None,
+    proposer: ProposerOpt = None,
+    aggregator: _AggregatorOpt = None,
     concurrency: ConcurrencyOpt = 4,
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
-    temperature: Annotated[float | None, typer.Option(help="Temperature for every call.")] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
-    ] = None,
-    budget: Annotated[
-        float | None,
-        typer.Option(
-            "--budget",
-            help="Stop starting prompts once the USD spent plus the worst case of those in "
-            "flight would pass this; a rerun continues.",
-        ),
-    ] = None,
+    temperature: TemperatureOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    budget: _BudgetOpt = None,
     quiet: QuietOpt = False,
     redis: RedisOpt = None,
     redis_optional: RedisOptionalOpt = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="K/N",
-            help="Answer only shard K of N (split by id) into OUTPUT.K-of-N.jsonl; "
-            "join the shards with `moa batch merge -o OUTPUT`.",
-        ),
-    ] = None,
+    shard: _ShardOpt = None,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs."""
@@ -71,35 +73,25 @@ def batch(
         from moa import recipes
         from moa.cli.options import apply_overrides
         from moa.cli.session import open_session
-        from moa.evaluation.batch import BatchBudget, Item, answer_job, load_input, run_items
-        from moa.evaluation.shard import parse_shard, select, shard_path
-        from moa.spending import run_worst_case
+        from moa.evaluation.batch import answer_job, load_input, run_items, worst_case_budget
+        from moa.evaluation.shard import pick
         from moa.types import Sampling
 
-        items = load_input(input_path)
-        out = output
-        if shard is not None:
-            k, n = parse_shard(shard)
-            items, out = select(items, k, n), shard_path(output, k, n)
+        items, out = pick(load_input(input_path), output, shard)
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be a positive amount of USD")
         sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
         async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
-            job = answer_job(mixture, sampling, recipe=loaded.name)
-
-            async def worst_case(item: Item) -> float:
-                return await run_worst_case(mixture, list(item.messages), sampling)
-
             stats = await run_items(
                 items,
-                job,
+                answer_job(mixture, sampling, recipe=loaded.name),
                 out,
                 concurrency=concurrency,
                 console=console_for(quiet),
                 label=loaded.name,
-                budget=None if budget is None else BatchBudget(budget, worst_case),
+                budget=worst_case_budget(budget, mixture, sampling),
             )
             report(stats, f"{out}")
             stderr().print(f"  {session.cache_note()}")

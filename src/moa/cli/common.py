@@ -75,6 +75,14 @@ DataDirOpt = Annotated[
         "(default $MOA_DATA_DIR, else the data shipped with moa).",
     ),
 ]
+ProposerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
+]
+TemperatureOpt = Annotated[float | None, typer.Option(help="Temperature for every call.")]
+MaxTokensOpt = Annotated[
+    int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 

@@ -53,6 +53,22 @@ class BatchBudget:
     worst_case: Callable[[Item], Awaitable[float]]  # the most one item may cost
 
 
+def worst_case_budget(
+    limit_usd: float | None, mixture: MoA, sampling: Sampling | None = None
+) -> BatchBudget | None:
+    """A budget that reserves each item's worst-case cost on `mixture` (None: no limit)."""
+    if limit_usd is None:
+        return None
+    if limit_usd <= 0:
+        raise ConfigError("--budget must be a positive amount of USD")
+    from moa.spending import run_worst_case
+
+    async def worst_case(item: Item) -> float:
+        return await run_worst_case(mixture, list(item.messages), sampling)
+
+    return BatchBudget(limit_usd, worst_case)
+
+
 @dataclass(slots=True)
 class _Gate:
     """Admits items while the spend so far plus the worst case reserved by items in flight

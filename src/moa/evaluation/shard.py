@@ -48,6 +48,15 @@ def shard_path(output: Path, k: int, n: int) -> Path:
     return output.with_name(f"{output.stem}.{k}-of-{n}{output.suffix}")
 
 
+def pick(items: Sequence[Item], output: Path, shard: str | None) -> tuple[list[Item], Path]:
+    """The items to answer and the file to append them to: all into `output` without a
+    `shard` (`K/N`), else shard K's items into `OUTPUT.K-of-N.jsonl`."""
+    if shard is None:
+        return list(items), output
+    k, n = parse_shard(shard)
+    return select(items, k, n), shard_path(output, k, n)
+
+
 def find_shards(output: Path) -> list[Path]:
     """The shard outputs of OUTPUT next to it; all N of one split, or a ConfigError."""
     pattern = re.compile(re.escape(output.stem) + r"\.(\d+)-of-(\d+)" + re.escape(output.suffix))
