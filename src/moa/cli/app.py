@@ -31,9 +31,11 @@ from moa.cli.web import web
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from moa.cli.render import Progress
     from moa.engine import MoA
     from moa.errors import RunError
     from moa.recipes.schema import Recipe
+    from moa.types import Answering, Sampling
 
 # Only typer is imported up front: `moa --help` must start in a blink, so each command imports
 # what it needs (recipes and pydantic, the engine, rich, the server) when it runs.
@@ -155,8 +157,7 @@ def ask(
         from moa import recipes
         from moa.cli.options import answering_options
         from moa.cli.render import Progress
-        from moa.errors import InputError, RunError
-        from moa.events import Done
+        from moa.errors import InputError
         from moa.types import Sampling
 
         out, err = _consoles()
@@ -176,23 +177,41 @@ def ask(
         mixture = recipes.build(loaded)
         try:
             if as_json:
-                try:
-                    result = await mixture.arun(text, sampling=sampling, answering=answering)
-                except RunError as exc:
-                    # What the run did before failing is the evidence: print it, then fail.
-                    out.print_json(data={"recipe": loaded.name, **failed_run(exc)})
-                    raise
-                out.print_json(data={"recipe": loaded.name, **result.to_dict()})
-                return
-            show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
-            async for event in mixture.stream(text, sampling=sampling, answering=answering):
-                show(event)
-                if isinstance(event, Done) and event.result.tool_calls:
-                    out.print_json(data=event.result.tool_calls)
+                await _ask_json(mixture, loaded.name, text, sampling, answering)
+            else:
+                show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
+                await _ask_streaming(mixture, show, text, sampling, answering)
         finally:
             await mixture.aclose()
 
     run_guarded(main)
+
+
+async def _ask_json(
+    mixture: MoA, name: str, text: str, sampling: Sampling, answering: Answering
+) -> None:
+    from moa.errors import RunError
+
+    out, _ = _consoles()
+    try:
+        result = await mixture.arun(text, sampling=sampling, answering=answering)
+    except RunError as exc:
+        # What the run did before failing is the evidence: print it, then fail.
+        out.print_json(data={"recipe": name, **failed_run(exc)})
+        raise
+    out.print_json(data={"recipe": name, **result.to_dict()})
+
+
+async def _ask_streaming(
+    mixture: MoA, show: Progress, text: str, sampling: Sampling, answering: Answering
+) -> None:
+    from moa.events import Done
+
+    out, _ = _consoles()
+    async for event in mixture.stream(text, sampling=sampling, answering=answering):
+        show(event)
+        if isinstance(event, Done) and event.result.tool_calls:
+            out.print_json(data=event.result.tool_calls)
 
 
 @app.command()
