@@ -270,24 +270,33 @@ def chat(
             runner.run(mixture.aclose())
 
 
+_ServeRecipeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--recipe", "-r", help="Recipe to serve as a model (repeatable; default: local)."),
+]
+_ApiKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--api-key",
+        help="Accept this bearer key (repeatable); also MOA_API_KEYS, comma-separated. "
+        "Without any, the server is open.",
+    ),
+]
+_CorsOriginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cors-origin",
+        help="Let browser apps on this origin call the API (repeatable; * for any).",
+    ),
+]
+
+
 @app.command()
 def serve(
-    recipe: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--recipe", "-r", help="Recipe to serve as a model (repeatable; default: local)."
-        ),
-    ] = None,
+    recipe: _ServeRecipeOpt = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    api_key: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--api-key",
-            help="Accept this bearer key (repeatable); also MOA_API_KEYS, comma-separated. "
-            "Without any, the server is open.",
-        ),
-    ] = None,
+    api_key: _ApiKeyOpt = None,
     max_concurrent_runs: Annotated[
         int, typer.Option(help="MoA runs at once per process; more are refused with 429.")
     ] = 16,
@@ -298,13 +307,7 @@ def serve(
     graceful_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight runs get to finish on shutdown.")
     ] = 30,
-    cors_origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cors-origin",
-            help="Let browser apps on this origin call the API (repeatable; * for any).",
-        ),
-    ] = None,
+    cors_origin: _CorsOriginOpt = None,
     no_ui: Annotated[
         bool, typer.Option("--no-ui", help="Do not serve the web playground at /.")
     ] = False,
