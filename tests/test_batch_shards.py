@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from moa.cli.app import app, main
 from moa.errors import ConfigError
 from moa.evaluation.batch import Item
-from moa.evaluation.shard import find_shards, parse_shard, select, shard_of, shard_path
+from moa.evaluation.shard import find_shards, parse_shard, pick, select, shard_of, shard_path
 
 RECIPE = '[[layers]]\nmodels = ["fake:p"]\n[aggregator]\nmodel = "fake:agg"\n'
 
@@ -45,6 +45,14 @@ def test_shard_specs_are_checked() -> None:
     for bad in ("0/4", "5/4", "2", "a/b"):
         with pytest.raises(ConfigError, match="--shard"):
             parse_shard(bad)
+
+
+def test_pick_answers_everything_into_output_unless_a_shard_is_named() -> None:
+    items = [Item(i) for i in range(20)]
+    assert pick(items, Path("out.jsonl"), None) == (items, Path("out.jsonl"))
+    chosen, out = pick(items, Path("out.jsonl"), "2/3")
+    assert chosen == select(items, 2, 3)
+    assert out == shard_path(Path("out.jsonl"), 2, 3)
 
 
 def test_a_missing_shard_is_named(tmp_path: Path) -> None:
