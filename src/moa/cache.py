@@ -194,22 +194,11 @@ class ResponseCache:
 
         await self._writer.arun(insert)
 
-    async def record(
+    def record(
         self, provider: str, request: ChatRequest, chunks: AsyncIterator[StreamChunk]
     ) -> AsyncIterator[StreamChunk]:
         """Pass a stream through, storing its text once it has ended normally."""
-        if self.key(provider, request) is None:
-            async for chunk in chunks:
-                yield chunk
-            return
-        parts: list[str] = []
-        usage, finish = Usage(), None
-        async for chunk in chunks:
-            parts.append(chunk.text)
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            yield chunk
-        await self.put(provider, request, Completion("".join(parts), usage, finish))
+        return record_stream(self, provider, request, chunks)
 
     async def count(self) -> int:
         def count(db: sqlite3.Connection) -> int:
@@ -231,3 +220,22 @@ def _create(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(_SCHEMA)
+
+
+async def record_stream(
+    cache: Cache, provider: str, request: ChatRequest, chunks: AsyncIterator[StreamChunk]
+) -> AsyncIterator[StreamChunk]:
+    """A stream passed through `cache`: its text is stored once it has ended normally (and only
+    when the call is reproducible), as every cache does."""
+    if ResponseCache.key(provider, request) is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    parts: list[str] = []
+    usage, finish = Usage(), None
+    async for chunk in chunks:
+        parts.append(chunk.text)
+        usage = chunk.usage or usage
+        finish = chunk.finish_reason or finish
+        yield chunk
+    await cache.put(provider, request, Completion("".join(parts), usage, finish))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from moa.cache import ResponseCache
+from moa.cache import ResponseCache, record_stream
 from moa.errors import ConfigError
 from moa.shared.link import Link, Unavailable
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
@@ -81,22 +81,11 @@ class RedisCache:
         with suppress(Unavailable):  # a lost write only costs a future call
             await self.link.call(lambda r: r.set(key, blob, ex=self.ttl_s))
 
-    async def record(
+    def record(
         self, provider: str, request: ChatRequest, chunks: AsyncIterator[StreamChunk]
     ) -> AsyncIterator[StreamChunk]:
         """Pass a stream through, storing its text once it has ended normally."""
-        if self.key(provider, request) is None:
-            async for chunk in chunks:
-                yield chunk
-            return
-        parts: list[str] = []
-        usage, finish = Usage(), None
-        async for chunk in chunks:
-            parts.append(chunk.text)
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            yield chunk
-        await self.put(provider, request, Completion("".join(parts), usage, finish))
+        return record_stream(self, provider, request, chunks)
 
     async def aclose(self) -> None:
         await self.link.aclose()
