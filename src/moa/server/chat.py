@@ -12,7 +12,7 @@ from moa.server.errors import ApiError
 from moa.server.events_api import Served
 from moa.server.openapi import CHAT_RESPONSES
 from moa.server.reasoning import layers_mode
-from moa.server.runs import Run
+from moa.server.runs import Run, split_sampling
 from moa.server.schemas import (
     ChatCompletionRequest,
     check_supported,
@@ -20,7 +20,6 @@ from moa.server.schemas import (
     to_messages,
     to_sampling,
 )
-from moa.types import Sampling
 
 _TRUTHY = {"1", "true", "yes", "on"}
 # What `layers_mode` accepts, in any case and with spaces around.
@@ -57,13 +56,13 @@ def add_chat_route(
             recipes[body.model].show_layers,
         )
         messages, requested = to_messages(body), to_sampling(body)
-        to_all = recipes[body.model].request_sampling == "all"
+        sampling, aggregator_sampling = split_sampling(recipes[body.model], requested)
         run = Run(
             model=body.model,
             moa=mixture,
             messages=messages,
-            sampling=requested if to_all else Sampling(),
-            aggregator_sampling=Sampling() if to_all else requested,
+            sampling=sampling,
+            aggregator_sampling=aggregator_sampling,
             slot=served.slots.take(),
             metrics=served.metrics,
             redactor=served.redactor,

@@ -44,7 +44,7 @@ from moa.server.errors import ApiError, bad_request, from_moa_error
 from moa.server.limits import RunSlots
 from moa.server.metrics import Metrics
 from moa.server.overrides import OverridePolicy, catalog
-from moa.server.runs import EventStream, RunResponse
+from moa.server.runs import EventStream, RunResponse, split_sampling
 from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
 from moa.server.security import Redactor
 from moa.server.sse import event as sse_event
@@ -96,13 +96,13 @@ def add_events_api(app: FastAPI, served: Served) -> None:
         recipe = served.recipes[body.model] if override is None else policy.check(override)
         mixture = served.mixtures[body.model] if override is None else _build(recipe, served)
         messages, requested = to_messages(body), to_sampling(body)
-        to_all = recipe.request_sampling == "all"
+        sampling, aggregator_sampling = split_sampling(recipe, requested)
         run = EventRun(
             name=body.model if override is None else f"{body.model} (edited)",
             moa=mixture,
             messages=messages,
-            sampling=requested if to_all else Sampling(),
-            aggregator_sampling=Sampling() if to_all else requested,
+            sampling=sampling,
+            aggregator_sampling=aggregator_sampling,
             served=served,
         )
         slot = served.slots.take()

@@ -29,7 +29,7 @@ from moa.server.errors import ApiError, bad_request
 from moa.server.limits import RunSlots
 from moa.server.metrics import Metrics
 from moa.server.openapi import RESPONSES_API_RESPONSES
-from moa.server.runs import CLIENT_CLOSED, Run
+from moa.server.runs import CLIENT_CLOSED, Run, split_sampling
 from moa.server.security import Redactor
 from moa.server.sse import finish_reason
 from moa.trace import Result
@@ -257,13 +257,13 @@ def add_responses_route(
             raise model_not_found(body.model)
         messages = to_messages(body)
         requested = Sampling(temperature=body.temperature, max_tokens=body.max_output_tokens)
-        to_all = recipes[body.model].request_sampling == "all"
+        sampling, aggregator_sampling = split_sampling(recipes[body.model], requested)
         run = ResponsesRun(
             model=body.model,
             moa=mixture,
             messages=messages,
-            sampling=requested if to_all else Sampling(),
-            aggregator_sampling=Sampling() if to_all else requested,
+            sampling=sampling,
+            aggregator_sampling=aggregator_sampling,
             slot=slots.take(),
             metrics=metrics,
             redactor=redactor,

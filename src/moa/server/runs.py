@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from moa.engine import MoA
 from moa.errors import MoAError
 from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
+from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.extension import extension, failure_extension
 from moa.server.limits import ClientGone, Slot, until_disconnect
@@ -34,6 +35,15 @@ log = logging.getLogger("moa.server")
 
 # nginx's code for "the client closed the request"; no client ever reads it.
 CLIENT_CLOSED = 499
+
+
+def split_sampling(recipe: Recipe, requested: Sampling) -> tuple[Sampling, Sampling]:
+    """(every call's, the aggregator's) settings from a request's: they reach the aggregator
+    only — a Self-MoA recipe's varied proposers survive a client's temperature=0 — unless the
+    recipe says `request_sampling = "all"`."""
+    if recipe.request_sampling == "all":
+        return requested, Sampling()
+    return Sampling(), requested
 
 
 @dataclass
