@@ -29,7 +29,8 @@ from moa.trace import Result
 from moa.types import Message, Sampling, Usage
 
 if TYPE_CHECKING:
-    from moa.engine import MoA, Prompt
+    from moa.engine import MoA
+    from moa.pipeline import Prompt
     from moa.strategies import Stage
 
 KNOBS = "max_cost_usd in the recipe, --max-cost, or moa_max_cost_usd in a request"
@@ -119,7 +120,7 @@ def worst_case(calls: Sequence[PlannedCall], prices: PriceBook) -> float:
 async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = None) -> float:
     """The most one whole run of `prompt` may cost, before it starts: every call writes its
     ceiling, and so every reference a later stage reads is as long as it can be."""
-    from moa.engine import as_messages
+    from moa.pipeline import as_messages
 
     messages = as_messages(prompt)
     overrides = sampling or Sampling()

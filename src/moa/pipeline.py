@@ -1,0 +1,259 @@
+"""One run of a MoA, step by step:
+
+    checks ─▶ layer 1 ─▶ … ─▶ layer n ─▶ aggregator ─▶ Done
+              (budget, then the calls; a layer whose answers agree may stop the run early,
+               a cluster filter drops outliers before the next layer reads them)
+
+The aggregator reads the last layer's whole answers, or — with staircase — runs that layer
+itself and reads its answers as they stream. `MoA.stream()` starts a `Run` and yields its events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.caller import Caller
+from moa.cluster import outliers
+from moa.errors import ConfigError, InputError, LayerFailedError
+from moa.events import Done, Event
+from moa.layer import run_layer
+from moa.pricing import PriceBook, price_result
+from moa.spending import Budget
+from moa.staircase import stream_staircase
+from moa.strategies import Stage
+from moa.strategies.base import answers, offer_tools, refuse_unsupported
+from moa.strategies.vote import agreement, answer_with
+from moa.trace import CallRecord, Result
+from moa.types import Answering, Message, Sampling, Tools
+
+if TYPE_CHECKING:
+    from moa.engine import MoA
+
+Prompt = str | Sequence[Message]
+ToolList = Sequence[Mapping[str, Any]]  # OpenAI's {"type": "function", "function": {...}}
+
+
+def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering:
+    answering = answering or Answering()
+    if tools is None:
+        return answering
+    return replace(answering, tools=Tools(tuple(dict(t) for t in tools)))
+
+
+def as_messages(prompt: Prompt) -> list[Message]:
+    """A prompt string or a chat history, checked: the last turn must be a non-empty user turn,
+    or a tool's result (an agent loop continuing after running the calls it was given)."""
+    if isinstance(prompt, str):
+        prompt = [Message(role="user", content=prompt)]
+    messages = [m.copy() for m in prompt]
+    if not messages or messages[-1]["role"] not in ("user", "tool"):
+        raise InputError("the conversation must end with a user message (or a tool's result)")
+    if messages[-1]["role"] == "user" and not messages[-1]["content"].strip():
+        raise InputError("the prompt is empty: the last user message has no text")
+    return messages
+
+
+@dataclass
+class Run:
+    """The state of one run as it goes: the proposals the last layer passed on, the agreed
+    answer of a layer that stopped the run early, and the trace (`result`)."""
+
+    layers: tuple[ProposalLayer, ...]
+    aggregator: Aggregator
+    caller: Caller
+    prices: PriceBook
+    messages: list[Message]
+    overrides: Sampling  # the run's settings for every call
+    final: Sampling  # the aggregator's, over `overrides`
+    answering: Answering  # the aggregator's tools, response format, logprobs, n
+    budget: Budget | None
+    result: Result
+    started: float = field(default_factory=time.perf_counter)
+    proposals: list[CallRecord] = field(default_factory=list)  # what the last layer passed on
+    proposers: tuple[Agent, ...] = ()  # the last layer's agents
+    agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
+
+    @classmethod
+    async def start(
+        cls,
+        moa: MoA,
+        prompt: Prompt,
+        *,
+        sampling: Sampling | None,
+        aggregator_sampling: Sampling | None,
+        max_cost_usd: float | None,
+        answering: Answering | None,
+        tools: ToolList | None,
+    ) -> Run:
+        """A run of `moa` over `prompt`, its input checked and everything it would refuse
+        refused before any call (see `MoA.stream` for the arguments)."""
+        messages = as_messages(prompt)
+        aggregator = moa.aggregator
+        answering, dropped = await offer_tools(moa.caller, aggregator, with_tools(answering, tools))
+        await refuse_unsupported(moa.caller, aggregator, answering)
+        overrides = sampling or Sampling()
+        limit = max_cost_usd if max_cost_usd is not None else moa.max_cost_usd
+        budget = None if limit is None else Budget(limit, moa.prices, overrides)
+        if aggregator.staircase:
+            _refuse_for_staircase(budget, answering)
+        return cls(
+            layers=moa.layers,
+            aggregator=aggregator,
+            caller=moa.caller,
+            prices=moa.prices,
+            messages=messages,
+            overrides=overrides,
+            final=(aggregator_sampling or Sampling()).merged_over(overrides),
+            answering=answering,
+            budget=budget,
+            result=Result(notes=[dropped] if dropped else []),
+        )
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        """What happens, as it happens; the last event is `Done`."""
+        staircase = self.aggregator.staircase
+        # A staircase aggregator runs the last layer itself.
+        for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
+            async for event in self._layer(number, layer):
+                yield event
+            if self.agreed is not None:
+                break
+        async for event in self._answer(self._stage()):
+            yield event
+        self.result.latency_s = time.perf_counter() - self.started
+        yield Done(self.result)
+
+    def _propose(
+        self, number: int, layer: ProposalLayer, records: list[CallRecord]
+    ) -> AsyncGenerator[Event, None]:
+        """Layer `number`'s calls over the proposals passed on so far (every layer's, the
+        staircase's last one included), filling `records`."""
+        references = [r.output for r in self.proposals]
+        return run_layer(
+            self.caller, number, layer, self.messages, references, self.overrides, records
+        )
+
+    async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
+        """Proposal layer `number`: checked against the budget, run, then what it passes on
+        (`proposals`) and whether its answers agree enough to stop the run (`agreed`)."""
+        self.proposers = layer.agents
+        if self.budget is not None:
+            references = [r.output for r in self.proposals]
+            await self.budget.check_layer(
+                number, layer, self.caller, self.messages, references, self.result
+            )
+        records: list[CallRecord] = []
+        async for event in self._propose(number, layer, records):
+            yield event
+        self.result.calls.extend(records)
+        answered = [r for r in records if r.ok]
+        if not answered:
+            self.result.latency_s = time.perf_counter() - self.started
+            raise LayerFailedError(number, records, price_result(self.result, self.prices))
+        self.agreed = _agreed(
+            number, layer, answered, self.result, len(self.layers), self.aggregator.strategy.name
+        )
+        self.proposals = _filtered(layer, answered, self.result)
+
+    def _stage(self) -> Stage:
+        return Stage(
+            number=len(self.layers) + 1,
+            messages=self.messages,
+            # staircase: the last layer's, as it runs
+            proposals=[] if self.aggregator.staircase else self.proposals,
+            aggregator=self.aggregator,
+            caller=self.caller,
+            overrides=self.final,
+            result=self.result,
+            proposers=self.proposers,
+            answering=self.answering,
+        )
+
+    async def _answer(self, stage: Stage) -> AsyncIterator[Event]:
+        """The aggregator's events (with the staircase's last layer's); none when a layer agreed
+        and the strategy is vote (it would answer with the same proposal, at no cost)."""
+        if self.aggregator.staircase and self.agreed is None:
+            events = self._staircase(stage)
+        elif self.agreed is not None and self.aggregator.strategy.name == "vote":
+            why = "stop_when agree with vote: no aggregator call"
+            events = answer_with(stage, self.agreed, why)
+        else:
+            if self.budget is not None:
+                await self.budget.check_aggregator(stage)
+            events = answers(stage)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
+
+    def _staircase(self, stage: Stage) -> AsyncIterator[Event]:
+        """The last layer runs under the aggregator, which reads its proposals as they stream."""
+        last = self.layers[-1]
+        stage.proposers, stage.proposals = last.agents, []
+        layer_events = self._propose(stage.number - 1, last, stage.proposals)
+        return stream_staircase(stage, layer_events, len(last.agents))
+
+
+def _refuse_for_staircase(budget: Budget | None, answering: Answering) -> None:
+    """What a staircase aggregator cannot do yet, refused before any call."""
+    if budget is not None:
+        raise ConfigError("max_cost_usd cannot bound a staircase aggregator yet; turn one off")
+    if answering != Answering():
+        raise ConfigError(
+            "a staircase aggregator streams one plain-text answer: tools, response_format, "
+            "logprobs and n need the aggregator to answer whole — turn staircase off for them"
+        )
+
+
+def _filtered(
+    layer: ProposalLayer, proposals: list[CallRecord], result: Result
+) -> list[CallRecord]:
+    """The proposals the layer passes on: with `filter = "cluster"`, the outliers are dropped
+    (kept in the trace, marked with why)."""
+    if layer.filter != "cluster":
+        return proposals
+    far = outliers([p.output for p in proposals])
+    for outlier in far:
+        record = proposals[outlier.index]
+        record.dropped = (
+            f"cluster filter: similarity to the other answers {outlier.similarity:.2f}, "
+            f"the layer's median {outlier.typical:.2f}"
+        )
+        result.notes.append(
+            f"layer {record.layer}: dropped {record.model} #{record.index + 1} as an outlier"
+        )
+    dropped = {o.index for o in far}
+    return [p for i, p in enumerate(proposals) if i not in dropped]
+
+
+def _agreed(
+    number: int,
+    layer: ProposalLayer,
+    proposals: list[CallRecord],
+    result: Result,
+    layers: int,
+    strategy: str,
+) -> CallRecord | None:
+    """The first of the agreeing answers when layer `number` (of `layers`) meets its
+    `stop_when`; then the trace says what is skipped and why."""
+    if layer.stop_when != "agree":
+        return None
+    found = agreement([p.output for p in proposals])
+    if found.winner is None or found.share < layer.agree:
+        return None
+    skipped = layers - number
+    what = f"layers {number + 1}-{layers}" if skipped > 1 else f"layer {number + 1}"
+    if strategy == "vote":
+        what = f"{what} and the aggregator" if skipped else "the aggregator"
+    elif not skipped:
+        return None  # the last layer: nothing to skip
+    result.stopped_early = (
+        f"layer {number}: {found.count} of {found.total} answers agree "
+        f"({found.share:.0%} >= {layer.agree:.0%}) — {what} skipped"
+    )
+    return proposals[found.winner]
