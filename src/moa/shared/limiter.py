@@ -5,35 +5,22 @@ same AIMD learning from 429s), but the schedule, the learned rate, the pause aft
 the concurrency slots are in Redis, so N workers on one API key pace together as one. While
 Redis is unreachable it is exactly the per-process `Limiter` it extends.
 
-Concurrency slots are leases: a sorted set of lease ids scored by expiry, renewed while held.
-A worker killed while holding slots stops renewing, and its slots free themselves within one
-lease. In a process, one waiter at a time polls Redis for a free slot; the others queue
-behind it locally, so a saturated key costs each process one poll per `poll_s`.
+Concurrency slots are leases that free themselves when a worker dies (moa.shared.leases).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from typing import Any
 
 from moa.errors import ProviderError
 from moa.ratelimit import Limiter, RateLimit
 from moa.shared import scripts
+from moa.shared.leases import Leases, SlotLeases
 from moa.shared.link import Link, Unavailable
-
-
-@dataclass(frozen=True, slots=True)
-class Leases:
-    lease_s: float = 15.0  # a dead worker's slots return within this
-    poll_s: float = 0.025  # how often the head waiter asks for a free slot
-
 
 _REBOOKINGS = 3  # then send anyway: a starved process must still make progress
 
@@ -52,7 +39,7 @@ class RedisLimiter(Limiter):
         link: Link,
         *,
         adaptive: bool = True,
-        leases: Leases = Leases(),
+        leases: Leases = Leases(),  # noqa: B008 (frozen: one shared default is safe)
     ) -> None:
         super().__init__(limit, adaptive=adaptive)
         self.key = key
@@ -62,12 +49,7 @@ class RedisLimiter(Limiter):
         # Nothing to pace, cap or learn: the limiter never needs Redis.
         self._idle = not adaptive and limit.rpm is None and limit.tpm is None
         self._idle = self._idle and limit.max_concurrency is None
-        self._ids = (f"{uuid.uuid4().hex[:12]}-{os.getpid()}-{n}" for n in itertools.count())
-        self._held: set[str] = set()
-        self._queue: asyncio.Lock | None = None
-        self._freed: asyncio.Event | None = None
-        self._renewer: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shared_slots = SlotLeases(link, self._keys, leases)
 
     def now(self) -> float:
         return time.monotonic()
@@ -88,7 +70,7 @@ class RedisLimiter(Limiter):
         try:
             yield
         finally:
-            self._drop(lease)
+            self._shared_slots.drop(lease)
 
     async def _take(self, tokens: int) -> str | None:
         """A slot (when the key has a cap) and this request's turn on the shared schedule;
@@ -100,68 +82,12 @@ class RedisLimiter(Limiter):
                 keys = [self._keys["state"], self._keys["sent"]]
                 booking = await self.link.run(scripts.RESERVE, keys, pace)
             else:
-                lease, booking = await self._acquire(self.limit.max_concurrency, pace)
+                lease, booking = await self._shared_slots.acquire(self.limit.max_concurrency, pace)
             await self._wait_turn(booking, pace)
         except BaseException:  # Redis lost, or cancelled while waiting: give the slot back
-            self._drop(lease)
+            self._shared_slots.drop(lease)
             raise
         return lease
-
-    # -- concurrency -----------------------------------------------------------------------
-
-    def _local(self) -> tuple[asyncio.Lock, asyncio.Event]:
-        loop = asyncio.get_running_loop()
-        if self._queue is None or self._freed is None or self._loop is not loop:
-            self._queue, self._freed, self._loop = asyncio.Lock(), asyncio.Event(), loop
-            self._held.clear()
-        return self._queue, self._freed
-
-    async def _acquire(self, cap: int, pace: list[Any]) -> tuple[str, list[int]]:
-        """A lease on one of the key's slots, and a booking."""
-        queue, freed = self._local()
-        lease_ms = int(self.leases.lease_s * 1000)
-        keys = [self._keys["slots"], self._keys["state"], self._keys["sent"]]
-        async with queue:
-            while True:
-                lease = next(self._ids)
-                answer = await self.link.run(
-                    scripts.ACQUIRE_AND_RESERVE, keys, [cap, lease_ms, lease, *pace]
-                )
-                if answer[0] < 0:
-                    self._held.add(lease)
-                    self._renew_soon()
-                    return lease, answer[1:]
-                freed.clear()
-                # Woken early when a slot of this process frees; others are seen by polling.
-                # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that lands as it times out, and a cancelled waiter would poll forever.)
-                with suppress(TimeoutError):
-                    async with asyncio.timeout(min(self.leases.poll_s, answer[0] / 1000)):
-                        await freed.wait()
-
-    def _drop(self, lease: str | None) -> None:
-        if lease is None or lease not in self._held:
-            return
-        self._held.discard(lease)
-        if self._freed is not None:
-            self._freed.set()
-        slots = self._keys["slots"]
-        # A lost release costs nothing lasting: the lease runs out by itself.
-        self.link.background(self.link.call(lambda r: r.zrem(slots, lease)))
-
-    def _renew_soon(self) -> None:
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew())
-
-    async def _renew(self) -> None:
-        lease_ms = int(self.leases.lease_s * 1000)
-        while self._held:
-            await asyncio.sleep(self.leases.lease_s / 3)
-            if self._held:
-                with suppress(Unavailable):
-                    await self.link.run(
-                        scripts.RENEW, [self._keys["slots"]], [lease_ms, *self._held]
-                    )
 
     # -- pacing and learning -----------------------------------------------------------------
 
