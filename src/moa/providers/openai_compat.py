@@ -1,5 +1,6 @@
 """Every OpenAI-compatible API (Together, OpenAI, Groq, Fireworks, OpenRouter, Ollama, vLLM…)
-through the official `openai` SDK. SDK retries are off: `moa.retry` owns retrying."""
+through the official `openai` SDK. SDK retries are off: `moa.retry` owns retrying. What is
+sent is `openai_params`'s; here, sending it and reading what comes back."""
 
 from __future__ import annotations
 
@@ -20,10 +21,9 @@ from moa.budget import (
 )
 from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.openai_errors import Errors
+from moa.providers.openai_params import chat_params
 from moa.tooluse import as_deltas
-from moa.types import ChatRequest, Completion, ResponseFormat, StreamChunk, Usage
-
-CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
+from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 
 class OpenAICompatibleProvider:
@@ -64,35 +64,6 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
-        s = request.sampling
-        params: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
-        if s.temperature is not None:
-            params["temperature"] = s.temperature
-        if s.max_tokens is not None:
-            params["max_tokens"] = s.max_tokens
-        if s.seed is not None:
-            params["seed"] = s.seed
-        if s.stop:
-            params["stop"] = list(s.stop)
-        if request.response_format is not None:
-            params["response_format"] = _response_format(request.response_format)
-        if request.tools is not None:
-            params["tools"] = list(request.tools.specs)
-            if request.tools.choice is not None:
-                params["tool_choice"] = request.tools.choice
-            if request.tools.parallel is not None:
-                params["parallel_tool_calls"] = request.tools.parallel
-        if request.top_logprobs is not None:
-            params["logprobs"] = True
-            if request.top_logprobs:
-                params["top_logprobs"] = request.top_logprobs
-        if request.messages and request.messages[-1]["role"] == "assistant":
-            # A partial answer to continue (staircase). vLLM needs both flags; llama.cpp's
-            # server continues a trailing assistant message on its own and ignores them.
-            params["extra_body"] = CONTINUE_FINAL_MESSAGE
-        return params
-
     # The SDK builds and sends each request and raises its typed status and connection errors;
     # bodies are read through its raw-response API and parsed here, because turning every
     # streamed chunk into typed models cost 2.5x the CPU of the whole call (benchmarks rows 3-4).
@@ -100,7 +71,7 @@ class OpenAICompatibleProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                **self._params(request)
+                **chat_params(request)
             )
             body = json.loads(raw.http_response.content)
         except openai.OpenAIError as exc:
@@ -127,9 +98,7 @@ class OpenAICompatibleProvider:
         return Completion(text, usage, finish, tool_calls=calls, logprobs=logprobs)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        params = self._params(request)
-        params["stream"] = True
-        params["stream_options"] = {"include_usage": True}
+        params = chat_params(request, stream=True)
         streamed = False
         try:
             async with self._client.chat.completions.with_streaming_response.create(
@@ -221,15 +190,6 @@ def _piece(chunk: dict[str, Any]) -> StreamChunk:
         tool_calls=tuple(delta.get("tool_calls") or ()),
         logprobs=tuple((choices[0].get("logprobs") or {}).get("content") or ()),
     )
-
-
-def _response_format(spec: ResponseFormat) -> dict[str, Any]:
-    if spec.kind == "json_object":
-        return {"type": "json_object"}
-    schema: dict[str, Any] = {"name": spec.name, "schema": dict(spec.schema)}
-    if spec.strict:
-        schema["strict"] = True
-    return {"type": "json_schema", "json_schema": schema}
 
 
 def _as_chunk(completion: Completion) -> StreamChunk:
