@@ -14,105 +14,41 @@ probability for each word (and `top_logprobs` alternatives).
 
 Replies queued for a model are used in order; the last one repeats. A model with no script
 answers "answer from MODEL". A reply with no delays of its own takes its model's latency
-profile (or the default one set with `latency(None, ...)`), if any. Needs the `server` extra
-(starlette + uvicorn).
+profile (or the default one set with `latency(None, ...)`), if any. How a reply goes on the
+wire is `moa.testing.replies`'s; the server under it, `moa.testing.loopback`'s. Needs the
+`server` extra (starlette + uvicorn).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
-import socket
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from moa.testing.latency import Profile
+from moa.testing.loopback import LoopbackServer
+from moa.testing.replies import (
+    MISMATCH,
+    Body,
+    Call,
+    Reply,
+    continuing,
+    rate_limited,
+    respond,
+    words,
+)
 
-Body = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One scripted answer. `text` may be a function of the request body."""
-
-    text: str | Callable[[Body], str] | None = None
-    status: int = 200
-    delay_s: float = 0.0  # before the response starts (time to first byte)
-    token_delay_s: float = 0.0  # between streamed chunks
-    headers: dict[str, str] = field(default_factory=dict)
-    raw_body: str | None = None  # sent as is, e.g. malformed JSON or an HTML error page
-    content_type: str = "application/json"
-    cut_after_tokens: int | None = None  # drop the connection mid-stream (or mid-body)
-    content_null: bool = False  # `"content": null`
-    error_code: str | None = None  # OpenAI error `code`, e.g. context_length_exceeded
-    usage: tuple[int, int] | None = None  # (prompt, completion); default counts words
-    cost: float | None = None  # sent as `usage.cost` (USD), as OpenRouter reports it
-    finish_reason: str = "stop"  # e.g. "length", as when max_tokens cut the answer
-    # Ignore `stream_options.include_usage`, as llama.cpp's own server does: no usage chunk.
-    ignore_stream_options: bool = False
-    # Calls to make: [{"name": ..., "arguments": "<JSON text>"}]; ids are call_0, call_1, …
-    tool_calls: list[dict[str, str]] | None = None
-
-    @property
-    def finish(self) -> str:
-        return (
-            "tool_calls"
-            if self.tool_calls and self.finish_reason == "stop"
-            else (self.finish_reason)
-        )
+__all__ = ["MISMATCH", "Body", "Call", "FakeUpstream", "Reply", "continuing"]
 
 
-@dataclass(slots=True)
-class Call:
-    """One request as the upstream saw it (time.monotonic() seconds, this process's clock)."""
-
-    model: str
-    arrived: float
-    first_byte: float | None = None  # when the answer started (after time to first token)
-    finished: float | None = None  # when its last byte was handed to the server
-    status: int = 200
-
-
-def continuing(answer: str) -> Callable[[Body], str]:
-    """A model that continues a final assistant message, as vLLM (`continue_final_message`) and
-    llama.cpp's server do: it sends the rest of `answer` after the prefix it receives.
-
-        up.script("agg", Reply(continuing("The whole answer."), token_delay_s=0.01))
-
-    A prefix that is not the start of `answer` (rewritten or repeated text) gets
-    MISMATCH, so a test sees it in what the user was shown."""
-
-    def rest(body: Body) -> str:
-        messages = body.get("messages") or [{}]
-        last = messages[-1] if isinstance(messages[-1], dict) else {}
-        if last.get("role") != "assistant":
-            return answer
-        prefix = str(last.get("content", ""))
-        return answer[len(prefix) :] if answer.startswith(prefix) else MISMATCH
-
-    return rest
-
-
-MISMATCH = "<the continuation prefix is not the start of the answer>"
-
-
-def _words(text: str) -> list[str]:
-    parts = text.split(" ")
-    return [p if i == len(parts) - 1 else p + " " for i, p in enumerate(parts)]
-
-
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
@@ -123,26 +59,13 @@ class FakeUpstream:
         self.throttled = 0  # requests answered 429 by the rate limit below
         self.calls: list[Call] = []
         self._profiles: dict[str | None, Profile] = {}
-        self._rate: tuple[int, float] | None = None
-        self._window: deque[float] = deque()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit it: without it a reply written as headers then body waits
-        # for the client's delayed ACK (about 40 ms on Linux) before the body is sent.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind((host, 0))
-        self._socket.listen(1024)
-        self.port: int = self._socket.getsockname()[1]
+        self._rate: _Window | None = None
+        routes = [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+        ]
+        super().__init__(Starlette(routes=routes), host=host)
         self.base_url = f"http://{host}:{self.port}/v1"
-        app = Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/models", self._models, methods=["GET"]),
-            ]
-        )
-        config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
 
     # -- scripting -------------------------------------------------------------------------
 
@@ -161,26 +84,12 @@ class FakeUpstream:
     def rate_limit(self, limit: int | None, window_s: float = 60.0) -> None:
         """Answer 429 (with Retry-After) past `limit` requests in any `window_s` seconds."""
         with self._lock:
-            self._rate = None if limit is None else (limit, window_s)
-            self._window.clear()
-
-    def _over_limit(self, now: float) -> float | None:
-        """Seconds until a request would be allowed, or None if it is allowed now."""
-        if self._rate is None:
-            return None
-        limit, window = self._rate
-        while self._window and self._window[0] <= now - window:
-            self._window.popleft()
-        if len(self._window) >= limit:
-            return self._window[0] + window - now
-        self._window.append(now)
-        return None
+            self._rate = None if limit is None else _Window(limit, window_s)
 
     def reset(self) -> None:
         """Forget every script and recorded request (for reuse across tests)."""
         with self._lock:
             self._rate = None
-            self._window.clear()
             self.throttled = 0
             self.calls.clear()
             self._profiles.clear()
@@ -214,28 +123,6 @@ class FakeUpstream:
         delay = profile.first_token_s(model, key)
         return replace(reply, delay_s=delay, token_delay_s=profile.token_delay_s)
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FakeUpstream:
-        # The socket already listens, so clients may connect before the loop is up.
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._socket.close()
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- HTTP --------------------------------------------------------------------------------
 
     async def _models(self, request: Request) -> Response:
@@ -248,22 +135,9 @@ class FakeUpstream:
     async def _chat(self, request: Request) -> Response:
         body: Body = await request.json()
         model = str(body.get("model", ""))
-        now = time.monotonic()
-        call = Call(model, now)
-        with self._lock:
-            self.requests.append(body)
-            self.calls.append(call)
-            wait = self._over_limit(now)
-            if wait is not None:
-                self.throttled += 1
+        call, wait = self._arrived(model, body)
         if wait is not None:
-            call.status, call.finished = 429, now
-            headers = {
-                "retry-after-ms": str(int(wait * 1000) + 1),
-                "retry-after": str(math.ceil(wait)),
-            }
-            error = {"message": "rate limited", "type": "rate_limit", "param": None, "code": None}
-            return JSONResponse({"error": error}, status_code=429, headers=headers)
+            return rate_limited(wait)
         reply = self._next_reply(model, body)
         call.status = reply.status
         text = reply.text(body) if callable(reply.text) else reply.text
@@ -271,7 +145,7 @@ class FakeUpstream:
             text = f"answer from {model}"
         delay = reply.delay_s
         if not body.get("stream") and reply.token_delay_s:
-            delay += reply.token_delay_s * len(_words(text))  # generated before it is sent
+            delay += reply.token_delay_s * len(words(text))  # generated before it is sent
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -283,155 +157,41 @@ class FakeUpstream:
         call.first_byte = time.monotonic()
         if not body.get("stream"):
             call.finished = call.first_byte
-        if reply.raw_body is not None:
-            return Response(
-                reply.raw_body,
-                status_code=reply.status,
-                media_type=reply.content_type,
-                headers=reply.headers,
-            )
-        if reply.status >= 400:
-            error = {
-                "message": f"scripted HTTP {reply.status}",
-                "type": "fake_error",
-                "param": None,
-                "code": reply.error_code,
-            }
-            return JSONResponse({"error": error}, status_code=reply.status, headers=reply.headers)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        usage = reply.usage or (prompt_tokens, len(text.split()))
-        if body.get("stream"):
-            return StreamingResponse(
-                self._sse(call, model, "" if reply.content_null else text, reply, usage, body),
-                media_type="text/event-stream",
-                headers=reply.headers,
-            )
-        message: Body = {"role": "assistant", "content": None if reply.content_null else text}
-        if reply.tool_calls:
-            message["tool_calls"] = _tool_calls(reply.tool_calls)
-        choice: Body = {"index": 0, "message": message, "finish_reason": reply.finish}
-        if body.get("logprobs"):
-            choice["logprobs"] = {"content": _logprobs(_words(text), body)}
-        payload = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [choice],
-            "usage": _usage(usage, reply.cost),
-        }
-        if reply.cut_after_tokens is not None:
-            return StreamingResponse(_cut(json.dumps(payload)), media_type="application/json")
-        return JSONResponse(payload, headers=reply.headers)
+        return respond(reply, text, body, call, self._disconnected)
 
-    async def _sse(
-        self,
-        call: Call,
-        model: str,
-        text: str,
-        reply: Reply,
-        usage: tuple[int, int],
-        body: Body,
-    ) -> AsyncIterator[str]:
-        def chunk(
-            delta: dict[str, Any], finish: str | None = None, logprobs: Any = None, **extra: Any
-        ) -> str:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}]
-            payload = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": choices,
-                **extra,
-            }
-            return f"data: {json.dumps(payload)}\n\n"
+    def _arrived(self, model: str, body: Body) -> tuple[Call, float | None]:
+        """The request logged; the seconds it must wait when over the rate limit (it is then
+        answered 429), else None."""
+        now = time.monotonic()
+        call = Call(model, now)
+        with self._lock:
+            self.requests.append(body)
+            self.calls.append(call)
+            wait = None if self._rate is None else self._rate.wait(now)
+            if wait is not None:
+                self.throttled += 1
+                call.status, call.finished = 429, now
+        return call, wait
 
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            for i, word in enumerate(_words(text) if text else []):
-                if reply.cut_after_tokens is not None and i >= reply.cut_after_tokens:
-                    raise ConnectionResetError("scripted stream cut")
-                if reply.token_delay_s:
-                    await asyncio.sleep(reply.token_delay_s)
-                logprobs = {"content": _logprobs([word], body)} if body.get("logprobs") else None
-                yield chunk({"content": word}, logprobs=logprobs)
-            for delta in _tool_call_deltas(reply.tool_calls or []):
-                yield chunk({"tool_calls": [delta]})
-            yield chunk({}, reply.finish)
-            wants_usage = (body.get("stream_options") or {}).get("include_usage")
-            if wants_usage and not reply.ignore_stream_options:
-                payload = {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [],
-                    "usage": _usage(usage, reply.cost),
-                }
-                yield f"data: {json.dumps(payload)}\n\n"
-            call.finished = time.monotonic()
-            yield "data: [DONE]\n\n"
-        except asyncio.CancelledError:
-            self.disconnects += 1
-            raise
+    def _disconnected(self) -> None:
+        self.disconnects += 1
 
 
-def _tool_calls(calls: list[dict[str, str]]) -> list[Body]:
-    return [
-        {
-            "id": f"call_{i}",
-            "type": "function",
-            "function": {"name": c["name"], "arguments": c.get("arguments", "{}")},
-        }
-        for i, c in enumerate(calls)
-    ]
+class _Window:
+    """At most `limit` requests in any `window_s` seconds."""
 
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._sent: deque[float] = deque()
 
-def _tool_call_deltas(calls: list[dict[str, str]]) -> list[Body]:
-    """Each call as OpenAI streams it: id and name first, then the arguments in two pieces."""
-    deltas: list[Body] = []
-    for i, call in enumerate(_tool_calls(calls)):
-        arguments = call["function"]["arguments"]
-        half = len(arguments) // 2
-        first = {"name": call["function"]["name"], "arguments": ""}
-        deltas.append({"index": i, "id": call["id"], "type": "function", "function": first})
-        for piece in (arguments[:half], arguments[half:]):
-            deltas.append({"index": i, "function": {"arguments": piece}})
-    return deltas
-
-
-def _logprobs(words: list[str], body: Body) -> list[Body]:
-    """A made-up log probability per word: -0.5 for the chosen one, lower alternatives."""
-    top = int(body.get("top_logprobs") or 0)
-    return [
-        {
-            "token": word,
-            "logprob": -0.5,
-            "bytes": list(word.encode()),
-            "top_logprobs": [
-                {"token": f"alt{k}", "logprob": -1.0 - k, "bytes": None} for k in range(top)
-            ],
-        }
-        for word in words
-    ]
-
-
-def _usage(tokens: tuple[int, int], cost: float | None) -> Body:
-    usage: Body = {
-        "prompt_tokens": tokens[0],
-        "completion_tokens": tokens[1],
-        "total_tokens": tokens[0] + tokens[1],
-    }
-    if cost is not None:
-        usage["cost"] = cost
-    return usage
-
-
-async def _cut(body: str) -> AsyncIterator[str]:
-    """Send half of a JSON body, then drop the connection (a reset mid-response)."""
-    yield body[: len(body) // 2]
-    raise ConnectionResetError("scripted connection reset")
+    def wait(self, now: float) -> float | None:
+        """Seconds until a request would be allowed, or None if it is allowed (and counted)."""
+        while self._sent and self._sent[0] <= now - self.window_s:
+            self._sent.popleft()
+        if len(self._sent) >= self.limit:
+            return self._sent[0] + self.window_s - now
+        self._sent.append(now)
+        return None
 
 
 async def _sleep_unless_gone(request: Request, seconds: float) -> bool:
