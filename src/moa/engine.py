@@ -20,6 +20,7 @@ from moa.errors import ConfigError
 from moa.events import Done, Event
 from moa.lifecycle import Lifecycle
 from moa.pipeline import Prompt, Run, ToolList
+from moa.pipeline import as_messages as as_messages  # its home before moa.pipeline
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
 from moa.retry import RetryPolicy
