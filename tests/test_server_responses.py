@@ -133,14 +133,15 @@ def test_previous_response_id_is_refused_because_nothing_is_stored(moa_server) -
     [
         (
             {"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]},
-            "input[0].type",
+            "input[0].call_id",
         ),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "u"}]}]},
             "input[0].content[0].type",
         ),
         ({"input": [{"role": "assistant", "content": "last word"}]}, "input"),
-        ({"input": "q", "tools": [{"type": "function", "name": "f"}]}, "tools"),
+        ({"input": "q", "tools": [{"type": "web_search"}]}, "tools[0].type"),
     ],
 )
 def test_what_a_moa_cannot_do_is_a_400_naming_the_field(moa_server, body, param) -> None:

@@ -24,12 +24,13 @@ from moa.recipes.schema import Recipe
 from moa.server.capabilities import lacking_capabilities
 from moa.server.chat import add_chat_route
 from moa.server.errors import ApiError, from_moa_error
-from moa.server.events_api import Served, add_events_api
+from moa.server.events_api import add_events_api
 from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
 from moa.server.models_api import add_model_routes, add_ops_routes, model_not_found
 from moa.server.openapi import install as install_openapi
 from moa.server.responses import add_responses_route
+from moa.server.runs import Served
 from moa.server.schemas import validation_error
 from moa.server.security import AuthGate, BearerAuth, Redactor
 from moa.server.ui import UI_PATHS, add_ui
@@ -120,15 +121,7 @@ def _add_routes(app: FastAPI, served: Served, ui: bool) -> None:
         return model_not_found(served, model)
 
     add_chat_route(app, served, not_found)
-    add_responses_route(
-        app,
-        mixtures=served.mixtures,
-        recipes=served.recipes,
-        slots=served.slots,
-        metrics=served.metrics,
-        redactor=served.redactor,
-        model_not_found=not_found,
-    )
+    add_responses_route(app, served, not_found)
     add_events_api(app, served)
     if ui:
         add_ui(app)

@@ -9,10 +9,9 @@ from fastapi import FastAPI, Header, Request
 from starlette.responses import Response
 
 from moa.server.errors import ApiError
-from moa.server.events_api import Served
 from moa.server.openapi import CHAT_RESPONSES
 from moa.server.reasoning import layers_mode
-from moa.server.runs import Run, split_sampling
+from moa.server.runs import Run, Served, new_run, wants_trace
 from moa.server.schemas import (
     ChatCompletionRequest,
     check_supported,
@@ -21,7 +20,6 @@ from moa.server.schemas import (
     to_sampling,
 )
 
-_TRUTHY = {"1", "true", "yes", "on"}
 # What `layers_mode` accepts, in any case and with spaces around.
 _LAYERS_HEADER = r"^\s*([Rr][Ee][Aa][Ss][Oo][Nn][Ii][Nn][Gg]|[Oo][Ff][Ff])\s*$"
 
@@ -29,8 +27,6 @@ _LAYERS_HEADER = r"^\s*([Rr][Ee][Aa][Ss][Oo][Nn][Ii][Nn][Gg]|[Oo][Ff][Ff])\s*$"
 def add_chat_route(
     app: FastAPI, served: Served, model_not_found: Callable[[str], ApiError]
 ) -> None:
-    recipes, mixtures = served.recipes, served.mixtures
-
     @app.post("/v1/chat/completions", response_model=None, responses=CHAT_RESPONSES)
     async def chat_completions(
         body: ChatCompletionRequest,
@@ -46,31 +42,25 @@ def add_chat_route(
             ),
         ] = None,
     ) -> Response:
-        mixture = mixtures.get(body.model)
-        if mixture is None:
+        if body.model not in served.mixtures:
             raise model_not_found(body.model)
         check_supported(body)
         layers = layers_mode(
             (body.model_extra or {}).get("moa_layers"),
             x_moa_layers,
-            recipes[body.model].show_layers,
+            served.recipes[body.model].show_layers,
         )
-        messages, requested = to_messages(body), to_sampling(body)
-        sampling, aggregator_sampling = split_sampling(recipes[body.model], requested)
-        run = Run(
-            model=body.model,
-            moa=mixture,
-            messages=messages,
-            sampling=sampling,
-            aggregator_sampling=aggregator_sampling,
-            slot=served.slots.take(),
-            metrics=served.metrics,
-            redactor=served.redactor,
-            trace=bool(body.moa_trace) or (x_moa_trace or "").strip().lower() in _TRUTHY,
-            include_usage=body.include_usage,
+        run = new_run(
+            Run,
+            served,
+            body.model,
+            to_messages(body),
+            to_sampling(body),
+            trace=wants_trace(body.moa_trace, x_moa_trace),
             max_cost_usd=body.moa_max_cost_usd,
-            reasoning=layers is not None,
             answering=to_answering(body),
+            include_usage=body.include_usage,
+            reasoning=layers is not None,
         )
         if body.stream:
             return await run.stream(request.receive)

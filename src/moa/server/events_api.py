@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,32 +38,17 @@ from moa.events import (
     Token,
     ToolCallDelta,
 )
-from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
-from moa.server.errors import ApiError, bad_request, from_moa_error
-from moa.server.limits import RunSlots
-from moa.server.metrics import Metrics
+from moa.server.errors import bad_request, from_moa_error
+from moa.server.models_api import model_not_found
 from moa.server.overrides import OverridePolicy, catalog
-from moa.server.runs import EventStream, RunResponse, split_sampling
+from moa.server.runs import EventStream, RunResponse, Served, split_sampling
 from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
-from moa.server.security import Redactor
 from moa.server.sse import event as sse_event
 from moa.trace import CallRecord, Result
 from moa.types import Message, Sampling
 
 log = logging.getLogger("moa.server")
-
-
-@dataclass(frozen=True)
-class Served:
-    """What the events API shares with the chat completions endpoint."""
-
-    recipes: Mapping[str, Recipe]
-    mixtures: Mapping[str, MoA]
-    registry: Registry
-    slots: RunSlots
-    metrics: Metrics
-    redactor: Redactor
 
 
 def add_events_api(app: FastAPI, served: Served) -> None:
@@ -85,13 +70,7 @@ def add_events_api(app: FastAPI, served: Served) -> None:
         if body.model not in served.recipes:
             # Even with `moa_recipe`: the model names a served recipe, so the metrics' labels
             # stay the operator's, not whatever a client writes.
-            raise ApiError(
-                404,
-                f"The model {body.model!r} does not exist; this server has "
-                f"{', '.join(sorted(served.mixtures))} (GET /v1/models lists them)",
-                param="model",
-                code="model_not_found",
-            )
+            raise model_not_found(served, body.model)
         override = (body.model_extra or {}).get("moa_recipe")
         recipe = served.recipes[body.model] if override is None else policy.check(override)
         mixture = served.mixtures[body.model] if override is None else _build(recipe, served)

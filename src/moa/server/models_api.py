@@ -10,8 +10,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from moa.server.capabilities import capabilities
 from moa.server.errors import ApiError
-from moa.server.events_api import Served
 from moa.server.openapi import METRICS_RESPONSES, Health, ModelCard, ModelList, errors
+from moa.server.runs import Served
 
 
 def model_not_found(served: Served, model: str) -> ApiError:

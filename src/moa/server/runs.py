@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -20,14 +20,15 @@ from starlette.types import Receive, Scope, Send
 from moa.engine import MoA
 from moa.errors import MoAError
 from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
+from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.extension import extension, failure_extension
-from moa.server.limits import ClientGone, Slot, until_disconnect
+from moa.server.limits import ClientGone, RunSlots, Slot, until_disconnect
 from moa.server.metrics import Metrics
 from moa.server.reasoning import LayerNarrator, with_reasoning
 from moa.server.security import Redactor
-from moa.server.sse import DONE, Completion, choice_finish, event
+from moa.server.sse import DONE, Completion, Pieces, choice_finish, event
 from moa.trace import Result
 from moa.types import Answering, Message, Sampling
 
@@ -35,6 +36,20 @@ log = logging.getLogger("moa.server")
 
 # nginx's code for "the client closed the request"; no client ever reads it.
 CLIENT_CLOSED = 499
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Served:
+    """What every route that runs a recipe shares: the recipes, built, and the server's
+    slots, counters and redaction."""
+
+    recipes: Mapping[str, Recipe]
+    mixtures: Mapping[str, MoA]
+    registry: Registry
+    slots: RunSlots
+    metrics: Metrics
+    redactor: Redactor
 
 
 def split_sampling(recipe: Recipe, requested: Sampling) -> tuple[Sampling, Sampling]:
@@ -44,6 +59,11 @@ def split_sampling(recipe: Recipe, requested: Sampling) -> tuple[Sampling, Sampl
     if recipe.request_sampling == "all":
         return requested, Sampling()
     return Sampling(), requested
+
+
+def wants_trace(asked: bool | None, header: str | None) -> bool:
+    """The trace is asked for by the body's `moa_trace` or an `X-MoA-Trace: true` header."""
+    return bool(asked) or (header or "").strip().lower() in _TRUTHY
 
 
 @dataclass
@@ -122,7 +142,7 @@ class Run:
         result: Result | None = None
         code: str | None = "client_disconnected"
         narrator = LayerNarrator() if self.reasoning else None
-        pieces = _Pieces(completion, usage_nulls)
+        pieces = Pieces(completion, usage_nulls)
         try:
             yield pieces.start(0)  # first, so a thinking block has a message to belong to
             async for item in _chain(head, events):
@@ -198,33 +218,41 @@ class Run:
         )
 
 
-class _Pieces:
-    """The chunks an event becomes: each answer's role chunk before its first piece, then
-    its text (with log probabilities, when asked) and tool-call deltas under its index."""
+R = TypeVar("R", bound=Run)
 
-    def __init__(self, completion: Completion, with_usage: bool) -> None:
-        self.completion = completion
-        self.with_usage = with_usage
-        self.started: set[int] = set()
 
-    def of(self, item: Event) -> list[str]:
-        if not isinstance(item, Token | ToolCallDelta):
-            return []
-        out: list[str] = []
-        c, index = self.completion, item.choice
-        if index not in self.started:
-            out.append(self.start(index))
-        if isinstance(item, Token):
-            delta: dict[str, Any] = {"content": item.text}
-            logprobs = item.logprobs
-        else:
-            delta, logprobs = {"tool_calls": list(item.deltas)}, ()
-        out.append(c.chunk(delta, with_usage=self.with_usage, index=index, logprobs=logprobs))
-        return out
-
-    def start(self, index: int) -> str:
-        self.started.add(index)
-        return self.completion.role_chunk(with_usage=self.with_usage, index=index)
+def new_run(
+    kind: type[R],
+    served: Served,
+    model: str,
+    messages: list[Message],
+    requested: Sampling,
+    *,
+    trace: bool,
+    max_cost_usd: float | None,
+    answering: Answering | None = None,
+    include_usage: bool = False,
+    reasoning: bool = False,
+) -> R:
+    """A run of the served recipe `model` for one request, in the API shape `kind` answers
+    in. Takes a run slot (429 when none is free), so call it last, once the request is
+    known to be good: the slot is freed when the answer has been sent."""
+    sampling, aggregator_sampling = split_sampling(served.recipes[model], requested)
+    return kind(
+        model=model,
+        moa=served.mixtures[model],
+        messages=messages,
+        sampling=sampling,
+        aggregator_sampling=aggregator_sampling,
+        slot=served.slots.take(),
+        metrics=served.metrics,
+        redactor=served.redactor,
+        trace=trace,
+        include_usage=include_usage,
+        max_cost_usd=max_cost_usd,
+        reasoning=reasoning,
+        answering=answering or Answering(),
+    )
 
 
 async def _until_first_token(events: AsyncIterator[Event], reasoning: bool) -> list[Event]:

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from moa.events import Event, Token, ToolCallDelta
 from moa.trace import Choice, Result
 from moa.types import Usage
 
@@ -139,3 +140,32 @@ class Completion:
                 "moa": trace,
             }
         )
+
+
+class Pieces:
+    """The chunks an event becomes: each answer's role chunk before its first piece, then
+    its text (with log probabilities, when asked) and tool-call deltas under its index."""
+
+    def __init__(self, completion: Completion, with_usage: bool) -> None:
+        self.completion = completion
+        self.with_usage = with_usage
+        self.started: set[int] = set()
+
+    def of(self, item: Event) -> list[str]:
+        if not isinstance(item, Token | ToolCallDelta):
+            return []
+        out: list[str] = []
+        c, index = self.completion, item.choice
+        if index not in self.started:
+            out.append(self.start(index))
+        if isinstance(item, Token):
+            delta: dict[str, Any] = {"content": item.text}
+            logprobs = item.logprobs
+        else:
+            delta, logprobs = {"tool_calls": list(item.deltas)}, ()
+        out.append(c.chunk(delta, with_usage=self.with_usage, index=index, logprobs=logprobs))
+        return out
+
+    def start(self, index: int) -> str:
+        self.started.add(index)
+        return self.completion.role_chunk(with_usage=self.with_usage, index=index)
