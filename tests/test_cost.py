@@ -164,7 +164,9 @@ async def test_a_layer_that_could_pass_the_budget_is_refused_before_any_of_its_c
     assert refused.value.worst_case_usd == pytest.approx(0.0401)
     assert upstream.requests == []
     # Exactly enough for layer 1's worst case: it runs (and the aggregator is refused).
-    with pytest.raises(BudgetExceededError, match="the aggregator could cost"):
+    with pytest.raises(
+        BudgetExceededError, match=r"the aggregator \(synthesize, 1 call\) could cost"
+    ):
         await mixture.arun("hi", max_cost_usd=0.0401)
     assert len(upstream.requests_for("a")) == len(upstream.requests_for("b")) == 1
 

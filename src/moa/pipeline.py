@@ -22,7 +22,7 @@ from moa.errors import ConfigError, InputError, LayerFailedError
 from moa.events import Done, Event
 from moa.layer import run_layer
 from moa.pricing import PriceBook, price_result
-from moa.spending import Budget
+from moa.spending import Budget, bounded
 from moa.staircase import stream_staircase
 from moa.strategies import Stage
 from moa.strategies.base import answers, offer_tools, refuse_unsupported
@@ -98,6 +98,8 @@ class Run:
         overrides = sampling or Sampling()
         limit = max_cost_usd if max_cost_usd is not None else moa.max_cost_usd
         budget = None if limit is None else Budget(limit, moa.prices, overrides)
+        if budget is not None:
+            bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
             _refuse_for_staircase(budget, answering)
         return cls(

@@ -1,8 +1,10 @@
 """Money budgets: a run is refused before a stage that could take it past `max_cost_usd`.
 
 Before each proposal layer the engine calls `Budget.check_layer`, before the aggregator
-`Budget.check_aggregator` (priced as its dearest candidate, since a fallback answers only when
-the aggregator failed). A stage's worst case is priced from the requests it is about to send —
+`Budget.check_aggregator`: every call the strategy says it may make (its `worst_case` steps —
+`analysis` two, `rank` a ranking per proposer, a `window` one per window, …), each priced as
+its dearest candidate (a fallback answers only when the one before it failed), once per answer
+asked for. A stage's worst case is priced from the requests it is about to send —
 their prompt tokens (estimated high, see moa.budget) and `max_tokens` as the ceiling of every
 answer (without max_tokens: the rest of the model's context window). If what the run has spent
 plus that worst case would pass the budget, `BudgetExceededError` is raised and no call of the
@@ -15,8 +17,8 @@ recipe with `price = { input = …, output = … }`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from moa.agents import ProposalLayer
@@ -25,13 +27,13 @@ from moa.caller import Caller
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.request import Call
-from moa.trace import Result
+from moa.trace import CallRecord, Result
 from moa.types import Message, Sampling, Usage
 
 if TYPE_CHECKING:
     from moa.engine import MoA
     from moa.pipeline import Prompt
-    from moa.strategies import Stage
+    from moa.strategies import Stage, Step, Strategy
 
 KNOBS = "max_cost_usd in the recipe, --max-cost, or moa_max_cost_usd in a request"
 
@@ -88,19 +90,11 @@ class Budget:
         self.check(f"layer {number}", planned, result)
 
     async def check_aggregator(self, stage: Stage) -> None:
-        """Before the aggregator starts. Its fallbacks answer only when it failed, so the
-        dearest candidate is the worst case."""
-        aggregator = stage.aggregator
-        planned = [
-            await plan_call(
-                stage.caller,
-                Call(a, stage.messages, stage.references, aggregator.prompt, stage.overrides),
-            )
-            for a in aggregator.candidates
-        ]
-        dearest = max(planned, key=lambda p: self.worst_case([p]))
-        # `n` answers are n calls over the same references.
-        self.check("the aggregator", [dearest] * stage.answering.n, stage.result)
+        """Before the aggregator starts: all its strategy may spend, `n` times over."""
+        planned = await strategy_worst_case(stage, self.prices) * stage.answering.n
+        calls = f"{len(planned)} call{'s' if len(planned) != 1 else ''}"
+        name = stage.aggregator.strategy.name
+        self.check(f"the aggregator ({name}, {calls})", planned, stage.result)
 
     def describe(self) -> str:
         return f"budget {format_usd(self.max_cost_usd)}"
@@ -121,6 +115,7 @@ async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = N
     """The most one whole run of `prompt` may cost, before it starts: every call writes its
     ceiling, and so every reference a later stage reads is as long as it can be."""
     from moa.pipeline import as_messages
+    from moa.strategies import Stage
 
     messages = as_messages(prompt)
     overrides = sampling or Sampling()
@@ -133,13 +128,53 @@ async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = N
         ]
         total += worst_case(calls, moa.prices)
         references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
-    aggregator = moa.aggregator
-    # Fallbacks only answer when the aggregator failed; count the dearest candidate once.
-    dearest = 0.0
-    for agent in aggregator.candidates:
-        call = Call(agent, messages, references, aggregator.prompt, overrides)
-        dearest = max(dearest, worst_case([await plan_call(moa.caller, call)], moa.prices))
-    return total + dearest
+    # Distinct, so that no two agree (`vote` would answer one with no call).
+    proposals = [
+        CallRecord(len(moa.layers), i, "", "proposer", output=f"{i}{text}")
+        for i, text in enumerate(references)
+    ]
+    stage = Stage(
+        number=len(moa.layers) + 1,
+        messages=messages,
+        proposals=proposals,
+        aggregator=moa.aggregator,
+        caller=moa.caller,
+        overrides=overrides,
+        result=Result(),
+        proposers=moa.layers[-1].agents if moa.layers else (),
+    )
+    return total + worst_case(await strategy_worst_case(stage, moa.prices), moa.prices)
+
+
+def bounded(strategy: Strategy) -> Callable[[Stage], Awaitable[list[Step]]]:
+    """The strategy's `worst_case`; ConfigError, before a run spends anything, without one."""
+    declared: Callable[[Stage], Awaitable[list[Step]]] | None = getattr(
+        strategy, "worst_case", None
+    )
+    if declared is None:
+        raise ConfigError(
+            f"strategy {strategy.name!r} does not say what its calls may cost (no worst_case "
+            f"method), so max_cost_usd cannot bound it: run it without a budget, or give the "
+            f"strategy a worst_case (see moa.strategies.base.Strategy)"
+        )
+    return declared
+
+
+async def strategy_worst_case(stage: Stage, prices: PriceBook) -> list[PlannedCall]:
+    """The calls the stage's strategy may make (`Strategy.worst_case`), each as its dearest
+    candidate, with the answers its prompt holds (`Step.reads`) as long as they may be."""
+    declared = bounded(stage.aggregator.strategy)
+    longest: dict[int, int] = {}  # a step's (by id) longest answer, in tokens
+    out: list[PlannedCall] = []
+    for step in await declared(stage):
+        extra = sum(longest[id(read)] for read in step.reads)
+        planned = [
+            replace(p, input_tokens=p.input_tokens + extra)
+            for p in [await plan_call(stage.caller, call) for call in step.calls]
+        ]
+        longest[id(step)] = max(p.max_output_tokens for p in planned)
+        out.append(max(planned, key=lambda p: worst_case([p], prices)))
+    return out
 
 
 async def plan_call(caller: Caller, call: Call) -> PlannedCall:

@@ -8,7 +8,17 @@ from collections.abc import Callable
 from moa import plugins
 from moa.errors import ConfigError
 from moa.strategies.analysis import Analysis
-from moa.strategies.base import Stage, Strategy, ask, call_once, consult, replay, stream_answer
+from moa.strategies.base import (
+    Stage,
+    Step,
+    Strategy,
+    aggregator_step,
+    ask,
+    call_once,
+    consult,
+    replay,
+    stream_answer,
+)
 from moa.strategies.medoid import Medoid
 from moa.strategies.rank import Rank
 from moa.strategies.select import Select
@@ -46,7 +56,9 @@ def get(name: str) -> Strategy:
 __all__ = [
     "BUILTIN",
     "Stage",
+    "Step",
     "Strategy",
+    "aggregator_step",
     "ask",
     "call_once",
     "consult",

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from moa.events import AggregatorStarted, Event
-from moa.strategies.base import Stage, consult
-from moa.strategies.synthesize import synthesize
+from moa.strategies.base import Stage, Step, aggregator_step, consult
+from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.types import ResponseFormat
 
 FIELDS = ("consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots")
@@ -80,6 +80,17 @@ def _strings(value: Any) -> list[str]:
 
 class Analysis:
     name = "analysis"
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        """The analysis, then the answer written with it in the prompt."""
+        references = stage.references
+        if len(references) < 2:
+            return await synthesis_steps(stage, references)
+        analyst = aggregator_step(
+            stage, references, ANALYSIS_PROMPT, response_format=ANALYSIS_SCHEMA
+        )
+        fuse = FUSE_PROMPT.format(analysis="")
+        return [analyst, *await synthesis_steps(stage, references, fuse, reads=(analyst,))]
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references

@@ -6,6 +6,9 @@ It sets `stage.result.text` and `aggregator_model`, or raises `AggregatorFailedE
 `stream_answer` is the shared last step: stream one answer, trying the fallbacks in order;
 `consult` makes one whole (non-streamed) call to the aggregator, with the same fallbacks;
 `call_once` is one non-streamed call of any agent, recorded; `replay` streams a finished text.
+
+Under a budget, a strategy also says what it may spend: `worst_case` lists every call one
+`aggregate` may make (as `Step`s), and moa.spending prices them before the first is sent.
 """
 
 from __future__ import annotations
@@ -52,11 +55,55 @@ class Stage:
         return Sampling(temperature=self.overrides.temperature, seed=self.overrides.seed)
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One call a strategy may make, for a budget's worst case (moa.spending): the request
+    each aggregator candidate would be sent, in fallback order (a fallback answers only when
+    the one before it failed, so the dearest counts), and the earlier steps whose whole
+    answers its prompt holds (an analysis, a carried synthesis), each as long as it may be."""
+
+    calls: tuple[Call, ...]
+    reads: tuple[Step, ...] = ()
+
+
 @runtime_checkable
 class Strategy(Protocol):
     name: str
 
     def aggregate(self, stage: Stage) -> AsyncIterator[Event]: ...
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        """Every call one `aggregate(stage)` may make, on its most expensive path (fallbacks
+        included): a budget refuses the stage unless it can pay for all of them."""
+        ...
+
+
+def aggregator_step(
+    stage: Stage,
+    references: Sequence[str],
+    prompt: str,
+    *,
+    messages: Sequence[Message] | None = None,
+    overrides: Sampling | None = None,
+    response_format: ResponseFormat | None = None,
+    answering: Answering | None = None,
+    reads: tuple[Step, ...] = (),
+) -> Step:
+    """A call to the aggregator (any of its candidates), as `consult` and `stream_answer`
+    make it: `overrides` default to the side calls' (`Stage.side_overrides`)."""
+    calls = tuple(
+        Call(
+            agent,
+            stage.messages if messages is None else messages,
+            references,
+            prompt,
+            stage.side_overrides if overrides is None else overrides,
+            response_format,
+            answering=answering,
+        )
+        for agent in stage.aggregator.candidates
+    )
+    return Step(calls, reads)
 
 
 async def answers(stage: Stage) -> AsyncIterator[Event]:
@@ -187,16 +234,17 @@ async def consult(
     """A whole answer from the aggregator (its fallbacks in order): the answering record, or
     None, and every record tried."""
     tried: list[CallRecord] = []
-    for index, agent in enumerate(stage.aggregator.candidates):
+    step = aggregator_step(
+        stage,
+        references,
+        prompt,
+        messages=messages,
+        overrides=overrides,
+        response_format=response_format,
+    )
+    for index, call in enumerate(step.calls):
+        agent = call.agent
         record = CallRecord(layer=stage.number, index=index, model=agent.model, role=role)
-        call = Call(
-            agent,
-            stage.messages if messages is None else messages,
-            references,
-            prompt,
-            stage.side_overrides if overrides is None else overrides,
-            response_format,
-        )
         tried.append(await call_once(stage, agent, record, call))
         if record.ok:
             return record, tried

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from moa.events import Event
-from moa.strategies.base import Stage
+from moa.strategies.base import Stage, Step
 from moa.strategies.vote import answer_with, normalize
 
 FUNCTION_WORDS = frozenset(
@@ -59,6 +59,9 @@ class Medoid:
     # Its answer is a proposal as written: tools, a response format or logprobs asked of the
     # final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        return []  # no model call
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         question = next((m["content"] for m in reversed(stage.messages) if m["role"] == "user"), "")

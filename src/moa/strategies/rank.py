@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from moa.events import Event
 from moa.request import Call
-from moa.strategies.base import Stage, ask, call_once
-from moa.strategies.synthesize import synthesize
+from moa.strategies.base import Stage, Step, ask, call_once
+from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.trace import CallRecord
 
 RANK_PROMPT = (
@@ -63,6 +63,15 @@ def mean_ranks(rankings: Mapping[int, Sequence[int]], count: int) -> list[float]
 
 class Rank:
     name = "rank"
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        """Every proposer's ranking, then (with no readable ranking) a synthesis of every
+        proposal, not just the top_k."""
+        references = stage.references
+        rankings = []
+        if len(references) > stage.aggregator.top_k:
+            rankings = [Step((self._call(stage, own),)) for own in range(len(references))]
+        return [*rankings, *await synthesis_steps(stage, references)]
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         top_k = stage.aggregator.top_k

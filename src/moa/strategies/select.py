@@ -12,10 +12,10 @@ import re
 from collections.abc import AsyncIterator
 
 from moa.events import AggregatorStarted, Event
-from moa.strategies.base import Stage, ask, consult
-from moa.strategies.synthesize import synthesize
+from moa.strategies.base import Stage, Step, aggregator_step, ask, consult
+from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.strategies.vote import answer_with
-from moa.types import Sampling
+from moa.types import Message, Sampling
 
 SELECT_PROMPT = (
     "You have been provided with a set of responses from various models to the latest user "
@@ -44,6 +44,19 @@ class Select:
     # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True
 
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        """The choice, then (when no choice can be read) a synthesis after all."""
+        references = stage.references
+        selector = []
+        if len(references) >= 2:
+            messages, overrides = _asked(stage)
+            selector = [
+                aggregator_step(
+                    stage, references, SELECT_PROMPT, messages=messages, overrides=overrides
+                )
+            ]
+        return [*selector, *await synthesis_steps(stage, references)]
+
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references
         if len(references) < 2:
@@ -52,14 +65,9 @@ class Select:
                 yield event
             return
         yield AggregatorStarted(stage.number, stage.aggregator.agent.model)
-        overrides = Sampling(max_tokens=SELECT_MAX_TOKENS).merged_over(stage.side_overrides)
+        messages, overrides = _asked(stage)
         record, _ = await consult(
-            stage,
-            "selector",
-            references,
-            SELECT_PROMPT,
-            messages=ask(stage.messages, SELECT_INSTRUCTION),
-            overrides=overrides,
+            stage, "selector", references, SELECT_PROMPT, messages=messages, overrides=overrides
         )
         choice = parse_choice(record.output, len(references)) if record else None
         if record is not None:
@@ -73,3 +81,9 @@ class Select:
         chosen = stage.proposals[choice - 1]
         async for event in answer_with(stage, chosen, f"select: {record.model} chose {choice}"):
             yield event
+
+
+def _asked(stage: Stage) -> tuple[list[Message], Sampling]:
+    """What the selector is sent: the question turned into a choice, and room for a number."""
+    overrides = Sampling(max_tokens=SELECT_MAX_TOKENS).merged_over(stage.side_overrides)
+    return ask(stage.messages, SELECT_INSTRUCTION), overrides

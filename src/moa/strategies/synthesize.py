@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from moa.errors import AggregatorFailedError, ConfigError
 from moa.events import Event
 from moa.request import Call
-from moa.strategies.base import Stage, consult, stream_answer
+from moa.strategies.base import Stage, Step, aggregator_step, consult, stream_answer
 
 AUTO_WINDOW = 3
 
@@ -25,6 +25,9 @@ class Synthesize:
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         async for event in synthesize(stage, stage.references):
             yield event
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        return await synthesis_steps(stage, stage.references)
 
 
 async def synthesize(
@@ -40,6 +43,33 @@ async def synthesize(
         refs = [carried, *windows[-1]]
     async for event in stream_answer(stage, refs, prompt):
         yield event
+
+
+async def synthesis_steps(
+    stage: Stage, references: Sequence[str], prompt: str | None = None, reads: tuple[Step, ...] = ()
+) -> list[Step]:
+    """The calls `synthesize` makes, each of whose prompts also holds the answers of `reads`:
+    one per window before the last (each reading the synthesis carried so far), then the
+    answer."""
+    prompt = stage.aggregator.prompt if prompt is None else prompt
+    size = stage.aggregator.window
+    if size is None and not await _fits(stage, references, prompt):
+        size = AUTO_WINDOW
+    refs, steps = list(references), list[Step]()
+    if size is not None and len(refs) > size:
+        windows = [refs[i : i + size] for i in range(0, len(refs), size)]
+        for window in windows[:-1]:
+            carried = steps[-1:]  # the synthesis so far, if any, is one more reference
+            steps.append(
+                aggregator_step(
+                    stage, window, prompt, overrides=stage.overrides, reads=(*reads, *carried)
+                )
+            )
+        refs, reads = windows[-1], (*reads, steps[-1])
+    answer = aggregator_step(
+        stage, refs, prompt, overrides=stage.overrides, answering=stage.answering, reads=reads
+    )
+    return [*steps, answer]
 
 
 async def _synthesize_windows(stage: Stage, windows: list[list[str]], prompt: str) -> str:
@@ -58,19 +88,22 @@ async def _synthesize_windows(stage: Stage, windows: list[list[str]], prompt: st
 async def _needed_window(stage: Stage, references: Sequence[str], prompt: str) -> int | None:
     """`AUTO_WINDOW` when the references would have to be cut (or would not fit at all) in
     the aggregator's context window; None when they fit."""
-    if len(references) <= AUTO_WINDOW:
-        return None
-    call = Call(stage.aggregator.agent, stage.messages, references, prompt, stage.overrides)
-    try:
-        _, built = await stage.caller.build(call)
-    except ConfigError:
-        fits = False
-    else:
-        fits = not built.notes and all(c.kept == c.total for c in built.cuts)
-    if fits:
+    if await _fits(stage, references, prompt):
         return None
     stage.result.notes.append(
         f"the {len(references)} proposals do not fit {stage.aggregator.agent.model}'s context "
         f"window together: synthesized {AUTO_WINDOW} at a time (Self-MoA-Seq)"
     )
     return AUTO_WINDOW
+
+
+async def _fits(stage: Stage, references: Sequence[str], prompt: str) -> bool:
+    """Whether the references fit the aggregator's window whole (a few always do)."""
+    if len(references) <= AUTO_WINDOW:
+        return True
+    call = Call(stage.aggregator.agent, stage.messages, references, prompt, stage.overrides)
+    try:
+        _, built = await stage.caller.build(call)
+    except ConfigError:
+        return False
+    return not built.notes and all(c.kept == c.total for c in built.cuts)

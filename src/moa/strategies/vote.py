@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from moa.events import Event
-from moa.strategies.base import Stage, replay
-from moa.strategies.synthesize import synthesize
+from moa.strategies.base import Stage, Step, replay
+from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.trace import CallRecord
 
 ARTICLES = frozenset({"a", "an", "the"})
@@ -117,11 +117,18 @@ class Vote:
     # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True
 
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        """Nothing, unless no answer wins: then a synthesis."""
+        if _winner(agreement(stage.references)) is not None:
+            return []
+        return await synthesis_steps(stage, stage.references)
+
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         found = agreement(stage.references)
         where = f"vote: {found.count} of {found.total} answers agree"
-        if found.winner is not None and found.count >= 2:
-            winner = stage.proposals[found.winner]
+        index = _winner(found)
+        if index is not None:
+            winner = stage.proposals[index]
             async for event in answer_with(stage, winner, f"{where} ({found.answer!r})"):
                 yield event
             return
@@ -129,3 +136,8 @@ class Vote:
         stage.result.notes.append(f"vote: {why} — synthesized instead")
         async for event in synthesize(stage, stage.references):
             yield event
+
+
+def _winner(found: Agreement) -> int | None:
+    """The winning answer's index: the largest group's first, if two or more agree."""
+    return found.winner if found.count >= 2 else None

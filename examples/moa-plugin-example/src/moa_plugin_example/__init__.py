@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from moa.events import Event
 from moa.providers.base import ModelProfile
-from moa.strategies import Stage, replay
+from moa.strategies import Stage, Step, replay
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 
@@ -14,6 +14,9 @@ class Longest:
     """The longest proposal is the answer, verbatim: no aggregator call."""
 
     name = "longest"
+
+    async def worst_case(self, stage: Stage) -> list[Step]:
+        return []  # it calls no model, so a budget (max_cost_usd) has nothing to pay for
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         best = max(stage.proposals, key=lambda p: len(p.output))
