@@ -40,9 +40,10 @@ from moa.events import (
 )
 from moa.recipes.schema import Recipe
 from moa.server.errors import bad_request, from_moa_error
+from moa.server.limits import EventStream, RunResponse
 from moa.server.models_api import model_not_found
 from moa.server.overrides import OverridePolicy, catalog
-from moa.server.runs import EventStream, RunResponse, Served, split_sampling
+from moa.server.runs import Served, split_sampling
 from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
 from moa.server.sse import event as sse_event
 from moa.trace import CallRecord, Result

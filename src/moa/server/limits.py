@@ -1,4 +1,5 @@
-"""Load limits and client liveness: body size, concurrent runs, and noticing a client leave.
+"""Load limits and client liveness: body size, concurrent runs, and noticing a client leave —
+with the responses that hold a run's slot while they send (`RunResponse`, `EventStream`).
 
 A MoA run fans out to many upstream calls, so a run nobody waits for any more is expensive:
 `until_disconnect` cancels it the moment the client goes away, which closes its upstream calls.
@@ -7,9 +8,11 @@ A MoA run fans out to many upstream calls, so a run nobody waits for any more is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from typing import Any, TypeVar
 
+from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moa.server.errors import ApiError
@@ -155,3 +158,51 @@ class BodyLimit:
         if self.on_refuse is not None:
             self.on_refuse("request_too_large")
         await error.response()(scope, receive, send)
+
+
+async def aclose(iterator: AsyncIterable[Any]) -> None:
+    """Close an async generator now, on this loop (not later, by the garbage collector)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class RunResponse(Response):
+    """The answer to one run, worked out when the server sends it: the run's slot is held
+    until the last byte is sent (or the client has gone), and freed however that ends. An
+    exception before the headers still reaches the app's error handlers."""
+
+    def __init__(self, slot: Slot, answer: Callable[[], Awaitable[Response]]) -> None:
+        super().__init__()
+        self._slot = slot
+        self._answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._answer()
+            await response(scope, receive, send)
+        finally:
+            self._slot.release()
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that stops (and so cancels its run) as soon as the client disconnects,
+    whatever ASGI spec version the server speaks: Starlette's own notices a disconnect under
+    ASGI 2.4 only when the next token fails to send."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[str]) -> None:
+        # no-cache and no proxy buffering, or the tokens arrive in one lump at the end.
+        super().__init__(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with suppress(ClientGone, OSError):
+            await until_disconnect(receive, self._send_all(send))
+
+    async def _send_all(self, send: Send) -> None:
+        try:
+            await self.stream_response(send)
+        finally:
+            # Cancelled while the body waits at a `yield`: close it, so the run stops too.
+            await aclose(self.body_iterator)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from moa.engine import MoA
 from moa.errors import MoAError
@@ -24,7 +24,15 @@ from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.extension import extension, failure_extension
-from moa.server.limits import ClientGone, RunSlots, Slot, until_disconnect
+from moa.server.limits import (
+    ClientGone,
+    EventStream,
+    RunResponse,
+    RunSlots,
+    Slot,
+    aclose,
+    until_disconnect,
+)
 from moa.server.metrics import Metrics
 from moa.server.reasoning import LayerNarrator, with_reasoning
 from moa.server.security import Redactor
@@ -172,7 +180,7 @@ class Run:
             yield event(error.body())
         finally:
             with suppress(Exception):
-                await _aclose(events)
+                await aclose(events)
             self._finish(True, status, result, code)
 
     def _trace(self, result: Result) -> dict[str, Any] | None:
@@ -272,50 +280,3 @@ async def _chain(head: list[Event], events: AsyncIterator[Event]) -> AsyncIterat
         yield item
     async for item in events:
         yield item
-
-
-async def _aclose(iterator: AsyncIterable[Any]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-class RunResponse(Response):
-    """The answer to one run, worked out when the server sends it: the run's slot is held
-    until the last byte is sent (or the client has gone), and freed however that ends. An
-    exception before the headers still reaches the app's error handlers."""
-
-    def __init__(self, slot: Slot, answer: Callable[[], Awaitable[Response]]) -> None:
-        super().__init__()
-        self._slot = slot
-        self._answer = answer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            response = await self._answer()
-            await response(scope, receive, send)
-        finally:
-            self._slot.release()
-
-
-class EventStream(StreamingResponse):
-    """An SSE response that stops (and so cancels its run) as soon as the client disconnects,
-    whatever ASGI spec version the server speaks: Starlette's own notices a disconnect under
-    ASGI 2.4 only when the next token fails to send."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, body: AsyncIterator[str]) -> None:
-        # no-cache and no proxy buffering, or the tokens arrive in one lump at the end.
-        super().__init__(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with suppress(ClientGone, OSError):
-            await until_disconnect(receive, self._send_all(send))
-
-    async def _send_all(self, send: Send) -> None:
-        try:
-            await self.stream_response(send)
-        finally:
-            # Cancelled while the body waits at a `yield`: close it, so the run stops too.
-            await _aclose(self.body_iterator)
