@@ -174,3 +174,11 @@ def test_done_carries_the_cost_when_every_call_is_priced(upstream: FakeUpstream,
 
 def test_an_unpriced_run_says_its_cost_is_unknown(upstream: FakeUpstream, moa_server) -> None:
     assert run_events(moa_server, ASK)[-1]["cost_usd"] is None
+
+
+def test_a_request_budget_is_kept_before_any_call(upstream: FakeUpstream, serve_moa) -> None:
+    """The request's `moa_max_cost_usd` bounds the run as on chat completions."""
+    events = run_events(serve_moa(PRICED), {**ASK, "max_tokens": 1000, "moa_max_cost_usd": 1e-6})
+    assert events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "budget_exceeded"
+    assert upstream.requests == []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,10 +44,16 @@ from moa.server.limits import EventStream, RunResponse
 from moa.server.models_api import model_not_found
 from moa.server.overrides import OverridePolicy, catalog
 from moa.server.runs import Served, split_sampling
-from moa.server.schemas import ChatCompletionRequest, check_supported, to_messages, to_sampling
+from moa.server.schemas import (
+    ChatCompletionRequest,
+    check_supported,
+    to_answering,
+    to_messages,
+    to_sampling,
+)
 from moa.server.sse import event as sse_event
 from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling
+from moa.types import Answering, Message, Sampling
 
 log = logging.getLogger("moa.server")
 
@@ -84,6 +90,8 @@ def add_events_api(app: FastAPI, served: Served) -> None:
             sampling=sampling,
             aggregator_sampling=aggregator_sampling,
             served=served,
+            max_cost_usd=body.moa_max_cost_usd,
+            answering=to_answering(body),
         )
         slot = served.slots.take()
 
@@ -109,6 +117,8 @@ class EventRun:
     sampling: Sampling
     aggregator_sampling: Sampling
     served: Served
+    max_cost_usd: float | None = None  # the request's budget; None: the recipe's
+    answering: Answering = field(default_factory=Answering)  # tools, response format, …
 
     async def events(self) -> AsyncIterator[str]:
         started = time.perf_counter()
@@ -116,7 +126,11 @@ class EventRun:
         status, result = 499, None
         code: str | None = "client_disconnected"
         stream = self.moa.stream(
-            self.messages, sampling=self.sampling, aggregator_sampling=self.aggregator_sampling
+            self.messages,
+            sampling=self.sampling,
+            aggregator_sampling=self.aggregator_sampling,
+            max_cost_usd=self.max_cost_usd,
+            answering=self.answering,
         )
         try:
             async for item in stream:
