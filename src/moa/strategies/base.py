@@ -18,16 +18,16 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from moa.agents import Agent, Aggregator
 from moa.caller import Caller
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
-from moa.events import AggregatorStarted, Event, Token, ToolCallDelta
+from moa.events import AggregatorStarted, Event, Token
 from moa.request import Call, check_answering
-from moa.tooluse import assemble, describe
+from moa.strategies.answer import Answer
 from moa.trace import CallRecord, CallRole, Choice, Result
-from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk
+from moa.types import Answering, Message, ResponseFormat, Sampling
 
 
 @dataclass(slots=True)
@@ -163,6 +163,21 @@ async def refuse_unsupported(caller: Caller, aggregator: Aggregator, answering: 
         check_answering(answering, await caller.profile(agent), agent.model)
 
 
+def answer_step(
+    stage: Stage, references: Sequence[str], prompt: str, reads: tuple[Step, ...] = ()
+) -> Step:
+    """The final answer's call, as `stream_answer` makes it: the run's settings for the
+    aggregator and what the client asks of the answer (tools, response format, …)."""
+    return aggregator_step(
+        stage,
+        references,
+        prompt,
+        overrides=stage.overrides,
+        answering=stage.answering,
+        reads=reads,
+    )
+
+
 async def stream_answer(
     stage: Stage, references: Sequence[str], prompt: str
 ) -> AsyncIterator[Event]:
@@ -170,15 +185,13 @@ async def stream_answer(
     first token, the next fallback tries. After a token the user has seen, no fallback
     contradicts it: the partial answer and the error are kept."""
     failures: list[CallRecord] = []
-    for index, agent in enumerate(stage.aggregator.candidates):
+    for index, call in enumerate(answer_step(stage, references, prompt).calls):
+        agent = call.agent
         record = CallRecord(layer=stage.number, index=index, model=agent.model, role="aggregator")
         stage.result.calls.append(record)
         yield AggregatorStarted(stage.number, agent.model)
         started = time.perf_counter()
         answer = Answer()
-        call = Call(
-            agent, stage.messages, references, prompt, stage.overrides, answering=stage.answering
-        )
         try:
             async with aclosing(stage.caller.stream(call, record)) as chunks:
                 async for chunk in chunks:
@@ -267,43 +280,3 @@ def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
         stage.result.text, stage.result.aggregator_model = text, model
     for piece in re.findall(r"\s*\S+|\s+", text):
         yield Token(piece, stage.choice)
-
-
-class Answer:
-    """One answer as it streams in: its text, tool-call deltas and log probabilities."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.deltas: list[dict[str, Any]] = []
-        self.logprobs: list[dict[str, Any]] | None = None
-
-    def add(self, chunk: StreamChunk, choice: int) -> list[Event]:
-        events: list[Event] = []
-        if chunk.logprobs:
-            self.logprobs = (self.logprobs or []) + list(chunk.logprobs)
-        if chunk.text or chunk.logprobs:
-            self.parts.append(chunk.text)
-            events.append(Token(chunk.text, choice, chunk.logprobs))
-        if chunk.tool_calls:
-            self.deltas.extend(chunk.tool_calls)
-            events.append(ToolCallDelta(chunk.tool_calls, choice))
-        return events
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    @property
-    def seen(self) -> bool:
-        """Whether the client has been shown any of it (no fallback may contradict it then)."""
-        return bool(self.parts or self.deltas)
-
-    def output(self) -> str:
-        """What the trace records: the text, or the calls when the answer was only calls."""
-        return self.text or (describe(assemble(self.deltas)) if self.deltas else "")
-
-    def choice(self, finish_reason: str | None, model: str) -> Choice:
-        calls = assemble(self.deltas)
-        if calls and finish_reason in (None, "stop"):
-            finish_reason = "tool_calls"  # some servers say "stop" after calling tools
-        return Choice(self.text, calls, finish_reason, self.logprobs, model)

@@ -14,7 +14,14 @@ from collections.abc import AsyncIterator, Sequence
 from moa.errors import AggregatorFailedError, ConfigError
 from moa.events import Event
 from moa.request import Call
-from moa.strategies.base import Stage, Step, aggregator_step, consult, stream_answer
+from moa.strategies.base import (
+    Stage,
+    Step,
+    aggregator_step,
+    answer_step,
+    consult,
+    stream_answer,
+)
 
 AUTO_WINDOW = 3
 
@@ -66,10 +73,7 @@ async def synthesis_steps(
                 )
             )
         refs, reads = windows[-1], (*reads, steps[-1])
-    answer = aggregator_step(
-        stage, refs, prompt, overrides=stage.overrides, answering=stage.answering, reads=reads
-    )
-    return [*steps, answer]
+    return [*steps, answer_step(stage, refs, prompt, reads)]
 
 
 async def _synthesize_windows(stage: Stage, windows: list[list[str]], prompt: str) -> str:
