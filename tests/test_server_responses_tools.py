@@ -1,8 +1,10 @@
-"""Function tools on `POST /v1/responses`, as OpenAI's Responses API has them: the openai SDK's
-`client.responses.create(..., tools=[...])` against `moa serve` on the fake upstream, streamed
-and not, through a whole agent loop (call → function_call_output → final answer).
+"""Function tools and structured output on `POST /v1/responses`, as OpenAI's Responses API has
+them: the openai SDK's `client.responses.create(..., tools=[...])` against `moa serve` on the
+fake upstream, streamed and not, through a whole agent loop (call → function_call_output →
+final answer), and `client.responses.parse(..., text_format=...)`.
 
-The aggregator's provider (`smart`) declares tools; the proposers' (`fake`) does not."""
+The aggregator's provider (`smart`) declares tools and json_schema; the proposers' (`fake`)
+declares neither."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from moa.testing import FakeUpstream, Reply
 from test_server_tools import MODEL, WEATHER, recipe
@@ -210,3 +213,38 @@ def test_optional_tools_an_aggregator_cannot_take_get_a_text_answer(
     )
     assert response.output_text == "A plain answer"
     assert "tools" not in upstream.requests_for("agg")[0]
+
+
+class Capital(BaseModel):
+    city: str
+    population_millions: float
+
+
+def test_parse_gets_the_answer_parsed_as_the_schema(upstream: FakeUpstream, server) -> None:
+    upstream.script("agg", Reply('{"city": "Paris", "population_millions": 2.1}'))
+    response = sdk(server).responses.parse(
+        model=MODEL, input="Capital of France?", text_format=Capital
+    )
+    assert response.output_parsed == Capital(city="Paris", population_millions=2.1)
+    sent = upstream.requests_for("agg")[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Capital"
+    assert sent["json_schema"]["strict"] is True
+    assert "response_format" not in upstream.requests_for("a")[0]
+
+
+def test_json_object_is_passed_as_such(upstream: FakeUpstream, server) -> None:
+    upstream.script("agg", Reply('{"ok": true}'))
+    response = sdk(server).responses.create(
+        model=MODEL, input="q", text={"format": {"type": "json_object"}}
+    )
+    assert json.loads(response.output_text) == {"ok": True}
+    assert upstream.requests_for("agg")[0]["response_format"] == {"type": "json_object"}
+
+
+def test_a_format_the_aggregator_cannot_follow_is_a_400_naming_text_format(
+    upstream: FakeUpstream, moa_server
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk(moa_server).responses.parse(model="test-moa", input="q", text_format=Capital)
+    assert refused.value.param == "text.format"
+    assert upstream.requests == []

@@ -29,6 +29,7 @@ from moa.server.responses_items import (
     input_messages,
     new_id,
     output_items,
+    to_response_format,
     to_tools,
     tools_echo,
 )
@@ -52,6 +53,7 @@ class ResponsesRequest(BaseModel):
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None  # {"format": …}: structured output
     moa_trace: bool | None = None
     moa_max_cost_usd: Annotated[float, Field(gt=0)] | None = None
 
@@ -78,12 +80,11 @@ def to_messages(request: ResponsesRequest) -> list[Message]:
 
 
 def to_answering(request: ResponsesRequest) -> Answering:
-    """What the request asks of the final answer: its function tools, if any."""
-    if not request.tools:
-        return Answering()
-    return Answering(
-        tools=to_tools(request.tools, request.tool_choice, request.parallel_tool_calls)
-    )
+    """What the request asks of the final answer: its function tools and `text.format`."""
+    tools = None
+    if request.tools:
+        tools = to_tools(request.tools, request.tool_choice, request.parallel_tool_calls)
+    return Answering(tools=tools, response_format=to_response_format(request.text))
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
@@ -103,7 +104,7 @@ class ResponsesRun(Run):
     id: str = field(default_factory=lambda: new_id("resp"))
     message_id: str = field(default_factory=lambda: new_id("msg"))
     created_at: int = field(default_factory=lambda: int(time.time()))
-    # The request's tool settings, which a response repeats.
+    # The request's tool and text settings, which a response repeats.
     settings: dict[str, Any] = field(default_factory=dict)
 
     def response(
@@ -129,6 +130,13 @@ class ResponsesRun(Run):
         if result is not None:
             body["moa"] = self._extension(result)
         return body
+
+    def _error(self, exc: MoAError) -> ApiError:
+        error = super()._error(exc)
+        if error.param == "response_format":  # chat's name for it; here it is `text.format`
+            error.param = "text.format"
+            error.message = error.message.replace("response_format", "text.format", 1)
+        return error
 
     def _body(self, result: Result) -> dict[str, Any]:
         status = _status(result)
@@ -193,8 +201,9 @@ def _status(result: Result) -> str:
 
 
 def _settings(request: ResponsesRequest) -> dict[str, Any]:
-    """The tool settings a response repeats: as asked, OpenAI's defaults otherwise."""
+    """The settings a response repeats: as asked, OpenAI's defaults otherwise."""
     return {
+        "text": request.text or {"format": {"type": "text"}},
         "tools": tools_echo(request.tools),
         "tool_choice": request.tool_choice or "auto",
         "parallel_tool_calls": request.parallel_tool_calls is not False,

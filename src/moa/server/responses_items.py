@@ -4,7 +4,8 @@ The one place the two APIs meet. In: message items become turns; a `function_cal
 model's call, sent back by the client) joins the assistant turn before it as one of its
 `tool_calls`, and a `function_call_output` item becomes the `tool` turn answering it — so a
 follow-up turn reaches the aggregator exactly as on chat completions. Flat function tools
-(`{"type": "function", "name", "parameters"}`) and `tool_choice` take chat's nested form. Out:
+(`{"type": "function", "name", "parameters"}`) and `tool_choice` take chat's nested form, and
+`text.format` is chat's `response_format`. Out:
 an answer's text is one `message` item, each of its tool calls one `function_call` item whose
 `call_id` is the chat call's `id`. Only function tools exist here: a hosted tool (web search,
 file search, …) is OpenAI's to run, so it is refused with a 400 naming the tool.
@@ -18,7 +19,7 @@ from typing import Any
 
 from moa.server.errors import bad_request
 from moa.trace import Choice
-from moa.types import Message, Role, Tools
+from moa.types import Message, ResponseFormat, Role, Tools
 
 _ROLES: dict[str, Role] = {
     "system": "system",
@@ -171,6 +172,27 @@ def _named(tool: Any) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") != "function" or "name" not in tool:
         raise bad_request(f"tool_choice.tools: {SUPPORTED_TOOLS}", "tool_choice.tools")
     return {"type": "function", "function": {"name": tool["name"]}}
+
+
+# -- in: structured output ----------------------------------------------------------------
+
+
+def to_response_format(text: Any) -> ResponseFormat | None:
+    """`text.format` (the Responses API's `response_format`) as the engine takes it."""
+    spec = text.get("format") if isinstance(text, dict) else None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if spec is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat("json_object", {}, kind="json_object")
+    if kind == "json_schema" and isinstance(spec.get("schema"), dict):
+        name = spec.get("name") or "response"
+        return ResponseFormat(name, spec["schema"], strict=bool(spec.get("strict")))
+    raise bad_request(
+        'text.format: use {"type": "json_schema", "name", "schema"}, {"type": "json_object"} '
+        'or {"type": "text"}',
+        "text.format",
+    )
 
 
 # -- out: output items ---------------------------------------------------------------------
