@@ -59,8 +59,9 @@ class Stage:
 class Step:
     """One call a strategy may make, for a budget's worst case (moa.spending): the request
     each aggregator candidate would be sent, in fallback order (a fallback answers only when
-    the one before it failed, so the dearest counts), and the earlier steps whose whole
-    answers its prompt holds (an analysis, a carried synthesis), each as long as it may be."""
+    the one before it failed, so the dearest counts), and the steps before it in the same
+    list whose whole answers its prompt holds (an analysis, a carried synthesis), each counted
+    as long as it may be."""
 
     calls: tuple[Call, ...]
     reads: tuple[Step, ...] = ()
