@@ -5,6 +5,8 @@ call when only one call would fit the budget; `medoid`, which calls nothing, is 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from moa import recipes
@@ -151,3 +153,46 @@ async def test_a_strategy_that_cannot_say_what_it_spends_runs_but_not_under_a_bu
     with pytest.raises(ConfigError, match=r"strategy 'first' does not say what its calls may cost"):
         await mixture.arun("q", max_cost_usd=1.0)
     assert upstream.requests == []  # refused before the proposers spent anything
+
+
+async def test_the_tools_an_app_attaches_are_priced_as_prompt_tokens(
+    upstream: FakeUpstream,
+) -> None:
+    """Open WebUI attaches dozens of tool schemas to every message; they are prompt tokens the
+    aggregator is sent, so the worst case counts them."""
+    from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry
+    from moa.budget import estimate_tokens
+    from moa.pricing import Price, PriceBook
+    from moa.providers.base import Capabilities
+    from moa.types import Answering, Sampling, Tools
+
+    script_proposers(upstream, 2)
+    registry = Registry(
+        {"fake": ProviderConfig("fake", upstream.base_url, capabilities=Capabilities(tools=True))},
+        env={},
+    )
+    price = Price(10.0, 10.0)
+    mixture = MoA(
+        ProposalLayer("fake:p0", "fake:p1"),
+        Aggregator("fake:agg"),
+        registry=registry,
+        prices=PriceBook({"fake:p0": price, "fake:p1": price, "fake:agg": Price(1000.0, 1000.0)}),
+        defaults=Sampling(max_tokens=100),
+    )
+    specs = tuple(
+        {"type": "function", "function": {"name": f"tool_{i}", "description": "x" * 300}}
+        for i in range(30)
+    )
+
+    async def refused(answering: Answering) -> float:
+        upstream.reset()
+        script_proposers(upstream, 2)
+        with pytest.raises(BudgetExceededError) as caught:
+            await mixture.arun("q", max_cost_usd=ONE_CALL_BUDGET, answering=answering)
+        assert caught.value.stage.startswith("the aggregator")
+        return caught.value.worst_case_usd
+
+    plain = await refused(Answering())
+    with_tools = await refused(Answering(tools=Tools(specs, "required")))
+    schema_tokens = estimate_tokens(json.dumps(list(specs)))
+    assert with_tools - plain == pytest.approx(schema_tokens * 1000.0 / 1e6)

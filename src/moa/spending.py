@@ -17,18 +17,19 @@ recipe with `price = { input = …, output = … }`).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moa.agents import ProposalLayer
-from moa.budget import CHARS_PER_TOKEN, messages_tokens
+from moa.budget import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.caller import Caller
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.request import Call
 from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling, Usage
+from moa.types import ChatRequest, Message, Sampling, Usage
 
 if TYPE_CHECKING:
     from moa.engine import MoA
@@ -181,7 +182,7 @@ async def plan_call(caller: Caller, call: Call) -> PlannedCall:
     """The call's request as the caller would build it: its prompt size and answer ceiling."""
     _, built = await caller.build(call)
     request = built.request
-    input_tokens = messages_tokens(request.messages)
+    input_tokens = messages_tokens(request.messages) + _tool_tokens(request)
     ceiling = request.sampling.max_tokens
     if ceiling is None:
         window = call.agent.context_window
@@ -190,3 +191,12 @@ async def plan_call(caller: Caller, call: Call) -> PlannedCall:
             window = (await asyncio.to_thread(provider.profile, model)).context_window
         ceiling = max(window - input_tokens, 1)
     return PlannedCall(call.agent.model, input_tokens, ceiling)
+
+
+def _tool_tokens(request: ChatRequest) -> int:
+    """What the tool schemas and earlier calls add to a prompt (messages_tokens counts text):
+    an app may attach dozens of tools to every message."""
+    parts: list[Any] = [m["tool_calls"] for m in request.messages if m.get("tool_calls")]
+    if request.tools is not None:
+        parts.append(list(request.tools.specs))
+    return sum(estimate_tokens(json.dumps(part)) for part in parts)
