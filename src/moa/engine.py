@@ -24,6 +24,7 @@ from moa.pipeline import as_messages as as_messages  # its home before moa.pipel
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
 from moa.retry import RetryPolicy
+from moa.staircase import refuse_whole_answer_options
 from moa.trace import Result
 from moa.types import Answering, Sampling
 
@@ -167,6 +168,7 @@ def _check_staircase(
     refused now rather than silently run as wait-for-all."""
     if not layers:
         raise ConfigError("staircase needs at least one proposal layer to stream from")
+    refuse_whole_answer_options(layers[-1])
     for agent in aggregator.candidates:
         provider = split_model_ref(agent.model)[0]
         if registry.capabilities(provider).continuation == "none":

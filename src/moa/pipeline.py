@@ -101,7 +101,7 @@ class Run:
         if budget is not None:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
-            _refuse_for_staircase(budget, answering)
+            _refuse_for_staircase(answering)
         return cls(
             layers=moa.layers,
             aggregator=aggregator,
@@ -165,8 +165,7 @@ class Run:
         return Stage(
             number=len(self.layers) + 1,
             messages=self.messages,
-            # staircase: the last layer's, as it runs
-            proposals=[] if self.aggregator.staircase else self.proposals,
+            proposals=self.proposals,  # a staircase replaces them with the last layer's
             aggregator=self.aggregator,
             caller=self.caller,
             overrides=self.final,
@@ -179,6 +178,9 @@ class Run:
         """The aggregator's events (with the staircase's last layer's); none when a layer agreed
         and the strategy is vote (it would answer with the same proposal, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
+            if self.budget is not None:  # the last layer and the aggregator, bounded together
+                references = [r.output for r in self.proposals]
+                await self.budget.check_staircase(stage, self.layers[-1], references)
             events = self._staircase(stage)
         elif self.agreed is not None and self.aggregator.strategy.name == "vote":
             why = "stop_when agree with vote: no aggregator call"
@@ -201,10 +203,8 @@ class Run:
         return stream_staircase(stage, layer_events, len(last.agents))
 
 
-def _refuse_for_staircase(budget: Budget | None, answering: Answering) -> None:
+def _refuse_for_staircase(answering: Answering) -> None:
     """What a staircase aggregator cannot do yet, refused before any call."""
-    if budget is not None:
-        raise ConfigError("max_cost_usd cannot bound a staircase aggregator yet; turn one off")
     if answering != Answering():
         raise ConfigError(
             "a staircase aggregator streams one plain-text answer: tools, response_format, "

@@ -8,7 +8,9 @@ asked for. A stage's worst case is priced from the requests it is about to send 
 their prompt tokens (estimated high, see moa.budget) and `max_tokens` as the ceiling of every
 answer (without max_tokens: the rest of the model's context window). If what the run has spent
 plus that worst case would pass the budget, `BudgetExceededError` is raised and no call of the
-stage is made. `run_worst_case` bounds a whole run before it starts (`moa batch --budget`).
+stage is made. A staircase aggregator runs alongside the last layer, so the two are checked
+together (`Budget.check_staircase`), the aggregator as every step it may take. `run_worst_case`
+bounds a whole run before it starts (`moa batch --budget`).
 
 A model whose price is unknown cannot be bounded, so a budget refuses it too (price it in the
 recipe with `price = { input = …, output = … }`).
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from moa.agents import ProposalLayer
+from moa.agents import Aggregator, ProposalLayer
 from moa.budget import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.caller import Caller
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
@@ -97,6 +99,24 @@ class Budget:
         name = stage.aggregator.strategy.name
         self.check(f"the aggregator ({name}, {calls})", planned, stage.result)
 
+    async def check_staircase(
+        self, stage: Stage, layer: ProposalLayer, references: Sequence[str]
+    ) -> None:
+        """Before the last layer starts under a staircase aggregator: both run at once, so
+        they are bounded at once, before either makes a call."""
+        calls = [
+            Call(a, stage.messages, references, layer.prompt, self.overrides) for a in layer.agents
+        ]
+        proposals = [await plan_call(stage.caller, call) for call in calls]
+        steps = await staircase_steps(
+            stage.caller, stage.aggregator, stage.messages, proposals, stage.overrides, self.prices
+        )
+        self.check(
+            f"layer {stage.number - 1} and the staircase aggregator",
+            proposals + steps,
+            stage.result,
+        )
+
     def describe(self) -> str:
         return f"budget {format_usd(self.max_cost_usd)}"
 
@@ -112,6 +132,41 @@ def worst_case(calls: Sequence[PlannedCall], prices: PriceBook) -> float:
     return total
 
 
+async def staircase_steps(
+    caller: Caller,
+    aggregator: Aggregator,
+    messages: Sequence[Message],
+    proposals: Sequence[PlannedCall],
+    overrides: Sampling,
+    prices: PriceBook,
+) -> list[PlannedCall]:
+    """A staircase aggregator's worst case, as one planned call per step it may take.
+
+    A step other than the last starts only once every running proposer has sent
+    `chunk_tokens` more chunks than at the step before (a chunk is at least one token), so there
+    are at most longest proposal ceiling // chunk_tokens of them, plus the step that sees the
+    proposals complete. Each is priced as re-sending every proposal at its ceiling and the whole
+    answer as its prefix, and as writing the answer's ceiling (a step replaced by the next may
+    have written past what was shown). The dearest candidate counts, as for a whole answer.
+    """
+    longest = max((p.max_output_tokens for p in proposals), default=0)
+    count = longest // aggregator.chunk_tokens + 1
+    references = ["x" * int(p.max_output_tokens * CHARS_PER_TOKEN) for p in proposals]
+    planned = []
+    for agent in aggregator.candidates:
+        whole = await plan_call(
+            caller, Call(agent, messages, references, aggregator.prompt, overrides)
+        )
+        prefix = "x" * int(whole.max_output_tokens * CHARS_PER_TOKEN)
+        continued = Call(
+            agent, messages, references, aggregator.prompt, overrides, continuation=prefix
+        )
+        step = await plan_call(caller, continued)
+        planned.append(PlannedCall(agent.model, step.input_tokens, whole.max_output_tokens))
+    dearest = max(planned, key=lambda p: worst_case([p], prices))
+    return [dearest] * count
+
+
 async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = None) -> float:
     """The most one whole run of `prompt` may cost, before it starts: every call writes its
     ceiling, and so every reference a later stage reads is as long as it can be."""
@@ -121,6 +176,7 @@ async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = N
     messages = as_messages(prompt)
     overrides = sampling or Sampling()
     references: list[str] = []
+    calls: list[PlannedCall] = []
     total = 0.0
     for layer in moa.layers:
         calls = [
@@ -129,6 +185,11 @@ async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = N
         ]
         total += worst_case(calls, moa.prices)
         references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
+    if moa.aggregator.staircase:
+        steps = await staircase_steps(
+            moa.caller, moa.aggregator, messages, calls, overrides, moa.prices
+        )
+        return total + worst_case(steps, moa.prices)
     # Distinct, so that no two agree (`vote` would answer one with no call).
     proposals = [
         CallRecord(len(moa.layers), i, "", "proposer", output=f"{i}{text}")

@@ -19,8 +19,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
+from moa.agents import ProposalLayer
 from moa.budget import messages_tokens
-from moa.errors import AggregatorFailedError, LayerFailedError, ProviderError
+from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
 from moa.events import (
     AggregatorStarted,
     Event,
@@ -33,6 +34,18 @@ from moa.request import Call
 from moa.strategies import Stage
 from moa.trace import AggregatorStep, CallRecord, Choice
 from moa.types import StreamChunk, Usage
+
+
+def refuse_whole_answer_options(last: ProposalLayer) -> None:
+    """The last layer's options that need its whole answers, refused under a staircase
+    aggregator rather than silently not applied: it reads the answers as they stream, and a
+    reference it has read cannot be taken back from the answer it has already written."""
+    if last.filter == "cluster":
+        raise ConfigError(
+            'staircase: the last layer\'s filter = "cluster" compares whole answers, but a '
+            "staircase aggregator reads them as they stream (what it has read and written "
+            "cannot be taken back) — put the filter on an earlier layer, or turn staircase off"
+        )
 
 
 @dataclass(slots=True)
