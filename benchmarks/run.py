@@ -30,6 +30,7 @@ ROWS: dict[str, str] = {
     "8": "benchmarks.rows.startup",
     "9": "benchmarks.rows.shared",
     "10": "benchmarks.rows.staircase",
+    "11": "benchmarks.rows.levers",
 }
 
 
