@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from moa import Aggregator, LayerFailedError, MoA, ProposalLayer, Registry
+from moa import Aggregator, LayerFailedError, MoA, ProposalLayer, Registry, RetryPolicy
+from moa.policies import chain
 from moa.providers import openai_compat
 from moa.providers.openai_compat import _sse_data
+from moa.ratelimit import Limits
 from moa.testing import FakeUpstream, Reply
+from moa.types import ChatRequest, Message
 
 
 async def lines(*items: str) -> AsyncIterator[str]:
@@ -52,3 +55,32 @@ def test_a_bug_in_moa_is_not_retried_as_a_connection_error(
     with pytest.raises(LayerFailedError, match="RuntimeError: a bug in moa"):
         moa.run("q")
     assert len(upstream.requests_for("p")) == 1  # not retried
+
+
+async def test_a_stream_is_read_to_its_end_so_the_next_call_reuses_its_connection(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    provider, model = registry.resolve("fake:p")
+    request = ChatRequest(model, (Message(role="user", content="q"),))
+    try:
+        answers = [[c.text async for c in provider.stream(request)] for _ in range(3)]
+    finally:
+        await provider.aclose()
+    assert ["".join(a) for a in answers] == ["answer from p"] * 3
+    assert upstream.connections == 1
+
+
+async def test_a_body_left_open_after_done_costs_the_connection_not_the_answer(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    upstream.script("p", Reply("all said", hold_open_s=30))
+    provider, model = registry.resolve("fake:p")
+    # The gap after [DONE] outlasts the call's timeout: waiting it out would fail the call.
+    request = ChatRequest(model, (Message(role="user", content="q"),), timeout_s=1.0)
+    chained = chain(provider, limits=Limits(), retry=RetryPolicy(max_attempts=1), cache=None)
+    try:
+        chunks = [c async for c in chained.stream(request)]
+    finally:
+        await provider.aclose()
+    assert "".join(c.text for c in chunks) == "all said"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].usage is not None

@@ -7,6 +7,7 @@
         up.requests_for("slow")  # the JSON bodies it received
         up.latency("p1", Profile(ttft=LogNormal(0.05, 0.8), tokens_per_s=200))  # see latency.py
         up.calls  # when each request arrived, got its first byte and finished
+        up.connections  # how many connections the requests came on
 
 A reply may call tools (`Reply(tool_calls=[{"name": "f", "arguments": '{"x": 1}'}])`, streamed
 as OpenAI's deltas, arguments in two pieces). A request with `logprobs: true` gets a log
@@ -107,6 +108,13 @@ class FakeUpstream(LoopbackServer):
                 times[call.model].append(call.arrived)
         return times
 
+    @property
+    def connections(self) -> int:
+        """How many connections the recorded requests came on (a client that reuses its
+        connections opens fewer than it sends requests)."""
+        with self._lock:
+            return len({c.client_port for c in self.calls})
+
     def requests_for(self, model: str) -> list[Body]:
         with self._lock:
             return [r for r in self.requests if r.get("model") == model]
@@ -135,7 +143,9 @@ class FakeUpstream(LoopbackServer):
     async def _chat(self, request: Request) -> Response:
         body: Body = await request.json()
         model = str(body.get("model", ""))
-        call, wait = self._arrived(model, body)
+        port = request.client.port if request.client else None
+        call = Call(model, time.monotonic(), client_port=port)
+        wait = self._arrived(call, body)
         if wait is not None:
             return rate_limited(wait)
         reply = self._next_reply(model, body)
@@ -159,11 +169,10 @@ class FakeUpstream(LoopbackServer):
             call.finished = call.first_byte
         return respond(reply, text, body, call, self._disconnected)
 
-    def _arrived(self, model: str, body: Body) -> tuple[Call, float | None]:
+    def _arrived(self, call: Call, body: Body) -> float | None:
         """The request logged; the seconds it must wait when over the rate limit (it is then
         answered 429), else None."""
-        now = time.monotonic()
-        call = Call(model, now)
+        now = call.arrived
         with self._lock:
             self.requests.append(body)
             self.calls.append(call)
@@ -171,7 +180,7 @@ class FakeUpstream(LoopbackServer):
             if wait is not None:
                 self.throttled += 1
                 call.status, call.finished = 429, now
-        return call, wait
+        return wait
 
     def _disconnected(self) -> None:
         self.disconnects += 1

@@ -38,6 +38,7 @@ class Reply:
     ignore_stream_options: bool = False
     # Calls to make: [{"name": ..., "arguments": "<JSON text>"}]; ids are call_0, call_1, …
     tool_calls: list[dict[str, str]] | None = None
+    hold_open_s: float = 0.0  # a stream's body ends this long after its `[DONE]`
 
     @property
     def finish(self) -> str:
@@ -57,6 +58,7 @@ class Call:
     first_byte: float | None = None  # when the answer started (after time to first token)
     finished: float | None = None  # when its last byte was handed to the server
     status: int = 200
+    client_port: int | None = None  # the client's end of the connection it came on
 
 
 def continuing(answer: str) -> Callable[[Body], str]:
@@ -177,6 +179,8 @@ async def _sse(
             yield _event(_envelope(body, "chat.completion.chunk", choices=[], usage=usage))
         call.finished = time.monotonic()
         yield "data: [DONE]\n\n"
+        if reply.hold_open_s:
+            await asyncio.sleep(reply.hold_open_s)
     except asyncio.CancelledError:
         disconnected()
         raise
