@@ -44,6 +44,8 @@ def test_ask_streams_the_answer_to_stdout_and_progress_to_stderr(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Paris is the capital."
     assert "fake:a" in done.stderr and "fake:b" in done.stderr and "aggregating" in done.stderr
+    # Progress shows finished proposals: they are asked for whole, only the answer streams.
+    assert [c.streamed for c in upstream.calls] == [False, False, True]
 
 
 def test_ask_is_the_default_verb_and_reads_stdin(upstream: FakeUpstream, recipe_file) -> None:
@@ -226,6 +228,7 @@ def test_chat_keeps_the_history_across_turns(upstream: FakeUpstream, recipe_file
     assert done.returncode == 0, done.stderr
     assert "first reply" in done.stdout and "second reply" in done.stdout
     assert done.stderr.count("layer 1: proposing") == 2  # progress for every turn
+    assert [c.streamed for c in upstream.calls if c.model != "agg"] == [False] * 4
     last = upstream.requests_for("a")[-1]["messages"]
     assert last == [
         {"role": "user", "content": "hello"},

@@ -130,6 +130,16 @@ def test_asked_for_the_proposals_stream_as_reasoning_before_the_answer(
     assert "**fake:b**\n\nproposal B" in reasoning
 
 
+def test_proposers_stream_only_for_a_thinking_block(upstream: FakeUpstream, moa_server) -> None:
+    script(upstream)
+    stream_deltas(moa_server, {**ASK, "stream": True})
+    assert [c.streamed for c in upstream.calls] == [False, False, True]  # a, b whole; agg
+    upstream.reset()
+    script(upstream)
+    stream_deltas(moa_server, {**ASK, "stream": True, "moa_layers": "reasoning"})
+    assert [c.streamed for c in upstream.calls] == [True, True, True]
+
+
 def test_a_recipe_can_turn_it_on_and_a_request_off(upstream: FakeUpstream, serve_moa) -> None:
     script(upstream)
     server = serve_moa(

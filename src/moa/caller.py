@@ -111,7 +111,7 @@ class Caller:
             raise ProviderError.empty(provider.name, built.request.model)
 
     async def complete(self, call: Call, record: CallRecord | None = None) -> Completion:
-        """The whole answer at once (judges and other non-streamed calls)."""
+        """The whole answer at once (proposers nobody watches, judges, other one-shot calls)."""
         provider, built = await self.build(call)
         try:
             completion = await provider.complete(built.request)

@@ -89,6 +89,7 @@ class MoA(Lifecycle):
         max_cost_usd: float | None = None,
         answering: Answering | None = None,
         tools: ToolList | None = None,
+        proposal_deltas: bool = True,
     ) -> AsyncGenerator[Event, None]:
         """Run once, yielding what happens as it happens; the last event is `Done`.
 
@@ -98,7 +99,8 @@ class MoA(Lifecycle):
         `answering` (tools, response format, logprobs, n) applies to the aggregator only, and is
         refused before any call when an aggregator candidate's provider cannot honour it;
         `tools` is its shorthand for OpenAI-shaped function specs (the answer's calls are in
-        `Result.tool_calls`).
+        `Result.tool_calls`). `proposal_deltas=False` asks proposers for whole answers (less
+        CPU) and yields no `ProposalDelta`; a staircase's last layer streams regardless.
         """
         run = await Run.start(
             self,
@@ -108,6 +110,7 @@ class MoA(Lifecycle):
             max_cost_usd=max_cost_usd,
             answering=answering,
             tools=tools,
+            proposal_deltas=proposal_deltas,
         )
         async for event in run.events():
             yield event
@@ -131,6 +134,7 @@ class MoA(Lifecycle):
             max_cost_usd=max_cost_usd,
             answering=answering,
             tools=tools,
+            proposal_deltas=False,  # nobody sees them: whole answers cost less
         )
         async with aclosing(events):
             async for event in events:

@@ -1,5 +1,10 @@
-"""One proposal layer: its proposers run concurrently and stream; the layer moves on once all
-have answered, or once its quorum is in and its deadline has passed (stragglers cancelled)."""
+"""One proposal layer: its proposers run concurrently; the layer moves on once all have
+answered, or once its quorum is in and its deadline has passed (stragglers cancelled).
+
+Proposers stream when someone watches their words (`deltas`: the events API, a thinking block,
+a staircase aggregator); otherwise each is asked for its whole answer at once: one JSON body
+costs less CPU than chunks parsed one by one and passed through every policy (benchmark row 3).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from moa.errors import ProviderError
 from moa.events import Event, ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
 from moa.request import Call
 from moa.trace import CallRecord
-from moa.types import Message, Sampling
+from moa.types import Completion, Message, Sampling
 
 
 async def run_layer(
@@ -25,7 +30,10 @@ async def run_layer(
     references: list[str],
     overrides: Sampling,
     records: list[CallRecord],
+    deltas: bool = True,
 ) -> AsyncGenerator[Event, None]:
+    """The layer's events: each proposer's start, then (with `deltas`) its `ProposalDelta`s as
+    it speaks, then its finish or failure. Its call records are appended to `records`."""
     loop = asyncio.get_running_loop()
     # Deltas and finished records of every proposer, in the order they happen.
     happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
@@ -34,13 +42,10 @@ async def run_layer(
         for i, agent in enumerate(layer.agents)
     ]
     records.extend(slots)
+    calls = [Call(agent, messages, references, layer.prompt, overrides) for agent in layer.agents]
     tasks = [
-        asyncio.create_task(
-            _propose(
-                caller, Call(agent, messages, references, layer.prompt, overrides), slot, happened
-            )
-        )
-        for agent, slot in zip(layer.agents, slots, strict=True)
+        asyncio.create_task(_propose(caller, call, slot, happened, streamed=deltas))
+        for call, slot in zip(calls, slots, strict=True)
     ]
     for slot in slots:
         yield ProposalStarted(number, slot.index, slot.model)
@@ -82,21 +87,18 @@ async def _propose(
     call: Call,
     record: CallRecord,
     happened: asyncio.Queue[ProposalDelta | CallRecord],
+    *,
+    streamed: bool,
 ) -> None:
+    """One proposer's answer into `record`, then `record` into `happened` (`streamed`: each
+    piece too, as it arrives)."""
     started = time.perf_counter()
     parts: list[str] = []
     try:
-        async with aclosing(caller.stream(call, record)) as chunks:
-            async for chunk in chunks:
-                if chunk.attempts is not None:
-                    record.attempts = chunk.attempts
-                if chunk.text:
-                    parts.append(chunk.text)
-                    happened.put_nowait(
-                        ProposalDelta(record.layer, record.index, record.model, chunk.text)
-                    )
-                record.usage = chunk.usage or record.usage
-                record.finish_reason = chunk.finish_reason or record.finish_reason
+        if streamed:
+            await _take_stream(caller, call, record, parts, happened)
+        else:
+            _take_whole(record, parts, await caller.complete(call, record))
     except ProviderError as error:
         record.fail(error)
     except asyncio.CancelledError:
@@ -109,3 +111,30 @@ async def _propose(
     record.output = "".join(parts)
     record.latency_s = time.perf_counter() - started
     happened.put_nowait(record)
+
+
+def _take_whole(record: CallRecord, parts: list[str], completion: Completion) -> None:
+    parts.append(completion.text)
+    record.attempts = completion.attempts
+    record.usage = completion.usage
+    record.finish_reason = completion.finish_reason
+
+
+async def _take_stream(
+    caller: Caller,
+    call: Call,
+    record: CallRecord,
+    parts: list[str],
+    happened: asyncio.Queue[ProposalDelta | CallRecord],
+) -> None:
+    async with aclosing(caller.stream(call, record)) as chunks:
+        async for chunk in chunks:
+            if chunk.attempts is not None:
+                record.attempts = chunk.attempts
+            if chunk.text:
+                parts.append(chunk.text)
+                happened.put_nowait(
+                    ProposalDelta(record.layer, record.index, record.model, chunk.text)
+                )
+            record.usage = chunk.usage or record.usage
+            record.finish_reason = chunk.finish_reason or record.finish_reason

@@ -76,6 +76,7 @@ class Run:
     proposals: list[CallRecord] = field(default_factory=list)  # what the last layer passed on
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
+    proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
 
     @classmethod
     async def start(
@@ -88,6 +89,7 @@ class Run:
         max_cost_usd: float | None,
         answering: Answering | None,
         tools: ToolList | None,
+        proposal_deltas: bool = True,
     ) -> Run:
         """A run of `moa` over `prompt`, its input checked and everything it would refuse
         refused before any call (see `MoA.stream` for the arguments)."""
@@ -113,6 +115,7 @@ class Run:
             answering=answering,
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
+            proposal_deltas=proposal_deltas,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -130,13 +133,13 @@ class Run:
         yield Done(self.result)
 
     def _propose(
-        self, number: int, layer: ProposalLayer, records: list[CallRecord]
+        self, number: int, layer: ProposalLayer, records: list[CallRecord], *, deltas: bool
     ) -> AsyncGenerator[Event, None]:
         """Layer `number`'s calls over the proposals passed on so far (every layer's, the
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
         return run_layer(
-            self.caller, number, layer, self.messages, references, self.overrides, records
+            self.caller, number, layer, self.messages, references, self.overrides, records, deltas
         )
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
@@ -149,7 +152,7 @@ class Run:
                 number, layer, self.caller, self.messages, references, self.result
             )
         records: list[CallRecord] = []
-        async for event in self._propose(number, layer, records):
+        async for event in self._propose(number, layer, records, deltas=self.proposal_deltas):
             yield event
         self.result.calls.extend(records)
         answered = [r for r in records if r.ok]
@@ -199,7 +202,7 @@ class Run:
         """The last layer runs under the aggregator, which reads its proposals as they stream."""
         last = self.layers[-1]
         stage.proposers, stage.proposals = last.agents, []
-        layer_events = self._propose(stage.number - 1, last, stage.proposals)
+        layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         return stream_staircase(stage, layer_events, len(last.agents))
 
 

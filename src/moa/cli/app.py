@@ -208,7 +208,9 @@ async def _ask_streaming(
     from moa.events import Done
 
     out, _ = _consoles()
-    async for event in mixture.stream(text, sampling=sampling, answering=answering):
+    # Progress shows proposals once they have finished: their words as they come are not needed.
+    events = mixture.stream(text, sampling=sampling, answering=answering, proposal_deltas=False)
+    async for event in events:
         show(event)
         if isinstance(event, Done) and event.result.tool_calls:
             out.print_json(data=event.result.tool_calls)

@@ -50,7 +50,8 @@ def chat_loop(
         turn = [*history, Message(role="user", content=line)]
 
         async def answer(turn: list[Message]) -> str:
-            async for event in mixture.stream(turn, sampling=sampling):
+            # Progress shows finished proposals only: they need not stream.
+            async for event in mixture.stream(turn, sampling=sampling, proposal_deltas=False):
                 progress(event)
                 if isinstance(event, Done):
                     return event.result.text

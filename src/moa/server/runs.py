@@ -132,6 +132,7 @@ class Run:
                 aggregator_sampling=self.aggregator_sampling,
                 max_cost_usd=self.max_cost_usd,
                 answering=self.answering,
+                proposal_deltas=self.reasoning,  # only a thinking block shows them
             )
         )
         try:

@@ -144,7 +144,7 @@ class FakeUpstream(LoopbackServer):
         body: Body = await request.json()
         model = str(body.get("model", ""))
         port = request.client.port if request.client else None
-        call = Call(model, time.monotonic(), client_port=port)
+        call = Call(model, time.monotonic(), client_port=port, streamed=bool(body.get("stream")))
         wait = self._arrived(call, body)
         if wait is not None:
             return rate_limited(wait)

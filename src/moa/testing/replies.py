@@ -59,6 +59,7 @@ class Call:
     finished: float | None = None  # when its last byte was handed to the server
     status: int = 200
     client_port: int | None = None  # the client's end of the connection it came on
+    streamed: bool = False  # it asked for server-sent events (`"stream": true`)
 
 
 def continuing(answer: str) -> Callable[[Body], str]:
