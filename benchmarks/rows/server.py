@@ -181,7 +181,8 @@ def moa_serve_child(recipe: Path, workdir: Path) -> Any:
     ]
     env = dict(os.environ)
     root = Path(__file__).resolve().parents[2]  # this checkout's moa, not another install
-    paths = [str(root / "src"), str(root), env.get("PYTHONPATH", "")]
+    # A PYTHONPATH given wins: `benchmarks.compare` points it at the other version's src/.
+    paths = [env.get("PYTHONPATH", ""), str(root / "src"), str(root)]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return port, _server(
         "moa serve", argv, f"http://127.0.0.1:{port}/healthz", workdir / "moa.log", env
