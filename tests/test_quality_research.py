@@ -35,3 +35,22 @@ def test_early_stop_pays_for_more_calls_only_when_the_first_two_disagree() -> No
                                       "c": [call("Berlin."), call("Munich.")]}}  # fmt: skip
     outcome = rule(split)
     assert (outcome.text, outcome.calls) == ("Berlin.", 4)
+
+
+def test_the_untuned_questions_are_the_dev_set_minus_the_tuned_ones_and_nothing_else() -> None:
+    import json
+    from pathlib import Path
+
+    untuned = pytest.importorskip("benchmarks.quality.untuned")
+
+    def questions(path: Path) -> list[str]:
+        return [json.loads(line)["question"] for line in path.read_text().splitlines() if line]
+
+    dev, tuned = questions(untuned.DEV), set(questions(untuned.TUNED))
+    held_out = questions(untuned.OUT)
+    assert len(held_out) == len(set(held_out)) == len(dev) - len(tuned)
+    assert not tuned & set(held_out)
+    assert set(held_out) | tuned == set(dev)
+    # The committed file is what the script writes (same rows, same shuffled order).
+    rows = [json.loads(line) for line in untuned.DEV.read_text().splitlines() if line.strip()]
+    assert [r["question"] for r in untuned.untuned(rows, tuned)] == held_out
