@@ -31,6 +31,7 @@ ROWS: dict[str, str] = {
     "9": "benchmarks.rows.shared",
     "10": "benchmarks.rows.staircase",
     "11": "benchmarks.rows.levers",
+    "12": "benchmarks.rows.batched",
 }
 
 

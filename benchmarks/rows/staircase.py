@@ -7,13 +7,15 @@ writes ANSWER_TOKENS at the same rate and continues a final assistant message. W
 and staircase at several chunk sizes alternate, `reps` times each. Input tokens are counted on
 the requests the upstream received (moa.budget's estimate, the same for every mode).
 
-Embedded model: the `local-synthesize` recipe (3 proposers, one aggregator, all SmolLM2 on one llama.cpp
-thread, LOCAL_TOKENS per call) with staircase off and on; times from the start of the run.
+Embedded model: the `local-synthesize` recipe (3 proposers, one aggregator, all SmolLM2 on one
+llama.cpp thread, LOCAL_TOKENS per call) with staircase off and on, the proposals generated one
+after another and in one llama.cpp batch (MOA_LOCAL_BATCH=0/1); times from the start of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from benchmarks.common import RowResult, median
@@ -86,17 +88,34 @@ async def _measure_simulated(up: FakeUpstream, reps: int, scale: float) -> dict[
 
 
 async def _measure_local(reps: int) -> dict[str, dict]:
+    """The four modes alternate within each repetition (proposals one after another or in
+    one llama.cpp batch, MOA_LOCAL_BATCH; aggregator wait-for-all or staircase)."""
     from moa.recipes import build, load
 
-    out: dict[str, dict] = {}
-    for label, on in (("wait-for-all", False), ("staircase 16", True)):
-        mixture = build(load("local-synthesize"))
-        if on:
-            old = mixture.aggregator
-            mixture.aggregator = Aggregator(old.agent, staircase=True, chunk_tokens=16)
-        runs = [await _timed(mixture, Sampling(max_tokens=LOCAL_TOKENS)) for _ in range(reps)]
-        out[label] = {"ttft": [r[0] for r in runs], "last": [r[1] for r in runs]}
-        await mixture.aclose()
+    modes = [
+        (f"{proposals} {label}", batch, on)
+        for proposals, batch in (("sequential", "0"), ("batched", "1"))
+        for label, on in (("wait-for-all", False), ("staircase 16", True))
+    ]
+    out: dict[str, dict] = {label: {"ttft": [], "last": []} for label, _, _ in modes}
+    saved = os.environ.get("MOA_LOCAL_BATCH")
+    try:
+        for _ in range(reps):
+            for label, batch, on in modes:
+                os.environ["MOA_LOCAL_BATCH"] = batch  # read when the registry is built
+                mixture = build(load("local-synthesize"))
+                if on:
+                    old = mixture.aggregator
+                    mixture.aggregator = Aggregator(old.agent, staircase=True, chunk_tokens=16)
+                first, last, _ = await _timed(mixture, Sampling(max_tokens=LOCAL_TOKENS))
+                out[label]["ttft"].append(first)
+                out[label]["last"].append(last)
+                await mixture.aclose()
+    finally:
+        if saved is None:
+            os.environ.pop("MOA_LOCAL_BATCH", None)
+        else:
+            os.environ["MOA_LOCAL_BATCH"] = saved
     return out
 
 
@@ -135,4 +154,10 @@ def run(quick: bool = False) -> RowResult:
     for label, m in local.items():
         row.add(f"local-synthesize {label}: first token", median(m["ttft"]), "s")
         row.add(f"local-synthesize {label}: last token", median(m["last"]), "s")
+    base = local["batched wait-for-all"]
+    for label in ("batched staircase 16", "sequential wait-for-all"):
+        m = local[label]
+        for key, name in (("ttft", "first token"), ("last", "last token")):
+            ratio = median(m[key]) / median(base[key])
+            row.add(f"local-synthesize {label} / batched wait-for-all: {name}", ratio)
     return row

@@ -30,6 +30,7 @@ from moa.errors import (
     ProviderError,
 )
 from moa.providers.base import Capabilities, ModelProfile
+from moa.providers.local_batch import Job, Scheduler, batching_enabled
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
 
@@ -88,6 +89,8 @@ class _LoadedModel:
         self.llama: Any = Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
+        self.name = path.name
+        self.n_ctx = int(self.llama.n_ctx())
         template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
         # A base model's GGUF has no chat template: it is prompted as a completion instead.
         self.chat_template = bool(template)
@@ -97,13 +100,8 @@ class _LoadedModel:
         self._template = template
         self._formatter: Any = None
 
-    def render_continuation(self, messages: tuple[Message, ...]) -> str:
-        """The prompt that makes the model continue the final assistant message: the chat
-        template up to the assistant's turn, then the text it has written. Sent as a plain
-        completion to the same `Llama`, it shares its tokens with the previous step's prompt up
-        to the first changed reference, and llama-cpp-python reuses that part of the KV cache."""
-        if not self.chat_template:  # a base model: its completion prompt already ends open
-            return render_completion(messages[:-1]) + messages[-1]["content"]
+    def _chat_formatter(self) -> Any:
+        """The formatter llama-cpp-python builds from the GGUF's template (same tokens)."""
         if self._formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -114,8 +112,45 @@ class _LoadedModel:
                 model.token_get_text(eos) if eos != -1 else "",
                 model.token_get_text(bos) if bos != -1 else "",
             )
+        return self._formatter
+
+    def batch_prompt(self, messages: tuple[Message, ...]) -> tuple[list[int], list[str], float]:
+        """The prompt tokens, added stop strings and default temperature of the high-level
+        call `_generate` would make: `create_chat_completion` for a chat model with the
+        GGUF's own template, `create_completion` for a base model. Raises LookupError for a
+        template llama-cpp-python replaces with a built-in format (the batch renders only the
+        GGUF's)."""
+        llama = self.llama
+        if self.chat_template:
+            if llama.chat_format != "chat_template.default":
+                raise LookupError(llama.chat_format)
+            result = self._chat_formatter()(messages=[dict(m) for m in messages])
+            prompt = llama.tokenize(result.prompt.encode(), add_bos=False, special=True)
+            return prompt, list(result.stop), 0.2
+        model = llama._model
+        head: list[int] = []
+        if model.add_bos_token() and llama.token_bos() != -1:
+            head = [model.token_cls() if model.token_cls() != -1 else llama.token_bos()]
+        tail: list[int] = []
+        if model.add_eos_token() or model.token_sep() != -1:
+            tail = [model.token_sep() if model.token_sep() != -1 else llama.token_eos()]
+        text = render_completion(messages).encode()
+        return [*head, *llama.tokenize(text, add_bos=False, special=True), *tail], [], 0.8
+
+    def usage_input_tokens(self, messages: tuple[Message, ...]) -> int:
+        """What `Usage.input_tokens` has always said for this model (the messages' text)."""
+        prompt = "\n".join(m["content"] for m in messages).encode()
+        return len(self.llama.tokenize(prompt, add_bos=False))
+
+    def render_continuation(self, messages: tuple[Message, ...]) -> str:
+        """The prompt that makes the model continue the final assistant message: the chat
+        template up to the assistant's turn, then the text it has written. Sent as a plain
+        completion to the same `Llama`, it shares its tokens with the previous step's prompt up
+        to the first changed reference, and llama-cpp-python reuses that part of the KV cache."""
+        if not self.chat_template:  # a base model: its completion prompt already ends open
+            return render_completion(messages[:-1]) + messages[-1]["content"]
         head = [dict(m) for m in messages[:-1]]
-        return str(self._formatter(messages=head).prompt) + messages[-1]["content"]
+        return str(self._chat_formatter()(messages=head).prompt) + messages[-1]["content"]
 
     def count_tokens(self, text: str) -> int:
         # Tokenizing reads the vocabulary only, not the context: safe beside a generation.
@@ -139,13 +174,30 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
     return _MODELS[key]
 
 
+_SCHEDULERS: dict[tuple[Path, int, int], Scheduler] = {}
+_SCHEDULERS_LOCK = threading.Lock()
+
+
 class LocalProvider:
+    """`batching`: interleave concurrent requests to a model in one llama.cpp batch
+    (moa.providers.local_batch); default on, off with MOA_LOCAL_BATCH=0."""
+
     name = "local"
     capabilities = LOCAL_CAPABILITIES
 
-    def __init__(self, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+    def __init__(
+        self, *, n_ctx: int = 4096, n_threads: int | None = None, batching: bool | None = None
+    ) -> None:
         self._n_ctx = n_ctx
         self._n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self._batching = batching_enabled() if batching is None else batching
+
+    def _scheduler(self, path: Path) -> Scheduler:
+        key = (path, self._n_ctx, self._n_threads)
+        with _SCHEDULERS_LOCK:
+            if key not in _SCHEDULERS:
+                _SCHEDULERS[key] = Scheduler(lambda: _load(*key), _LLAMA_THREAD)
+            return _SCHEDULERS[key]
 
     def _model(self, model: str) -> _LoadedModel:
         """Load (once per process) on the llama thread; blocks the calling thread."""
@@ -206,22 +258,21 @@ class LocalProvider:
         queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
-        def produce() -> None:
-            if stop.is_set():  # cancelled while queued for the llama thread
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-                return
-            try:
-                loaded = _load(path, self._n_ctx, self._n_threads)
-                for chunk in _generate(loaded, self._kwargs(request), request.messages):
-                    if stop.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except BaseException as exc:  # handed to the event loop, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+        def emit(item: StreamChunk | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        _LLAMA_THREAD.submit(produce)
+        def generate(loaded: _LoadedModel) -> Iterator[StreamChunk]:
+            return _generate(loaded, self._kwargs(request), request.messages)
+
+        if self._batching:
+            batchable = request.response_format is None and not request.top_logprobs
+            batchable = batchable and request.messages[-1]["role"] != "assistant"
+            job = Job(
+                request.messages, request.sampling, emit, stop, None if batchable else generate
+            )
+            self._scheduler(path).submit(job)
+        else:
+            _LLAMA_THREAD.submit(self._produce, path, generate, emit, stop)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
@@ -230,8 +281,31 @@ class LocalProvider:
         finally:
             stop.set()  # a cancelled caller frees the llama thread after the current token
 
+    def _produce(
+        self,
+        path: Path,
+        generate: Callable[[_LoadedModel], Iterator[StreamChunk]],
+        emit: Callable[[StreamChunk | BaseException | None], None],
+        stop: threading.Event,
+    ) -> None:
+        """One request to its end on the llama thread (batching off)."""
+        if stop.is_set():  # cancelled while queued for the llama thread
+            emit(None)
+            return
+        try:
+            for chunk in generate(_load(path, self._n_ctx, self._n_threads)):
+                if stop.is_set():
+                    break
+                emit(chunk)
+        except BaseException as exc:  # handed to the event loop, re-raised there
+            emit(exc)
+        finally:
+            emit(None)
+
 
 def _convert(error: BaseException, model: str) -> ProviderError:
+    if isinstance(error, ProviderError):
+        return error
     # llama-cpp-python says a prompt is too long only in a ValueError's text: this is the one
     # place moa reads an error's words, because the library gives nothing else to go on.
     if isinstance(error, ValueError) and "context window" in str(error):
@@ -266,9 +340,8 @@ def _generate(
         if text:
             output_tokens += 1
             yield StreamChunk(text=text)
-    prompt = "\n".join(m["content"] for m in messages).encode()
-    input_tokens = len(loaded.llama.tokenize(prompt, add_bos=False))
-    yield StreamChunk(usage=Usage(input_tokens, output_tokens), finish_reason=finish)
+    usage = Usage(loaded.usage_input_tokens(messages), output_tokens)
+    yield StreamChunk(usage=usage, finish_reason=finish)
 
 
 def _grammar(response_format: dict[str, Any]) -> Any:

@@ -116,6 +116,12 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
 }
 
 
+def local_concurrency() -> int:
+    from moa.providers.local_batch import MAX_SEQUENCES, batching_enabled
+
+    return 2 * MAX_SEQUENCES if batching_enabled() else 1
+
+
 def _local_factory() -> Provider:
     from moa.providers.local import LocalProvider
 
@@ -157,9 +163,10 @@ class Registry:
         self._env = env if env is not None else os.environ
         # Limits are per process, shared by every run that uses this registry.
         self.limits = Limits({name: c.rate_limit for name, c in self._configs.items()})
-        # One llama.cpp model serves one call at a time: calls queue here, before their
-        # timeout starts, rather than inside the model's lock where they would time out.
-        self.limits.configure("local", RateLimit(max_concurrency=1))
+        # Embedded calls queue here, before their timeout starts, rather than on the llama
+        # thread where they would time out: one at a time, or with batching as many as two
+        # models' batches hold (the `local` recipe's layer: 5 calls to each of two models).
+        self.limits.configure("local", RateLimit(max_concurrency=local_concurrency()))
 
     def add(self, config: ProviderConfig) -> None:
         if self._configs.get(config.name) == config:

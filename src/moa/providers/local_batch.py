@@ -1,0 +1,426 @@
+"""The embedded model's proposals interleaved: one llama.cpp batch, one sequence per request.
+
+A layer starts all its proposers at once, but one llama.cpp context generates one sequence at a
+time, so the first chunk of the last proposer used to arrive only after all the others had
+finished — and a staircase aggregator (moa.staircase) waits for every proposer's first chunk.
+Here the requests waiting for a model share one decode per token: each step feeds every live
+sequence its last token (and the next piece of any prompt still being read) in one
+`llama_batch`, each entry with its own `seq_id`, then each sequence samples with its own chain.
+A prompt that starts like one already read copies that prefix's cells (`llama_memory_seq_cp`)
+instead of decoding it again. On a CPU the total tokens/s stays about the same; what changes is
+that every caller gets its first tokens early (benchmarks row 12).
+
+Why a second llama.cpp context rather than the `Llama`'s own: that one is made with one
+sequence (`n_seq_max = 1`), and llama-cpp-python keeps its own record of what its cache holds
+(`input_ids`, `n_tokens`) to reuse a prompt's prefix on the next call — which the staircase
+aggregator's continuation relies on. A separate context for batches, on the same weights, leaves
+that cache as it was.
+
+Why each sequence has its own cells (`kv_unified = False`) although a unified cache would store
+a shared prefix once: in a unified cache a sequence's cells are scattered among the others', the
+attention sums run in another order, and at temperature 0 some answers changed (2 of 5 prompts
+on SmolLM2, measured); with a stream per sequence every one was the sequential path's answer,
+token for token, so the recipes' measured quality holds. A shared prefix is decoded once all
+the same: the sequence that read it is copied whole (`llama_memory_seq_cp`; across streams
+llama.cpp copies only whole ones) and the copy cut back to the prefix. The cost is memory:
+MAX_SEQUENCES x SEQUENCE_WINDOW cells, twice the `Llama`'s own 4096 (~190 MB for SmolLM2).
+
+Everything runs on the one llama thread (see moa.providers.local). A model's scheduler is one
+step at a time: each step is a job on that thread and queues the next, so other jobs — another
+model's steps, a load — run in between. Requests the batch cannot serve (a grammar, a
+continuation) are "solo": they run on the `Llama` as before, one chunk per step, so a staircase
+aggregator streams while the proposers it reads from keep going.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from moa.types import Message, Sampling, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    from moa.providers.local import _LoadedModel
+
+MAX_SEQUENCES = 8  # sequences per batch; more requests wait for a place
+# Each sequence has its own cells (see `_open`): a request whose prompt and `max_tokens` do
+# not fit in this window runs solo, on the `Llama`'s full context, as it always did.
+SEQUENCE_WINDOW = 1024
+MIN_SHARED = 8  # a shorter common prefix is decoded again rather than waited for
+
+Emit = Callable[[StreamChunk | BaseException | None], None]  # None: the stream has ended
+
+
+def batching_enabled() -> bool:
+    """On unless MOA_LOCAL_BATCH is 0/false/no/off."""
+    return os.environ.get("MOA_LOCAL_BATCH", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+@dataclass(eq=False)
+class Job:
+    """One caller's request, handed from the event loop to the llama thread."""
+
+    messages: tuple[Message, ...]
+    sampling: Sampling
+    emit: Emit
+    stop: threading.Event
+    # Solo jobs only: the generation on the `Llama`, made on the llama thread.
+    solo: Callable[[_LoadedModel], Iterator[StreamChunk]] | None = None
+
+
+@dataclass(eq=False)
+class _Sequence:
+    job: Job
+    seq: int
+    prompt: list[int]
+    max_tokens: int
+    stops: list[bytes]
+    sampler: Any
+    decoded: int = 0  # positions of this sequence already in the KV cache
+    copy_from: _Sequence | None = None  # waiting for this one to read the shared prefix
+    copy_len: int = 0
+    completion: list[int] = field(default_factory=list)
+    text: bytes = b""
+    ends: list[int] = field(default_factory=list)  # byte offset where each token's text ends
+    returned: int = 0  # tokens whose text has been sent
+    sent: int = 0  # bytes sent
+    chunks: int = 0  # non-empty chunks sent: the sequential path's output token count
+    next_token: int | None = None  # sampled, not yet decoded
+
+    def pending(self) -> list[int]:
+        """What this sequence still has to decode: its prompt's rest, or its last token."""
+        if self.decoded < len(self.prompt):
+            return self.prompt[self.decoded :]
+        return [self.next_token] if self.next_token is not None else []
+
+
+class Scheduler:
+    """One model's batch and its solo queue, stepped on the llama thread."""
+
+    def __init__(self, load: Callable[[], _LoadedModel], executor: Executor) -> None:
+        self._load = load
+        self._executor = executor
+        self._lock = threading.Lock()  # guards the two queues and `_scheduled`
+        self._waiting: deque[Job] = deque()
+        self._solo_waiting: deque[Job] = deque()
+        self._scheduled = False
+        # Below: the llama thread's only.
+        self._active: list[_Sequence] = []
+        self._solo: tuple[Job, Iterator[StreamChunk]] | None = None
+        self._ctx: Any = None
+        self._batch: Any = None
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            (self._solo_waiting if job.solo else self._waiting).append(job)
+            if not self._scheduled:
+                self._scheduled = True
+                self._executor.submit(self._step)
+
+    def _step(self) -> None:
+        try:
+            loaded = self._load()
+            self._admit(loaded)
+            self._decode(loaded)
+            self._advance_solo(loaded)
+        except BaseException as exc:  # every caller hears of it; none waits forever
+            self._fail_all(exc)
+        with self._lock:
+            busy = self._active or self._solo or self._waiting or self._solo_waiting
+            if busy:
+                self._executor.submit(self._step)
+            self._scheduled = bool(busy)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            jobs = [*self._waiting, *self._solo_waiting]
+            self._waiting.clear()
+            self._solo_waiting.clear()
+        jobs += [s.job for s in self._active]
+        if self._solo is not None:
+            jobs.append(self._solo[0])
+        self._active, self._solo = [], None
+        if self._ctx is not None:
+            import llama_cpp
+
+            llama_cpp.llama_memory_clear(self._ctx.memory, True)
+        for job in jobs:
+            job.emit(exc)
+            job.emit(None)
+
+    # -- solo: a request the batch cannot serve, one chunk per step --------------------------
+
+    def _advance_solo(self, loaded: _LoadedModel) -> None:
+        if self._solo is None:
+            with self._lock:
+                if not self._solo_waiting:
+                    return
+                job = self._solo_waiting.popleft()
+            assert job.solo is not None
+            self._solo = (job, job.solo(loaded))
+        job, chunks = self._solo
+        try:
+            if job.stop.is_set():
+                raise StopIteration
+            job.emit(next(chunks))
+            return
+        except StopIteration:
+            pass
+        except BaseException as exc:  # handed to the event loop, re-raised there
+            job.emit(exc)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        self._solo = None
+        job.emit(None)
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def _open(self, loaded: _LoadedModel) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        llama = loaded.llama
+        params = type(llama.context_params).from_buffer_copy(llama.context_params)
+        params.n_seq_max = MAX_SEQUENCES
+        params.kv_unified = False  # a stream of cells per sequence (see the module's doc)
+        params.n_ctx = MAX_SEQUENCES * _window(loaded)
+        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        self._batch = llama_cpp.llama_batch_init(llama.n_batch, 0, 1)
+
+    def _admit(self, loaded: _LoadedModel) -> None:
+        """Waiting requests become sequences, in order, while there are places."""
+        while len(self._active) < MAX_SEQUENCES:
+            with self._lock:  # only this thread takes from the queue: the head stays put
+                job = self._waiting[0] if self._waiting else None
+            if job is None:
+                return
+            stopped = job.stop.is_set()
+            prepared = None if stopped else _prepare(loaded, job)
+            with self._lock:
+                self._waiting.popleft()
+                if prepared is None and not stopped:
+                    self._solo_waiting.append(job)  # not the batch's to serve
+            if isinstance(prepared, _Prepared):
+                self._start(loaded, job, prepared)
+            elif prepared is not None or stopped:
+                if prepared is not None:
+                    job.emit(prepared)
+                job.emit(None)
+
+    def _start(self, loaded: _LoadedModel, job: Job, prepared: _Prepared) -> None:
+        if self._ctx is None:
+            self._open(loaded)
+        used = {s.seq for s in self._active}
+        seq = next(i for i in range(MAX_SEQUENCES) if i not in used)
+        sampler = _sampler(loaded, job.sampling, prepared.default_temperature)
+        new = _Sequence(job, seq, prepared.prompt, prepared.max_tokens, prepared.stops, sampler)
+        self._share_prefix(new)
+        self._active.append(new)
+
+    def _share_prefix(self, new: _Sequence) -> None:
+        best, length = None, 0
+        for other in self._active:
+            common = _common_prefix(other.prompt, new.prompt)
+            if common > length:
+                best, length = other, common
+        # The last prompt token is always decoded by its own sequence: that gives its logits.
+        length = min(length, len(new.prompt) - 1)
+        if best is not None and length >= MIN_SHARED:
+            new.copy_from, new.copy_len = best, length
+
+    def _decode(self, loaded: _LoadedModel) -> None:
+        """One step: each prompt still being read gets a decode of its own (up to n_batch
+        tokens), then every generating sequence's last token goes in one shared decode.
+        A prompt is not mixed into the shared batch because llama.cpp splits such a batch
+        into equal slices per sequence, and a prompt read in other slices than on its own
+        gave slightly other numbers (one temperature-0 answer in five changed, measured)."""
+        for s in [s for s in self._active if s.job.stop.is_set()]:
+            self._finish(s, None)  # a cancelled caller: its sequence goes, the others stay
+        self._copy_prefixes()
+        budget = loaded.llama.n_batch
+        reading = [s for s in self._active if s.copy_from is None and s.decoded < len(s.prompt)]
+        for s in reading:
+            self._run(loaded, [(s, t) for t in s.pending()[:budget]])
+        generating = [s for s in self._active if s.decoded >= len(s.prompt) and s not in reading]
+        self._run(loaded, [(s, t) for s in generating for t in s.pending()])
+
+    def _run(self, loaded: _LoadedModel, entries: list[tuple[_Sequence, int]]) -> None:
+        """Decode these (sequence, token) entries in one batch; sample where a sequence's
+        last known token was decoded."""
+        import llama_cpp
+
+        if not entries:
+            return
+        batch = self._batch
+        rows: list[tuple[int, _Sequence]] = []
+        for n, (s, token) in enumerate(entries):
+            pos = s.decoded
+            s.decoded += 1
+            last = s.decoded == len(s.prompt) + len(s.completion)
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+            batch.seq_id[n][0], batch.logits[n] = s.seq, last
+            if last:
+                rows.append((n, s))
+        batch.n_tokens = len(entries)
+        code = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        if code != 0:
+            error = RuntimeError(f"llama_decode returned {code} for {len(entries)} tokens")
+            for s in {s for s, _ in entries}:
+                self._finish(s, error)
+            return
+        for row, s in rows:
+            token = llama_cpp.llama_sampler_sample(s.sampler.sampler, self._ctx.ctx, row)
+            self._take(loaded, s, token)
+
+    def _copy_prefixes(self) -> None:
+        import llama_cpp
+
+        for s in self._active:
+            source = s.copy_from
+            if source is None:
+                continue
+            if source not in self._active:  # its source went away: read the prompt itself
+                s.copy_from = None
+            elif source.decoded >= s.copy_len:
+                llama_cpp.llama_memory_seq_cp(self._ctx.memory, source.seq, s.seq, -1, -1)
+                llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, s.copy_len, -1)
+                s.decoded, s.copy_from = s.copy_len, None
+
+    def _take(self, loaded: _LoadedModel, s: _Sequence, token: int) -> None:
+        """A sampled token, handled as llama-cpp-python's streaming completion does: an
+        end-of-generation token or a stop string ends the sequence ("stop"), `max_tokens`
+        ends it ("length"); text that may be the start of a stop string is held back."""
+        import llama_cpp
+
+        if llama_cpp.llama_vocab_is_eog(loaded.llama._model.vocab, token):
+            self._release(s, len(s.text))
+            self._finish(s, "stop")
+            return
+        s.completion.append(token)
+        s.text += loaded.llama._model.detokenize([token])
+        s.ends.append(len(s.text))
+        found = [s.text.index(stop) for stop in s.stops if stop in s.text]
+        if found:
+            self._release(s, min(found), final=True)
+            self._finish(s, "stop")
+            return
+        self._release(s, len(s.text) - _held_back(s.text[s.sent :], s.stops))
+        if len(s.completion) >= s.max_tokens:
+            self._release(s, len(s.text))
+            self._finish(s, "length")
+        else:
+            s.next_token = token
+
+    def _release(self, s: _Sequence, limit: int, final: bool = False) -> None:
+        """Send the tokens whose text ends by `limit`, a chunk per token (a character split
+        over tokens goes with its last one); with `final`, also the part of the next token
+        before `limit` (the text before a stop string)."""
+        for i in range(s.returned, len(s.completion)):
+            if s.ends[i] > limit:
+                break
+            try:
+                text = s.text[s.sent : s.ends[i]].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self._send(s, text)
+            s.returned, s.sent = i + 1, s.ends[i]
+        if final and s.sent < limit:
+            self._send(s, s.text[s.sent : limit].decode("utf-8", errors="ignore"))
+            s.sent = limit
+
+    def _send(self, s: _Sequence, text: str) -> None:
+        if text:
+            s.chunks += 1
+            s.job.emit(StreamChunk(text=text))
+
+    def _finish(self, s: _Sequence, outcome: str | BaseException | None) -> None:
+        """End a sequence: its usage and finish reason (or its error), then its cells go."""
+        import llama_cpp
+
+        self._active.remove(s)
+        llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, -1, -1)
+        if isinstance(outcome, BaseException):
+            s.job.emit(outcome)
+        elif outcome is not None:
+            usage = Usage(self._load().usage_input_tokens(s.job.messages), s.chunks)
+            s.job.emit(StreamChunk(usage=usage, finish_reason=outcome))
+        s.job.emit(None)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    prompt: list[int]
+    max_tokens: int
+    stops: list[bytes]
+    default_temperature: float
+
+
+def _window(loaded: _LoadedModel) -> int:
+    return min(SEQUENCE_WINDOW, loaded.n_ctx)
+
+
+def _prepare(loaded: _LoadedModel, job: Job) -> _Prepared | BaseException | None:
+    """The prompt tokens, token limit and stop strings llama-cpp-python's high-level call
+    would use for this request. None: the request runs solo — its model's chat format is one
+    the batch does not render, or it does not fit a sequence's window (a prompt over the
+    context window is then refused there, as it always was). An error: this request's alone."""
+    try:
+        prompt, stops, default_temperature = loaded.batch_prompt(job.messages)
+    except LookupError:
+        return None
+    except Exception as exc:  # e.g. the template refuses the messages, as it would solo
+        return exc
+    s = job.sampling
+    max_tokens = s.max_tokens if s.max_tokens is not None else 512
+    if max_tokens <= 0 or len(prompt) + max_tokens > _window(loaded):
+        return None
+    stop_bytes = [x.encode() for x in (*(s.stop or ()), *stops) if x]
+    return _Prepared(prompt, max_tokens, stop_bytes, default_temperature)
+
+
+def _sampler(loaded: _LoadedModel, sampling: Sampling, default_temperature: float) -> Any:
+    """The chain the high-level call samples with (its defaults: top_k 40, top_p 0.95,
+    min_p 0.05, typical 1.0, no penalties; greedy at temperature 0), made by the `Llama`
+    itself so that the two paths cannot drift apart. Its seed too: the request's, else one
+    drawn from the previous seed, which the `Llama` keeps — requests started in the same
+    order draw the same seeds on either path."""
+    llama = loaded.llama
+    if sampling.seed is not None:
+        llama.set_seed(sampling.seed)
+    else:
+        llama.set_seed(random.Random(llama._seed).randint(0, 2**32))
+    temperature = sampling.temperature
+    return llama._init_sampler(
+        top_k=40,
+        top_p=0.95,
+        min_p=0.05,
+        typical_p=1.0,
+        temp=temperature if temperature is not None else default_temperature,
+    )
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _held_back(unsent: bytes, stops: list[bytes]) -> int:
+    """How many bytes at the end of `unsent` could be the start of a stop string."""
+    held = 0
+    for stop in stops:
+        for i in range(min(len(stop), len(unsent)), 0, -1):
+            if unsent.endswith(stop[:i]):
+                held = max(held, i)
+                break
+    return held
