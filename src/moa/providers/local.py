@@ -267,9 +267,7 @@ class LocalProvider:
         if self._batching:
             batchable = request.response_format is None and not request.top_logprobs
             batchable = batchable and request.messages[-1]["role"] != "assistant"
-            job = Job(
-                request.messages, request.sampling, emit, stop, None if batchable else generate
-            )
+            job = Job(request.messages, request.sampling, emit, stop, generate, batchable)
             self._scheduler(path).submit(job)
         else:
             _LLAMA_THREAD.submit(self._produce, path, generate, emit, stop)

@@ -70,8 +70,9 @@ class Job:
     sampling: Sampling
     emit: Emit
     stop: threading.Event
-    # Solo jobs only: the generation on the `Llama`, made on the llama thread.
-    solo: Callable[[_LoadedModel], Iterator[StreamChunk]] | None = None
+    # The generation on the `Llama`, made on the llama thread: how the job runs solo.
+    solo: Callable[[_LoadedModel], Iterator[StreamChunk]]
+    batchable: bool  # False: a grammar, a continuation — solo from the start
 
 
 @dataclass(eq=False)
@@ -118,7 +119,7 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         with self._lock:
-            (self._solo_waiting if job.solo else self._waiting).append(job)
+            (self._waiting if job.batchable else self._solo_waiting).append(job)
             if not self._scheduled:
                 self._scheduled = True
                 self._executor.submit(self._step)
@@ -161,9 +162,10 @@ class Scheduler:
             with self._lock:
                 if not self._solo_waiting:
                     return
-                job = self._solo_waiting.popleft()
-            assert job.solo is not None
+                job = self._solo_waiting[0]
             self._solo = (job, job.solo(loaded))
+            with self._lock:
+                self._solo_waiting.popleft()
         job, chunks = self._solo
         try:
             if job.stop.is_set():
