@@ -100,6 +100,52 @@ class _Sequence:
             return self.prompt[self.decoded :]
         return [self.next_token] if self.next_token is not None else []
 
+    def take(self, loaded: _LoadedModel, token: int) -> str | None:
+        """A sampled token, handled as llama-cpp-python's streaming completion does: an
+        end-of-generation token or a stop string ends the sequence ("stop"), `max_tokens`
+        ends it ("length"); text that may be the start of a stop string is held back.
+        Returns how the sequence ended, or None while it goes on."""
+        import llama_cpp
+
+        if llama_cpp.llama_vocab_is_eog(loaded.llama._model.vocab, token):
+            self._release(len(self.text))
+            return "stop"
+        self.completion.append(token)
+        self.text += loaded.llama._model.detokenize([token])
+        self.ends.append(len(self.text))
+        found = [self.text.index(stop) for stop in self.stops if stop in self.text]
+        if found:
+            self._release(min(found), final=True)
+            return "stop"
+        self._release(len(self.text) - _held_back(self.text[self.sent :], self.stops))
+        if len(self.completion) >= self.max_tokens:
+            self._release(len(self.text))
+            return "length"
+        self.next_token = token
+        return None
+
+    def _release(self, limit: int, final: bool = False) -> None:
+        """Send the tokens whose text ends by `limit`, a chunk per token (a character split
+        over tokens goes with its last one); with `final`, also the part of the next token
+        before `limit` (the text before a stop string)."""
+        for i in range(self.returned, len(self.completion)):
+            if self.ends[i] > limit:
+                break
+            try:
+                text = self.text[self.sent : self.ends[i]].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self._send(text)
+            self.returned, self.sent = i + 1, self.ends[i]
+        if final and self.sent < limit:
+            self._send(self.text[self.sent : limit].decode("utf-8", errors="ignore"))
+            self.sent = limit
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.chunks += 1
+            self.job.emit(StreamChunk(text=text))
+
 
 class Scheduler:
     """One model's batch and its solo queue, stepped on the llama thread."""
@@ -112,10 +158,8 @@ class Scheduler:
         self._solo_waiting: deque[Job] = deque()
         self._scheduled = False
         # Below: the llama thread's only.
-        self._active: list[_Sequence] = []
+        self._batch: _Batch | None = None  # opened with the first sequence
         self._solo: tuple[Job, Iterator[StreamChunk]] | None = None
-        self._ctx: Any = None
-        self._batch: Any = None
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -124,16 +168,20 @@ class Scheduler:
                 self._scheduled = True
                 self._executor.submit(self._step)
 
+    def _active(self) -> list[_Sequence]:
+        return self._batch.active if self._batch is not None else []
+
     def _step(self) -> None:
         try:
             loaded = self._load()
             self._admit(loaded)
-            self._decode(loaded)
+            if self._batch is not None:
+                self._batch.step(loaded)
             self._advance_solo(loaded)
         except BaseException as exc:  # every caller hears of it; none waits forever
             self._fail_all(exc)
         with self._lock:
-            busy = self._active or self._solo or self._waiting or self._solo_waiting
+            busy = self._active() or self._solo or self._waiting or self._solo_waiting
             if busy:
                 self._executor.submit(self._step)
             self._scheduled = bool(busy)
@@ -143,21 +191,18 @@ class Scheduler:
             jobs = [*self._waiting, *self._solo_waiting]
             self._waiting.clear()
             self._solo_waiting.clear()
-        jobs += [s.job for s in self._active]
+        jobs += [s.job for s in self._active()]
         if self._solo is not None:
             jobs.append(self._solo[0])
-        self._active, self._solo = [], None
-        if self._ctx is not None:
-            import llama_cpp
-
-            llama_cpp.llama_memory_clear(self._ctx.memory, True)
+        self._solo = None
+        if self._batch is not None:
+            self._batch.clear()
         for job in jobs:
             job.emit(exc)
             job.emit(None)
 
-    # -- solo: a request the batch cannot serve, one chunk per step --------------------------
-
     def _advance_solo(self, loaded: _LoadedModel) -> None:
+        """A request the batch cannot serve, one chunk per step."""
         if self._solo is None:
             with self._lock:
                 if not self._solo_waiting:
@@ -182,23 +227,9 @@ class Scheduler:
         self._solo = None
         job.emit(None)
 
-    # -- the batch ----------------------------------------------------------------------------
-
-    def _open(self, loaded: _LoadedModel) -> None:
-        import llama_cpp
-        from llama_cpp import _internals
-
-        llama = loaded.llama
-        params = type(llama.context_params).from_buffer_copy(llama.context_params)
-        params.n_seq_max = MAX_SEQUENCES
-        params.kv_unified = False  # a stream of cells per sequence (see the module's doc)
-        params.n_ctx = MAX_SEQUENCES * _window(loaded)
-        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
-        self._batch = llama_cpp.llama_batch_init(llama.n_batch, 0, 1)
-
     def _admit(self, loaded: _LoadedModel) -> None:
         """Waiting requests become sequences, in order, while there are places."""
-        while len(self._active) < MAX_SEQUENCES:
+        while len(self._active()) < MAX_SEQUENCES:
             with self._lock:  # only this thread takes from the queue: the head stays put
                 job = self._waiting[0] if self._waiting else None
             if job is None:
@@ -210,25 +241,47 @@ class Scheduler:
                 if prepared is None and not stopped:
                     self._solo_waiting.append(job)  # not the batch's to serve
             if isinstance(prepared, _Prepared):
-                self._start(loaded, job, prepared)
+                self._batch = self._batch or _Batch(loaded)
+                self._batch.start(loaded, job, prepared)
             elif prepared is not None or stopped:
                 if prepared is not None:
                     job.emit(prepared)
                 job.emit(None)
 
-    def _start(self, loaded: _LoadedModel, job: Job, prepared: _Prepared) -> None:
-        if self._ctx is None:
-            self._open(loaded)
-        used = {s.seq for s in self._active}
+
+class _Batch:
+    """The batch's own llama.cpp context and its live sequences (the llama thread's only)."""
+
+    def __init__(self, loaded: _LoadedModel) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        llama = loaded.llama
+        params = type(llama.context_params).from_buffer_copy(llama.context_params)
+        params.n_seq_max = MAX_SEQUENCES
+        params.kv_unified = False  # a stream of cells per sequence (see the module's doc)
+        params.n_ctx = MAX_SEQUENCES * _window(loaded)
+        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        self._batch = llama_cpp.llama_batch_init(llama.n_batch, 0, 1)
+        self.active: list[_Sequence] = []
+
+    def clear(self) -> None:
+        import llama_cpp
+
+        self.active = []
+        llama_cpp.llama_memory_clear(self._ctx.memory, True)
+
+    def start(self, loaded: _LoadedModel, job: Job, prepared: _Prepared) -> None:
+        used = {s.seq for s in self.active}
         seq = next(i for i in range(MAX_SEQUENCES) if i not in used)
         sampler = _sampler(loaded, job.sampling, prepared.default_temperature)
         new = _Sequence(job, seq, prepared.prompt, prepared.max_tokens, prepared.stops, sampler)
         self._share_prefix(new)
-        self._active.append(new)
+        self.active.append(new)
 
     def _share_prefix(self, new: _Sequence) -> None:
         best, length = None, 0
-        for other in self._active:
+        for other in self.active:
             common = _common_prefix(other.prompt, new.prompt)
             if common > length:
                 best, length = other, common
@@ -237,20 +290,20 @@ class Scheduler:
         if best is not None and length >= MIN_SHARED:
             new.copy_from, new.copy_len = best, length
 
-    def _decode(self, loaded: _LoadedModel) -> None:
+    def step(self, loaded: _LoadedModel) -> None:
         """One step: each prompt still being read gets a decode of its own (up to n_batch
         tokens), then every generating sequence's last token goes in one shared decode.
         A prompt is not mixed into the shared batch because llama.cpp splits such a batch
         into equal slices per sequence, and a prompt read in other slices than on its own
         gave slightly other numbers (one temperature-0 answer in five changed, measured)."""
-        for s in [s for s in self._active if s.job.stop.is_set()]:
-            self._finish(s, None)  # a cancelled caller: its sequence goes, the others stay
+        for s in [s for s in self.active if s.job.stop.is_set()]:
+            self._finish(loaded, s, None)  # a cancelled caller: its sequence goes, not others
         self._copy_prefixes()
         budget = loaded.llama.n_batch
-        reading = [s for s in self._active if s.copy_from is None and s.decoded < len(s.prompt)]
+        reading = [s for s in self.active if s.copy_from is None and s.decoded < len(s.prompt)]
         for s in reading:
             self._run(loaded, [(s, t) for t in s.pending()[:budget]])
-        generating = [s for s in self._active if s.decoded >= len(s.prompt) and s not in reading]
+        generating = [s for s in self.active if s.decoded >= len(s.prompt) and s not in reading]
         self._run(loaded, [(s, t) for s in generating for t in s.pending()])
 
     def _run(self, loaded: _LoadedModel, entries: list[tuple[_Sequence, int]]) -> None:
@@ -275,83 +328,40 @@ class Scheduler:
         if code != 0:
             error = RuntimeError(f"llama_decode returned {code} for {len(entries)} tokens")
             for s in {s for s, _ in entries}:
-                self._finish(s, error)
+                self._finish(loaded, s, error)
             return
         for row, s in rows:
             token = llama_cpp.llama_sampler_sample(s.sampler.sampler, self._ctx.ctx, row)
-            self._take(loaded, s, token)
+            ended = s.take(loaded, token)
+            if ended is not None:
+                self._finish(loaded, s, ended)
 
     def _copy_prefixes(self) -> None:
         import llama_cpp
 
-        for s in self._active:
+        for s in self.active:
             source = s.copy_from
             if source is None:
                 continue
-            if source not in self._active:  # its source went away: read the prompt itself
+            if source not in self.active:  # its source went away: read the prompt itself
                 s.copy_from = None
             elif source.decoded >= s.copy_len:
                 llama_cpp.llama_memory_seq_cp(self._ctx.memory, source.seq, s.seq, -1, -1)
                 llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, s.copy_len, -1)
                 s.decoded, s.copy_from = s.copy_len, None
 
-    def _take(self, loaded: _LoadedModel, s: _Sequence, token: int) -> None:
-        """A sampled token, handled as llama-cpp-python's streaming completion does: an
-        end-of-generation token or a stop string ends the sequence ("stop"), `max_tokens`
-        ends it ("length"); text that may be the start of a stop string is held back."""
-        import llama_cpp
-
-        if llama_cpp.llama_vocab_is_eog(loaded.llama._model.vocab, token):
-            self._release(s, len(s.text))
-            self._finish(s, "stop")
-            return
-        s.completion.append(token)
-        s.text += loaded.llama._model.detokenize([token])
-        s.ends.append(len(s.text))
-        found = [s.text.index(stop) for stop in s.stops if stop in s.text]
-        if found:
-            self._release(s, min(found), final=True)
-            self._finish(s, "stop")
-            return
-        self._release(s, len(s.text) - _held_back(s.text[s.sent :], s.stops))
-        if len(s.completion) >= s.max_tokens:
-            self._release(s, len(s.text))
-            self._finish(s, "length")
-        else:
-            s.next_token = token
-
-    def _release(self, s: _Sequence, limit: int, final: bool = False) -> None:
-        """Send the tokens whose text ends by `limit`, a chunk per token (a character split
-        over tokens goes with its last one); with `final`, also the part of the next token
-        before `limit` (the text before a stop string)."""
-        for i in range(s.returned, len(s.completion)):
-            if s.ends[i] > limit:
-                break
-            try:
-                text = s.text[s.sent : s.ends[i]].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            self._send(s, text)
-            s.returned, s.sent = i + 1, s.ends[i]
-        if final and s.sent < limit:
-            self._send(s, s.text[s.sent : limit].decode("utf-8", errors="ignore"))
-            s.sent = limit
-
-    def _send(self, s: _Sequence, text: str) -> None:
-        if text:
-            s.chunks += 1
-            s.job.emit(StreamChunk(text=text))
-
-    def _finish(self, s: _Sequence, outcome: str | BaseException | None) -> None:
+    def _finish(
+        self, loaded: _LoadedModel, s: _Sequence, outcome: str | BaseException | None
+    ) -> None:
         """End a sequence: its usage and finish reason (or its error), then its cells go."""
         import llama_cpp
 
-        self._active.remove(s)
+        self.active.remove(s)
         llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, -1, -1)
         if isinstance(outcome, BaseException):
             s.job.emit(outcome)
         elif outcome is not None:
-            usage = Usage(self._load().usage_input_tokens(s.job.messages), s.chunks)
+            usage = Usage(loaded.usage_input_tokens(s.job.messages), s.chunks)
             s.job.emit(StreamChunk(usage=usage, finish_reason=outcome))
         s.job.emit(None)
 
