@@ -7,10 +7,8 @@ has sent a further chunk.
 
 Each step re-sends the whole prompt with the answer shown so far as a final assistant message
 to continue; a step is stopped when the next one is ready, so what the user has seen is never
-rewritten. The answer ends when the step that saw the complete proposals ends (or the answer's
-max_tokens runs out): an aggregator that stops on its own before then waits for the proposals
-to finish and continues from what it wrote, with them whole. A proposer that fails drops out;
-the others carry on.
+rewritten. The answer ends when the aggregator stops on its own or when the step that saw the
+complete proposals ends. A proposer that fails drops out; the others carry on.
 """
 
 from __future__ import annotations
@@ -127,8 +125,6 @@ class Staircase:
     step: _Step | None = None
     threshold: int = 0
     started: float = field(default_factory=time.perf_counter)
-    # The aggregator ended its answer before the proposals did: it resumes once they are whole.
-    paused: bool = False
 
     async def run(self) -> AsyncIterator[Event]:
         self.threshold = self.chunk_tokens
@@ -164,8 +160,6 @@ class Staircase:
         """The running step saw partial proposals, and each has sent a further chunk since."""
         if self.step is None or self.step.record.final or self._room() == 0:
             return False  # (no room left: the running step ends at the answer's max_tokens)
-        if self.paused:
-            return self.partials.complete
         return self.partials.complete or self.partials.ready(self.threshold)
 
     def _room(self) -> int | None:
@@ -223,9 +217,6 @@ class Staircase:
         record.output = "".join(self.written)
         if end.error is not None and not isinstance(end.error, ProviderError):
             raise end.error  # a configuration error or a bug: not the upstream's fault
-        if end.error is None and not self._may_end():
-            self.paused = True
-            return False
         if end.error is None:
             self.stage.result.text = record.output
             self.stage.result.aggregator_model = record.model
@@ -242,15 +233,6 @@ class Staircase:
             self._start()
             return False
         raise AggregatorFailedError([r for r in self.records if not r.ok], self.stage.result)
-
-    def _may_end(self) -> bool:
-        """Whether a step that ended by itself ends the answer. Only once the aggregator has
-        read the whole proposals (or has no room left): an answer ended on partial ones is
-        resumed when they are complete, continuing from what it wrote — on the development set,
-        answers ended early were wrong twice as often as the same answers written wait-for-all
-        (benchmarks/quality/RESULTS.md)."""
-        assert self.step is not None
-        return self.step.record.final or self._room() == 0
 
     async def close(self) -> None:
         await self._stop()
