@@ -16,7 +16,6 @@ import asyncio
 import importlib.metadata
 import json
 import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -81,40 +80,12 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
-_LOG_CALLBACK: Any = None  # kept alive: llama.cpp holds only a C pointer to it
-
-
-def _only_llama_errors() -> None:
-    """Let llama.cpp print its errors only. llama-cpp-python's own log callback maps ggml's
-    levels by an older numbering, so with `verbose=False` it still prints warnings (Gemma 3's
-    "using full-size SWA cache", once per context) on every user's stderr."""
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is not None:
-        return
-    import ctypes
-
-    import llama_cpp
-
-    error, cont = 4, 5  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
-    last = [0]
-
-    def callback(level: int, text: bytes, _: ctypes.c_void_p) -> None:
-        if level == error or (level == cont and last[0] == error):
-            sys.stderr.write(text.decode("utf-8", errors="replace"))
-        if level != cont:
-            last[0] = level
-
-    _LOG_CALLBACK = llama_cpp.llama_log_callback(callback)
-    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-
-
 class _LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
         try:
             from llama_cpp import Llama
         except ImportError:
             raise MissingExtraError("llama-cpp-python", "local") from None
-        _only_llama_errors()
         self.llama: Any = Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
