@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,27 @@ import pytest
 from moa import MoA, ProviderConfig, Registry, RetryPolicy
 from moa.agents import Aggregator, ProposalLayer
 from moa.testing import FakeUpstream
+
+# -- the embedded model ------------------------------------------------------------------------
+
+
+def _have_local() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+
+        from moa.providers.local import resolve_model_path
+
+        resolve_model_path("smollm2")
+    except Exception:
+        return False
+    return True
+
+
+# Skips a test that runs the real embedded model where the `local` extra is missing; CI
+# installs it, so there a missing model is a failure, not a skip.
+needs_local = pytest.mark.skipif(
+    not _have_local() and not os.environ.get("CI"), reason="needs moa[local]"
+)
 
 # -- no test reaches a real provider -----------------------------------------------------------
 

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import needs_local
 from moa import recipes, strategies
 from moa.cli.app import app
 from moa.evaluation import compare, deceptive, quick
 from moa.strategies.synthesize import Synthesize
 from moa.testing import FakeUpstream, Reply
-
-try:
-    import llama_cpp  # noqa: F401
-
-    from moa.providers.local import resolve_model_path
-
-    resolve_model_path("smollm2")
-    HAVE_LOCAL = True
-except Exception:
-    HAVE_LOCAL = False
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quick_eval.jsonl"
 RECIPE = (
@@ -215,7 +205,7 @@ def test_a_single_proposer_keeps_its_place_beside_the_liar() -> None:
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(not HAVE_LOCAL and not os.environ.get("CI"), reason="needs moa[local]")
+@needs_local
 def test_quick_eval_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     data = tmp_path / "one.jsonl"
     data.write_text(EXAMPLE.read_text().splitlines()[0] + "\n")

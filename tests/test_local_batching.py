@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pytest
 
-from moa.providers.local import LocalProvider, resolve_model_path
+from conftest import needs_local
+from moa.providers.local import LocalProvider
 from moa.types import ChatRequest, Message, ResponseFormat, Sampling
-
-try:
-    import llama_cpp  # noqa: F401
-
-    resolve_model_path("smollm2")
-    HAVE_LOCAL = True
-except Exception:
-    HAVE_LOCAL = False
 
 pytestmark = [
     pytest.mark.local_model,
-    pytest.mark.skipif(not HAVE_LOCAL and not os.environ.get("CI"), reason="needs moa[local]"),
+    needs_local,
 ]
 
 QUESTIONS = ("Why is the sky blue?", "Name a planet.", "Who wrote Hamlet?")

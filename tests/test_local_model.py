@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
+from conftest import needs_local
 from moa import Done, Sampling, Token, recipes
-from moa.providers.local import resolve_model_path
 
-try:
-    import llama_cpp  # noqa: F401
-
-    resolve_model_path("smollm2")
-    HAVE_LOCAL = True
-except Exception:
-    HAVE_LOCAL = False
-
-# CI installs the `local` extra: there a missing model is a failure, not a skip.
 pytestmark = [
     pytest.mark.local_model,
-    pytest.mark.skipif(not HAVE_LOCAL and not os.environ.get("CI"), reason="needs moa[local]"),
+    needs_local,
 ]
 
 
