@@ -129,6 +129,22 @@ def test_previous_response_id_is_refused_because_nothing_is_stored(moa_server) -
 
 
 @pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"include": ["message.output_text.logprobs"]}, "include"),
+    ],
+)
+def test_logprobs_asked_of_the_responses_api_are_refused_not_dropped(
+    moa_server, options: dict, param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(moa_server).responses.create(model=MODEL, input="q", **options)
+    assert refused.value.param == param
+    assert "/v1/chat/completions" in str(refused.value)
+
+
+@pytest.mark.parametrize(
     ("body", "param"),
     [
         (

@@ -65,6 +65,15 @@ def to_messages(request: ResponsesRequest) -> list[Message]:
             "whole conversation as `input`",
             param="previous_response_id",
         )
+    extra = request.model_extra or {}
+    wants_logprobs = "message.output_text.logprobs" in (extra.get("include") or [])
+    if extra.get("top_logprobs") or wants_logprobs:
+        # Honoured on chat completions only; here it would be dropped without a word.
+        raise bad_request(
+            "logprobs are not supported on /v1/responses — ask /v1/chat/completions with "
+            "`logprobs` / `top_logprobs`",
+            param="top_logprobs" if extra.get("top_logprobs") else "include",
+        )
     messages = (
         [Message(role="system", content=request.instructions)] if request.instructions else []
     )
