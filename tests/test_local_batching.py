@@ -144,3 +144,29 @@ async def test_grammar_and_continuation_requests_run_beside_a_batch() -> None:
     assert set(json.loads(results[0][0])) <= {"city"}
     assert results[1][0].strip() and not results[1][0].lstrip().startswith("One")
     assert results[1:] == await sequential([continuation, *plain])
+
+
+async def test_a_continuation_reads_only_what_follows_the_cells_the_step_before_left() -> None:
+    # A staircase aggregator's next step re-sends the answer so far: in the batch it takes up
+    # the cells the step it replaces left, and reads only the new tail.
+    from moa.providers.local import resolve_model_path
+
+    provider = LocalProvider(batching=True)
+    head = (Message(role="user", content="Count from one to ten in words."),)
+
+    def step(prefix: str) -> ChatRequest:
+        messages = (*head, Message(role="assistant", content=prefix))
+        return ChatRequest("smollm2", messages, Sampling(temperature=0.0, max_tokens=6))
+
+    first = (await Recorder(provider).one(0, step("One, two,")))[0]
+    batch = provider._scheduler(resolve_model_path("smollm2"))._batch
+    assert batch is not None
+    loaded = provider._model("smollm2")
+    longer = step("One, two," + first)
+    prompt = loaded.batch_prompt(longer.messages)[0]
+    read_before = batch.prompt_tokens_read
+    second = await Recorder(provider).one(0, longer)
+    read = batch.prompt_tokens_read - read_before
+    assert 1 <= read <= 3 + len(loaded.llama.tokenize(first.encode(), add_bos=False))
+    assert read < len(prompt) / 3
+    assert second == (await sequential([longer]))[0]

@@ -143,10 +143,11 @@ async def test_a_base_model_without_a_chat_template_follows_the_schema_by_gramma
 
 
 async def test_the_embedded_model_continues_a_final_assistant_message_from_its_kv_cache() -> None:
+    # One call at a time: the continuation runs on the `Llama`'s own context and cache.
     from moa.providers.local import _LLAMA_THREAD, LocalProvider
     from moa.types import ChatRequest, Message
 
-    provider = LocalProvider()
+    provider = LocalProvider(batching=False)
     head = (Message(role="user", content="Count from one to ten in words."),)
     prefix = "One, two, three,"
     request = ChatRequest(

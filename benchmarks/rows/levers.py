@@ -141,7 +141,7 @@ async def _staircase_layer(
             overrides=Sampling(),
             result=Result(),
         )
-        stairs.append(Staircase(stage, CHUNK_TOKENS, Partials.of(size)))
+        stairs.append(Staircase(stage, CHUNK_TOKENS, Partials.of([None] * size)))
 
     async def pump() -> None:
         async for event in previous:

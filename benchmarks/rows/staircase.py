@@ -8,8 +8,10 @@ and staircase at several chunk sizes alternate, `reps` times each. Input tokens 
 the requests the upstream received (moa.budget's estimate, the same for every mode).
 
 Embedded model: the `local-synthesize` recipe (3 proposers, one aggregator, all SmolLM2 on one
-llama.cpp thread, LOCAL_TOKENS per call) with staircase off and on, the proposals generated one
-after another and in one llama.cpp batch (MOA_LOCAL_BATCH=0/1); times from the start of the run.
+llama.cpp thread, LOCAL_TOKENS per call): wait-for-all with the proposals one after another and
+in one llama.cpp batch (MOA_LOCAL_BATCH=0/1), and staircase on the batch with chunk_tokens 16,
+steps spaced by chunk_growth 2 (the embedded model's default) and by fixed chunks; times from
+the start of the run.
 """
 
 from __future__ import annotations
@@ -88,25 +90,29 @@ async def _measure_simulated(up: FakeUpstream, reps: int, scale: float) -> dict[
 
 
 async def _measure_local(reps: int) -> dict[str, dict]:
-    """The four modes alternate within each repetition (proposals one after another or in
-    one llama.cpp batch, MOA_LOCAL_BATCH; aggregator wait-for-all or staircase)."""
+    """The modes alternate within each repetition: proposals one after another or in one
+    llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at its
+    default step spacing on the embedded model (chunk_growth 2) and at fixed chunks (1)."""
     from moa.recipes import build, load
 
     modes = [
-        (f"{proposals} {label}", batch, on)
-        for proposals, batch in (("sequential", "0"), ("batched", "1"))
-        for label, on in (("wait-for-all", False), ("staircase 16", True))
+        ("sequential wait-for-all", "0", None),
+        ("batched wait-for-all", "1", None),
+        ("batched staircase 16", "1", 2.0),
+        ("batched staircase 16 fixed chunks", "1", 1.0),
     ]
     out: dict[str, dict] = {label: {"ttft": [], "last": []} for label, _, _ in modes}
     saved = os.environ.get("MOA_LOCAL_BATCH")
     try:
         for _ in range(reps):
-            for label, batch, on in modes:
+            for label, batch, growth in modes:
                 os.environ["MOA_LOCAL_BATCH"] = batch  # read when the registry is built
                 mixture = build(load("local-synthesize"))
-                if on:
-                    old = mixture.aggregator
-                    mixture.aggregator = Aggregator(old.agent, staircase=True, chunk_tokens=16)
+                if growth is not None:
+                    agent = mixture.aggregator.agent
+                    mixture.aggregator = Aggregator(
+                        agent, staircase=True, chunk_tokens=16, chunk_growth=growth
+                    )
                 first, last, _ = await _timed(mixture, Sampling(max_tokens=LOCAL_TOKENS))
                 out[label]["ttft"].append(first)
                 out[label]["last"].append(last)
@@ -155,9 +161,16 @@ def run(quick: bool = False) -> RowResult:
         row.add(f"local-synthesize {label}: first token", median(m["ttft"]), "s")
         row.add(f"local-synthesize {label}: last token", median(m["last"]), "s")
     base = local["batched wait-for-all"]
-    for label in ("batched staircase 16", "sequential wait-for-all"):
+    goals = {"ttft": "<= 0.3", "last": "<= 1.1"}
+    for label in ("batched staircase 16", "batched staircase 16 fixed chunks"):
         m = local[label]
         for key, name in (("ttft", "first token"), ("last", "last token")):
             ratio = median(m[key]) / median(base[key])
-            row.add(f"local-synthesize {label} / batched wait-for-all: {name}", ratio)
+            row.add(
+                f"local-synthesize {label} / batched wait-for-all: {name}", ratio, "", goals[key]
+            )
+    m = local["sequential wait-for-all"]
+    for key, name in (("ttft", "first token"), ("last", "last token")):
+        ratio = median(m[key]) / median(base[key])
+        row.add(f"local-synthesize sequential wait-for-all / batched: {name}", ratio)
     return row

@@ -108,7 +108,8 @@ class Aggregator:
     order when the aggregator fails before its first token.
 
     `staircase=True` starts it on the proposals' first `chunk_tokens` chunks and calls it again,
-    continuing its own answer, each time every proposer has sent `chunk_tokens` more (see
+    continuing its own answer, each time every proposer has sent `chunk_tokens` more — or, with
+    `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more (see
     moa.staircase); its providers must declare a continuation capability.
     """
 
@@ -123,6 +124,7 @@ class Aggregator:
         window: int | None = None,
         staircase: bool = False,
         chunk_tokens: int | None = None,
+        chunk_growth: float | None = None,
     ) -> None:
         self.agent = Agent.of(agent)
         self.prompt = prompt
@@ -152,6 +154,10 @@ class Aggregator:
             )
         self.staircase = staircase
         self.chunk_tokens = chunk_tokens or DEFAULT_CHUNK_TOKENS
+        if chunk_growth is not None and not chunk_growth >= 1:
+            raise ConfigError(f"chunk_growth must be 1 or more, got {chunk_growth}")
+        # None: chosen per provider when the staircase runs (moa.staircase.chunk_growth)
+        self.chunk_growth = chunk_growth
 
     @property
     def candidates(self) -> tuple[Agent, ...]:

@@ -23,7 +23,7 @@ from moa.events import Done, Event
 from moa.layer import run_layer
 from moa.pricing import PriceBook, price_result
 from moa.spending import Budget, bounded
-from moa.staircase import stream_staircase
+from moa.staircase import ceilings, stream_staircase
 from moa.strategies import Stage
 from moa.strategies.base import answers, offer_tools, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
@@ -203,7 +203,8 @@ class Run:
         last = self.layers[-1]
         stage.proposers, stage.proposals = last.agents, []
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
-        return stream_staircase(stage, layer_events, len(last.agents))
+        limits = ceilings(last, self.overrides, self.caller.defaults)
+        return stream_staircase(stage, layer_events, limits)
 
 
 def _refuse_for_staircase(answering: Answering) -> None:

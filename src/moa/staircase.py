@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
-from moa.agents import ProposalLayer
+from moa.agents import Aggregator, ProposalLayer
 from moa.budget import messages_tokens
 from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
 from moa.events import (
@@ -30,10 +30,11 @@ from moa.events import (
     ProposalFinished,
     Token,
 )
+from moa.providers.registry import Registry, split_model_ref
 from moa.request import Call
 from moa.strategies import Stage
 from moa.trace import AggregatorStep, CallRecord, Choice
-from moa.types import StreamChunk, Usage
+from moa.types import Sampling, StreamChunk, Usage
 
 
 def refuse_whole_answer_options(last: ProposalLayer) -> None:
@@ -48,17 +49,36 @@ def refuse_whole_answer_options(last: ProposalLayer) -> None:
         )
 
 
+# Proposals grow this much between steps when the aggregator's provider does not say (see
+# `chunk_growth`): measured on the embedded model (benchmarks row 10, README).
+KV_CHUNK_GROWTH = 2.0
+
+
+def chunk_growth(aggregator: Aggregator, model: str, registry: Registry) -> float:
+    """How much every proposal must grow before the next step: the aggregator's
+    `chunk_growth`, else 1 (a fixed `chunk_tokens` more, as in the paper) — except on a
+    provider that continues from its own KV cache (the embedded model), where each step's
+    re-read prompt stalls the proposers on the same cores, so steps are spaced out."""
+    if aggregator.chunk_growth is not None:
+        return aggregator.chunk_growth
+    provider = split_model_ref(model)[0]
+    return KV_CHUNK_GROWTH if registry.capabilities(provider).continuation == "kv" else 1.0
+
+
 @dataclass(slots=True)
 class Partials:
     """What each proposer of the last layer has streamed so far, and whether it is done."""
 
     pieces: list[list[str]]
     state: list[str]  # "running", "done" or "failed"
+    # Each proposer's max_tokens: one that has streamed as many chunks is about to end.
+    ceilings: list[int | None]
     seen: bool = False  # any event yet
 
     @classmethod
-    def of(cls, size: int) -> Partials:
-        return cls([[] for _ in range(size)], ["running"] * size)
+    def of(cls, ceilings: list[int | None]) -> Partials:
+        size = len(ceilings)
+        return cls([[] for _ in range(size)], ["running"] * size, ceilings)
 
     def take(self, event: Event) -> None:
         if isinstance(event, ProposalDelta):
@@ -81,6 +101,15 @@ class Partials:
         live = self.live
         return bool(live) and all(
             self.state[i] == "done" or len(self.pieces[i]) >= chunks for i in live
+        )
+
+    def ending(self) -> bool:
+        """Every proposer still running has streamed its max_tokens (a chunk is at least one
+        token): all that is left is their ends, so a step now would be replaced at once."""
+        running = [i for i in self.live if self.state[i] == "running"]
+        return bool(running) and all(
+            (ceiling := self.ceilings[i]) is not None and len(self.pieces[i]) >= ceiling
+            for i in running
         )
 
     def shortest_running(self) -> int:
@@ -160,7 +189,9 @@ class Staircase:
         """The running step saw partial proposals, and each has sent a further chunk since."""
         if self.step is None or self.step.record.final or self._room() == 0:
             return False  # (no room left: the running step ends at the answer's max_tokens)
-        return self.partials.complete or self.partials.ready(self.threshold)
+        if self.partials.complete:
+            return True
+        return self.partials.ready(self.threshold) and not self.partials.ending()
 
     def _room(self) -> int | None:
         """Answer chunks still allowed by the aggregator's max_tokens (None: no limit)."""
@@ -202,7 +233,9 @@ class Staircase:
         number = self.step.number + 1 if self.step else 1
         task = asyncio.create_task(_drive(self.stage, call, number, step, record, self.inbox))
         self.step = _Step(number, task, step)
-        self.threshold = self.partials.shortest_running() + self.chunk_tokens
+        shortest = self.partials.shortest_running()
+        growth = chunk_growth(self.stage.aggregator, agent.model, self.stage.caller.registry)
+        self.threshold = shortest + max(self.chunk_tokens, int((growth - 1) * shortest))
 
     async def _stop(self) -> None:
         if self.step is not None:
@@ -275,13 +308,20 @@ def _summed(steps: list[AggregatorStep]) -> Usage:
     )
 
 
+def ceilings(layer: ProposalLayer, overrides: Sampling, defaults: Sampling) -> list[int | None]:
+    """Each of the layer's proposers' max_tokens, as its call will be sent it."""
+    return [
+        overrides.merged_over(a.sampling.merged_over(defaults)).max_tokens for a in layer.agents
+    ]
+
+
 async def stream_staircase(
-    stage: Stage, layer: AsyncGenerator[Event, None], size: int
+    stage: Stage, layer: AsyncGenerator[Event, None], ceilings: list[int | None]
 ) -> AsyncIterator[Event]:
-    """The last layer's events (`layer`, of `size` proposers, filling `stage.proposals`) and
-    the answer's tokens, as they happen."""
+    """The last layer's events (`layer`, filling `stage.proposals`) and the answer's tokens,
+    as they happen; `ceilings`: each proposer's max_tokens."""
     chunk_tokens = stage.aggregator.chunk_tokens
-    staircase = Staircase(stage, chunk_tokens, Partials.of(size))
+    staircase = Staircase(stage, chunk_tokens, Partials.of(ceilings))
 
     async def pump() -> None:
         async with aclosing(layer):

@@ -117,25 +117,30 @@ class _LoadedModel:
     def batch_prompt(self, messages: tuple[Message, ...]) -> tuple[list[int], list[str], float]:
         """The prompt tokens, added stop strings and default temperature of the high-level
         call `_generate` would make: `create_chat_completion` for a chat model with the
-        GGUF's own template, `create_completion` for a base model. Raises LookupError for a
-        template llama-cpp-python replaces with a built-in format (the batch renders only the
-        GGUF's)."""
+        GGUF's own template, `create_completion` for a base model or for a continuation of a
+        final assistant message. Raises LookupError for a template llama-cpp-python replaces
+        with a built-in format (the batch renders only the GGUF's)."""
         llama = self.llama
+        if self.chat_template and llama.chat_format != "chat_template.default":
+            raise LookupError(llama.chat_format)
+        if messages and messages[-1]["role"] == "assistant":
+            return self._completion_tokens(self.render_continuation(messages)), [], 0.8
         if self.chat_template:
-            if llama.chat_format != "chat_template.default":
-                raise LookupError(llama.chat_format)
             result = self._chat_formatter()(messages=[dict(m) for m in messages])
             prompt = llama.tokenize(result.prompt.encode(), add_bos=False, special=True)
             return prompt, list(result.stop), 0.2
-        model = llama._model
+        return self._completion_tokens(render_completion(messages)), [], 0.8
+
+    def _completion_tokens(self, text: str) -> list[int]:
+        """`text` tokenized as `create_completion` tokenizes its prompt."""
+        llama, model = self.llama, self.llama._model
         head: list[int] = []
         if model.add_bos_token() and llama.token_bos() != -1:
             head = [model.token_cls() if model.token_cls() != -1 else llama.token_bos()]
         tail: list[int] = []
         if model.add_eos_token() or model.token_sep() != -1:
             tail = [model.token_sep() if model.token_sep() != -1 else llama.token_eos()]
-        text = render_completion(messages).encode()
-        return [*head, *llama.tokenize(text, add_bos=False, special=True), *tail], [], 0.8
+        return [*head, *llama.tokenize(text.encode(), add_bos=False, special=True), *tail]
 
     def usage_input_tokens(self, messages: tuple[Message, ...]) -> int:
         """What `Usage.input_tokens` has always said for this model (the messages' text)."""
@@ -144,9 +149,10 @@ class _LoadedModel:
 
     def render_continuation(self, messages: tuple[Message, ...]) -> str:
         """The prompt that makes the model continue the final assistant message: the chat
-        template up to the assistant's turn, then the text it has written. Sent as a plain
-        completion to the same `Llama`, it shares its tokens with the previous step's prompt up
-        to the first changed reference, and llama-cpp-python reuses that part of the KV cache."""
+        template up to the assistant's turn, then the text it has written. It shares its
+        tokens with the previous step's prompt up to the first changed reference, and that part
+        of the KV cache is reused: the batch's kept cells (moa.providers.local_batch), or
+        llama-cpp-python's own cache when the call runs on the `Llama`."""
         if not self.chat_template:  # a base model: its completion prompt already ends open
             return render_completion(messages[:-1]) + messages[-1]["content"]
         head = [dict(m) for m in messages[:-1]]
@@ -278,7 +284,6 @@ class LocalProvider:
 
         if self._batching:
             batchable = request.response_format is None and not request.top_logprobs
-            batchable = batchable and request.messages[-1]["role"] != "assistant"
             job = Job(request.messages, request.sampling, emit, stop, generate, batchable)
             self._scheduler(path).submit(job)
         else:

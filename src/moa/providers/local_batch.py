@@ -12,9 +12,9 @@ that every caller gets its first tokens early (benchmarks row 12).
 
 Why a second llama.cpp context rather than the `Llama`'s own: that one is made with one
 sequence (`n_seq_max = 1`), and llama-cpp-python keeps its own record of what its cache holds
-(`input_ids`, `n_tokens`) to reuse a prompt's prefix on the next call — which the staircase
-aggregator's continuation relies on. A separate context for batches, on the same weights, leaves
-that cache as it was.
+(`input_ids`, `n_tokens`) to reuse a prompt's prefix on the next call — which the calls that
+run solo, and every call with batching off, rely on. A separate context for batches, on the
+same weights, leaves that cache as it was.
 
 Why each sequence has its own cells (`kv_unified = False`) although a unified cache would store
 a shared prefix once: in a unified cache a sequence's cells are scattered among the others', the
@@ -25,11 +25,18 @@ the same: the sequence that read it is copied whole (`llama_memory_seq_cp`; acro
 llama.cpp copies only whole ones) and the copy cut back to the prefix. The cost is memory:
 MAX_SEQUENCES x SEQUENCE_WINDOW cells, twice the `Llama`'s own 4096 (~190 MB for SmolLM2).
 
+A sequence that ends leaves its cells where they are, kept for a later prompt that starts the
+same way: a staircase aggregator's next step (moa.staircase) re-sends the answer so far as a
+continuation, and takes up the cells of the step it replaces, reading only what changed —
+from the first proposal that grew — instead of the whole prompt; the next run's aggregator
+finds its instructions already read. Kept cells give way, oldest first, when a new sequence
+needs a place. A continuation runs in the batch like any request, so the aggregator's tokens
+share the proposers' decodes rather than taking turns with them.
+
 Everything runs on the one llama thread (see moa.providers.local). A model's scheduler is one
 step at a time: each step is a job on that thread and queues the next, so other jobs — another
-model's steps, a load — run in between. Requests the batch cannot serve (a grammar, a
-continuation) are "solo": they run on the `Llama` as before, one chunk per step, so a staircase
-aggregator streams while the proposers it reads from keep going.
+model's steps, a load — run in between. Requests the batch cannot serve (a grammar, logprobs)
+are "solo": they run on the `Llama` as before, one chunk per step, between the batch's steps.
 """
 
 from __future__ import annotations
@@ -38,10 +45,10 @@ import os
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from moa.types import Message, Sampling, StreamChunk, Usage
 
@@ -54,6 +61,7 @@ MAX_SEQUENCES = 8  # sequences per batch; more requests wait for a place
 SEQUENCE_WINDOW = 1024
 MIN_SHARED = 8  # a shorter common prefix is decoded again rather than waited for
 
+_Key = TypeVar("_Key")
 Emit = Callable[[StreamChunk | BaseException | None], None]  # None: the stream has ended
 
 
@@ -72,7 +80,7 @@ class Job:
     stop: threading.Event
     # The generation on the `Llama`, made on the llama thread: how the job runs solo.
     solo: Callable[[_LoadedModel], Iterator[StreamChunk]]
-    batchable: bool  # False: a grammar, a continuation — solo from the start
+    batchable: bool  # False: a grammar, logprobs — solo from the start
 
 
 @dataclass(eq=False)
@@ -174,6 +182,8 @@ class Scheduler:
     def _step(self) -> None:
         try:
             loaded = self._load()
+            if self._batch is not None:  # first, so that a replacement finds the cells they left
+                self._batch.drop_stopped(loaded)
             self._admit(loaded)
             if self._batch is not None:
                 self._batch.step(loaded)
@@ -264,31 +274,52 @@ class _Batch:
         self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         self._batch = llama_cpp.llama_batch_init(llama.n_batch, 0, 1)
         self.active: list[_Sequence] = []
+        # Places whose sequence has ended, and the tokens their cells still hold (oldest first).
+        self.idle: dict[int, list[int]] = {}
+        self.prompt_tokens_read = 0  # decoded, not taken from cells already there
 
     def clear(self) -> None:
         import llama_cpp
 
         self.active = []
+        self.idle = {}
         llama_cpp.llama_memory_clear(self._ctx.memory, True)
 
     def start(self, loaded: _LoadedModel, job: Job, prepared: _Prepared) -> None:
-        used = {s.seq for s in self.active}
-        seq = next(i for i in range(MAX_SEQUENCES) if i not in used)
         sampler = _sampler(loaded, job.sampling, prepared.default_temperature)
-        new = _Sequence(job, seq, prepared.prompt, prepared.max_tokens, prepared.stops, sampler)
-        self._share_prefix(new)
+        new = _Sequence(job, -1, prepared.prompt, prepared.max_tokens, prepared.stops, sampler)
+        self._place(new)
         self.active.append(new)
 
-    def _share_prefix(self, new: _Sequence) -> None:
-        best, length = None, 0
-        for other in self.active:
-            common = _common_prefix(other.prompt, new.prompt)
-            if common > length:
-                best, length = other, common
-        # The last prompt token is always decoded by its own sequence: that gives its logits.
-        length = min(length, len(new.prompt) - 1)
-        if best is not None and length >= MIN_SHARED:
-            new.copy_from, new.copy_len = best, length
+    def _place(self, new: _Sequence) -> None:
+        """A place for a new sequence, and the cheapest way to its prompt's cells: the cells a
+        finished sequence left (a staircase step continues where the step it replaces was
+        cut off, a run's aggregator finds the previous run's instructions), or a copy of a
+        live sequence's prefix once it has read it, or nothing to reuse."""
+        import llama_cpp
+
+        kept, kept_len = _longest(self.idle.items(), new.prompt)
+        live, live_len = _longest(((s, s.prompt) for s in self.active), new.prompt)
+        if kept is not None and kept_len >= max(MIN_SHARED, live_len):
+            del self.idle[kept]
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, kept, kept_len, -1)
+            new.seq, new.decoded = kept, kept_len
+            return
+        taken = {s.seq for s in self.active} | set(self.idle)
+        free = [i for i in range(MAX_SEQUENCES) if i not in taken]
+        if free:
+            new.seq = free[0]
+        else:  # every place is live or kept: the longest-kept cells go
+            new.seq = next(iter(self.idle))
+            del self.idle[new.seq]
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, new.seq, -1, -1)
+        if live is not None and live_len >= MIN_SHARED:
+            new.copy_from, new.copy_len = live, live_len
+
+    def drop_stopped(self, loaded: _LoadedModel) -> None:
+        """Cancelled callers' sequences go (their cells are kept for reuse), not the others."""
+        for s in [s for s in self.active if s.job.stop.is_set()]:
+            self._finish(loaded, s, None)
 
     def step(self, loaded: _LoadedModel) -> None:
         """One step: each prompt still being read gets a decode of its own (up to n_batch
@@ -296,13 +327,13 @@ class _Batch:
         A prompt is not mixed into the shared batch because llama.cpp splits such a batch
         into equal slices per sequence, and a prompt read in other slices than on its own
         gave slightly other numbers (one temperature-0 answer in five changed, measured)."""
-        for s in [s for s in self.active if s.job.stop.is_set()]:
-            self._finish(loaded, s, None)  # a cancelled caller: its sequence goes, not others
         self._copy_prefixes()
         budget = loaded.llama.n_batch
         reading = [s for s in self.active if s.copy_from is None and s.decoded < len(s.prompt)]
         for s in reading:
-            self._run(loaded, [(s, t) for t in s.pending()[:budget]])
+            pending = s.pending()[:budget]
+            self.prompt_tokens_read += len(pending)
+            self._run(loaded, [(s, t) for t in pending])
         generating = [s for s in self.active if s.decoded >= len(s.prompt) and s not in reading]
         self._run(loaded, [(s, t) for s in generating for t in s.pending()])
 
@@ -357,7 +388,11 @@ class _Batch:
         import llama_cpp
 
         self.active.remove(s)
-        llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, -1, -1)
+        held = [*s.prompt, *s.completion][: s.decoded] if s.copy_from is None else []
+        if isinstance(outcome, BaseException) or len(held) < MIN_SHARED:
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, s.seq, -1, -1)
+        else:  # kept for a later prompt that starts the same way
+            self.idle[s.seq] = held
         if isinstance(outcome, BaseException):
             s.job.emit(outcome)
         elif outcome is not None:
@@ -416,6 +451,19 @@ def _sampler(loaded: _LoadedModel, sampling: Sampling, default_temperature: floa
         typical_p=1.0,
         temp=temperature if temperature is not None else default_temperature,
     )
+
+
+def _longest(
+    candidates: Iterable[tuple[_Key, list[int]]], prompt: list[int]
+) -> tuple[_Key | None, int]:
+    """The candidate sharing the longest prefix with `prompt`, and its length — short of the
+    prompt's last token, which a sequence always decodes itself (that gives its logits)."""
+    best, length = None, 0
+    for key, tokens in candidates:
+        common = min(_common_prefix(tokens, prompt), len(prompt) - 1)
+        if common > length:
+            best, length = key, common
+    return best, length
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -108,6 +108,7 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
         window=spec.window,
         staircase=spec.staircase,
         chunk_tokens=spec.chunk_tokens,
+        chunk_growth=spec.chunk_growth,
     )
     mixture = MoA(
         *layers,

@@ -70,6 +70,7 @@ class AggregatorSpec(ModelSpec):
     # Start on the proposals' first chunks and continue as more arrive (moa.staircase).
     staircase: bool = False
     chunk_tokens: Annotated[int, Field(ge=1)] | None = None
+    chunk_growth: Annotated[float, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _strategy_options(self) -> AggregatorSpec:
