@@ -153,6 +153,8 @@ class ResponseCache:
             "messages": [[m["role"], m["content"]] for m in request.messages],
             "sampling": [s.temperature, s.max_tokens, s.seed, list(s.stop or ())],
         }
+        if s.top_p is not None:  # only when set: keys stored before top_p existed stay valid
+            payload["top_p"] = s.top_p
         if request.response_format is not None:
             f = request.response_format
             payload["format"] = [f.kind, f.name, f.strict, dict(f.schema)]

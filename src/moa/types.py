@@ -30,6 +30,8 @@ class Sampling:
     max_tokens: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] | None = None
+    # Nucleus sampling: only the likeliest tokens whose probabilities sum to top_p (0 < p <= 1).
+    top_p: float | None = None
 
     def merged_over(self, base: Sampling) -> Sampling:
         """These settings, falling back to `base` where unset."""
@@ -38,6 +40,7 @@ class Sampling:
             max_tokens=self.max_tokens if self.max_tokens is not None else base.max_tokens,
             seed=self.seed if self.seed is not None else base.seed,
             stop=self.stop if self.stop is not None else base.stop,
+            top_p=self.top_p if self.top_p is not None else base.top_p,
         )
 
 

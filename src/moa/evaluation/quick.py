@@ -59,6 +59,7 @@ def describe(agent: Agent) -> str:
     s = agent.sampling
     knobs = [f"T={s.temperature:g}" if s.temperature is not None else ""]
     knobs.append(f"seed={s.seed}" if s.seed is not None else "")
+    knobs.append(f"top_p={s.top_p:g}" if s.top_p is not None else "")
     detail = ", ".join(k for k in knobs if k)
     return f"{agent.model} ({detail})" if detail else agent.model
 

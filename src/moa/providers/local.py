@@ -248,6 +248,8 @@ class LocalProvider:
         kwargs: dict[str, Any] = {"messages": [dict(m) for m in request.messages]}
         if s.temperature is not None:
             kwargs["temperature"] = s.temperature
+        if s.top_p is not None:
+            kwargs["top_p"] = s.top_p
         kwargs["max_tokens"] = s.max_tokens if s.max_tokens is not None else 512
         if s.seed is not None:
             kwargs["seed"] = s.seed

@@ -446,7 +446,7 @@ def _sampler(loaded: _LoadedModel, sampling: Sampling, default_temperature: floa
     temperature = sampling.temperature
     return llama._init_sampler(
         top_k=40,
-        top_p=0.95,
+        top_p=sampling.top_p if sampling.top_p is not None else 0.95,
         min_p=0.05,
         typical_p=1.0,
         temp=temperature if temperature is not None else default_temperature,

@@ -15,6 +15,8 @@ def chat_params(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]
     params: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
     if s.temperature is not None:
         params["temperature"] = s.temperature
+    if s.top_p is not None:
+        params["top_p"] = s.top_p
     if s.max_tokens is not None:
         params["max_tokens"] = s.max_tokens
     if s.seed is not None:

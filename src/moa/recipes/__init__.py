@@ -211,6 +211,7 @@ def _sampling(spec: SamplingSpec) -> Sampling:
         max_tokens=spec.max_tokens,
         seed=spec.seed,
         stop=tuple(spec.stop) if spec.stop is not None else None,
+        top_p=spec.top_p,
     )
 
 

@@ -52,7 +52,8 @@ class Stage:
     def side_overrides(self) -> Sampling:
         """The run's settings for calls other than the final answer: a client's max_tokens and
         stop shape the answer it reads, not an analysis or a choice."""
-        return Sampling(temperature=self.overrides.temperature, seed=self.overrides.seed)
+        o = self.overrides
+        return Sampling(temperature=o.temperature, seed=o.seed, top_p=o.top_p)
 
 
 @dataclass(frozen=True, slots=True)
