@@ -22,6 +22,7 @@ from moa.cli.common import (
     RedisOpt,
     RedisOptionalOpt,
     TemperatureOpt,
+    TopPOpt,
 )
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
@@ -76,6 +77,12 @@ MaxCostOpt = Annotated[
         help="Refuse a run (in chat: a turn) that could cost more than USD (worst case: every "
         "call writes max_tokens); overrides the recipe's max_cost_usd.",
     ),
+]
+SchemaOpt = Annotated[
+    str | None, typer.Option(help="A JSON schema (inline, or a file) the answer must follow.")
+]
+ToolsOpt = Annotated[
+    Path | None, typer.Option(help="A JSON file of OpenAI tool specs; the calls print as JSON.")
 ]
 
 
@@ -132,6 +139,7 @@ def ask(
     aggregator: AggregatorOpt = None,
     layers: LayersOpt = None,
     temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = None,
     max_cost: MaxCostOpt = None,
@@ -142,14 +150,8 @@ def ask(
         bool, typer.Option("--json", help="Print the result and its trace as JSON instead.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    schema: Annotated[
-        str | None,
-        typer.Option(help="A JSON schema (inline, or a file) the answer must follow."),
-    ] = None,
-    tools: Annotated[
-        Path | None,
-        typer.Option(help="A JSON file of OpenAI tool specs; the calls print as JSON."),
-    ] = None,
+    schema: SchemaOpt = None,
+    tools: ToolsOpt = None,
 ) -> None:
     """Answer PROMPT with a Mixture-of-Agents; the answer streams to stdout."""
 
@@ -172,7 +174,7 @@ def ask(
             timeout=timeout,
             max_cost=max_cost,
         )
-        sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        sampling = Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
         answering = answering_options(schema, tools)
         mixture = recipes.build(loaded)
         try:
@@ -223,6 +225,7 @@ def chat(
     aggregator: AggregatorOpt = None,
     layers: LayersOpt = None,
     temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = None,
     timeout: TimeoutOpt = None,
     max_cost: MaxCostOpt = None,
@@ -262,7 +265,7 @@ def chat(
         try:
             chat_loop(
                 mixture,
-                sampling=Sampling(temperature=temperature, max_tokens=max_tokens),
+                sampling=Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p),
                 system=system,
                 progress=Progress(out, err, show_proposals=show_proposals, quiet=False),
                 console=err,

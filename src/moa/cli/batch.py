@@ -18,6 +18,7 @@ from moa.cli.common import (
     RedisOpt,
     RedisOptionalOpt,
     TemperatureOpt,
+    TopPOpt,
     check_failures,
     console_for,
     report,
@@ -59,6 +60,7 @@ def batch(
     no_cache: NoCacheOpt = False,
     cache: CacheOpt = None,
     temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = None,
     budget: _BudgetOpt = None,
     quiet: QuietOpt = False,
@@ -81,7 +83,7 @@ def batch(
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be a positive amount of USD")
-        sampling = Sampling(temperature=temperature, max_tokens=max_tokens)
+        sampling = Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
         async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             stats = await run_items(

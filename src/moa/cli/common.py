@@ -80,6 +80,19 @@ ProposerOpt = Annotated[
     typer.Option("--proposer", "-p", help="Proposer MODEL as provider:model (repeatable)."),
 ]
 TemperatureOpt = Annotated[float | None, typer.Option(help="Temperature for every call.")]
+
+
+def _top_p(value: float | None) -> float | None:
+    # typer's ranges are closed, and top_p 0 would leave no token to sample.
+    if value is not None and not 0 < value <= 1:
+        raise typer.BadParameter(f"{value:g} is out of range — give a number over 0, at most 1")
+    return value
+
+
+TopPOpt = Annotated[
+    float | None,
+    typer.Option("--top-p", help="top_p (nucleus sampling) for every call.", callback=_top_p),
+]
 MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", help="max_tokens for every call.")
 ]

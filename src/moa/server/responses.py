@@ -50,6 +50,7 @@ class ResponsesRequest(BaseModel):
     previous_response_id: str | None = None
     max_output_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -236,7 +237,11 @@ def add_responses_route(
             served,
             body.model,
             messages,
-            Sampling(temperature=body.temperature, max_tokens=body.max_output_tokens),
+            Sampling(
+                temperature=body.temperature,
+                max_tokens=body.max_output_tokens,
+                top_p=body.top_p,
+            ),
             trace=wants_trace(body.moa_trace, x_moa_trace),
             max_cost_usd=body.moa_max_cost_usd,
             answering=answering,

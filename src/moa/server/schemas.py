@@ -1,6 +1,6 @@
 """The request body of `POST /v1/chat/completions`, and what of it a MoA run can honour.
 
-Fields the OpenAI API accepts but a MoA cannot act on (top_p, user, metadata, …) are accepted
+Fields the OpenAI API accepts but a MoA cannot act on (user, metadata, …) are accepted
 and ignored, so existing clients keep working; what would silently change the meaning of the
 answer (images, legacy `functions`, or tools / response_format / logprobs for an aggregator
 whose provider cannot take them) is refused with a 400 naming the field.
@@ -148,6 +148,7 @@ class ChatCompletionRequest(_Open):
         description="The conversation; it must end with a user message that has some text.",
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     max_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     stop: str | list[str] | None = None
@@ -297,6 +298,7 @@ def to_sampling(request: ChatCompletionRequest) -> Sampling:
         # max_completion_tokens supersedes max_tokens in OpenAI's API.
         max_tokens=request.max_completion_tokens or request.max_tokens,
         seed=request.seed,
+        top_p=request.top_p,
         stop=(stop,) if isinstance(stop, str) else tuple(stop) if stop is not None else None,
     )
 
