@@ -88,6 +88,15 @@ async def test_each_request_gets_the_sequential_paths_answer_usage_and_finish() 
     assert batched[0][1].output_tokens == 8  # type: ignore[attr-defined]
 
 
+async def test_a_requests_top_p_is_sampled_with_batched_or_alone() -> None:
+    # A tiny top_p keeps only the likeliest token: a hot, seeded sample reads as the greedy answer.
+    hot = [ask(q, temperature=1.5, seed=5, top_p=0.01) for q in QUESTIONS]
+    greedy = [ask(q) for q in QUESTIONS]
+    batched = await Recorder(LocalProvider(batching=True)).all(hot)
+    assert batched == await sequential(hot)
+    assert [text for text, _, _ in batched] == [text for text, _, _ in await sequential(greedy)]
+
+
 async def test_stop_strings_end_each_sequence_where_the_sequential_path_does() -> None:
     # A stop of two characters: the first is held back until the second shows whether it is one.
     count = "Count from one to ten in words, separated by commas."

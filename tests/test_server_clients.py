@@ -162,7 +162,6 @@ def test_unknown_openai_fields_are_accepted(upstream: FakeUpstream, moa_server) 
     completion = client(moa_server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "q", "name": "alice"}],
-        top_p=0.9,
         presence_penalty=0.1,
         user="u-1",
         n=1,

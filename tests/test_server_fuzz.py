@@ -62,7 +62,7 @@ optional_fields = {
     "tools": st.just([]) | json_values,
     "functions": json_values,
     "moa_trace": st.booleans() | json_values,
-    "top_p": json_values,
+    "top_p": st.floats(min_value=-0.5, max_value=1.5, allow_nan=False) | json_values,
     "user": json_values,
 }
 valid_messages = st.lists(
