@@ -1,7 +1,7 @@
 """top_p (nucleus sampling), end to end: set in a recipe, by a served request (chat completions
 or Responses) or by `moa ask --top-p`, it reaches the upstream under OpenAI's name and the
 embedded model under llama-cpp-python's; left unset, it is not sent at all. A value outside
-(0, 1] is refused where it is given: a RecipeError naming the key, a 400 naming the field."""
+[0, 1] (OpenAI's range) is refused where it is given: a RecipeError naming the key, a 400 naming the field."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from test_cli import moa
 MODEL = "test-moa"
 USER = [{"role": "user", "content": "q"}]
 QUESTION = (Message(role="user", content="q"),)
-OUT_OF_RANGE = [0, -0.1, 1.5]
+OUT_OF_RANGE = [-0.1, 1.5, 2]
 
 
 def sent_top_p(upstream: FakeUpstream, model: str) -> object:
@@ -196,6 +196,6 @@ def test_moa_ask_top_p_reaches_every_call(upstream: FakeUpstream, recipe_file) -
 
 
 def test_moa_ask_refuses_a_top_p_outside_0_to_1() -> None:
-    done = moa("ask", "q", "--top-p", "0")
+    done = moa("ask", "q", "--top-p", "1.5")
     assert done.returncode == 2
-    assert "--top-p': 0 is out of range" in done.stderr
+    assert "--top-p': 1.5 is out of range" in done.stderr

@@ -30,7 +30,8 @@ class Sampling:
     max_tokens: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] | None = None
-    # Nucleus sampling: only the likeliest tokens whose probabilities sum to top_p (0 < p <= 1).
+    # Nucleus sampling: only the likeliest tokens whose probabilities sum to top_p (0 <= p <= 1;
+    # 0 keeps only the likeliest, as OpenAI's API allows).
     top_p: float | None = None
 
     def merged_over(self, base: Sampling) -> Sampling:

@@ -83,9 +83,9 @@ TemperatureOpt = Annotated[float | None, typer.Option(help="Temperature for ever
 
 
 def _top_p(value: float | None) -> float | None:
-    # typer's ranges are closed, and top_p 0 would leave no token to sample.
-    if value is not None and not 0 < value <= 1:
-        raise typer.BadParameter(f"{value:g} is out of range — give a number over 0, at most 1")
+    # OpenAI's range, 0 to 1 (0 keeps only the likeliest token).
+    if value is not None and not 0 <= value <= 1:
+        raise typer.BadParameter(f"{value:g} is out of range — give a number from 0 to 1")
     return value
 
 

@@ -18,7 +18,7 @@ class SamplingSpec(_Strict):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     seed: int | None = None
     stop: list[str] | None = None
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
 class PriceSpec(_Strict):

@@ -148,7 +148,7 @@ class ChatCompletionRequest(_Open):
         description="The conversation; it must end with a user message that has some text.",
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     max_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
     stop: str | list[str] | None = None
