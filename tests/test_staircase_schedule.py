@@ -1,11 +1,10 @@
 """When a staircase aggregator takes its next step: after a fixed `chunk_tokens` more, or — with
-`chunk_growth` — once every proposal has grown that many times over, which the embedded model
-gets by default; and never just as every proposer is about to end."""
+`chunk_growth` — once every proposal has grown that many times over; the embedded model gets
+its own spacing by default; and no step starts just as every proposer is about to end."""
 
 from __future__ import annotations
 
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from moa.events import Token
 from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
-from moa.staircase import KV_CHUNK_GROWTH, chunk_growth
+from moa.staircase import KV_SPACING, SERVED_SPACING, Spacing, spacing
 from moa.testing import FakeUpstream, Reply, continuing
 from moa.types import Sampling
 
@@ -104,16 +103,26 @@ async def test_no_step_starts_when_every_proposer_has_streamed_its_max_tokens(
     assert seen == [5, ceiling]
 
 
-def test_the_embedded_model_spaces_its_steps_out_unless_told(tmp_path: Path) -> None:
+def test_the_embedded_model_spaces_its_steps_out_unless_told() -> None:
     registry = Registry({})
     continues = Capabilities(continuation="assistant")
     registry.add(ProviderConfig("served", "http://127.0.0.1:9/v1", capabilities=continues))
     local = Aggregator("local:smollm2", staircase=True)
     served = Aggregator("served:m", staircase=True)
-    assert chunk_growth(local, "local:smollm2", registry) == KV_CHUNK_GROWTH > 1
-    assert chunk_growth(served, "served:m", registry) == 1.0
-    told = Aggregator("local:smollm2", staircase=True, chunk_growth=1.0)
-    assert chunk_growth(told, "local:smollm2", registry) == 1.0
+    assert spacing(local, "local:smollm2", registry) == KV_SPACING
+    assert spacing(served, "served:m", registry) == SERVED_SPACING
+    assert KV_SPACING.growth > SERVED_SPACING.growth == 1.0
+    assert KV_SPACING.chunk_tokens < SERVED_SPACING.chunk_tokens
+    told = Aggregator("local:smollm2", staircase=True, chunk_tokens=8, chunk_growth=1.0)
+    assert spacing(told, "local:smollm2", registry) == Spacing(8, 1.0)
+    # a fallback on another provider is spaced for its own
+    assert spacing(local, "served:m", registry) == SERVED_SPACING
+
+
+def test_the_next_step_waits_for_chunk_tokens_more_or_growth_fold_whichever_is_more() -> None:
+    assert Spacing(16, 1.0).next_threshold(40) == 56
+    assert Spacing(16, 4.0).next_threshold(16) == 64
+    assert Spacing(16, 4.0).next_threshold(2) == 18
 
 
 def test_a_recipe_sets_chunk_growth_and_a_bad_one_is_refused(recipe_file, registry) -> None:

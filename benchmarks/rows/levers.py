@@ -29,7 +29,7 @@ from moa.budget import messages_tokens
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
 from moa.layer import run_layer
 from moa.providers.base import Capabilities
-from moa.staircase import Partials, Staircase
+from moa.staircase import Partials, Spacing, Staircase
 from moa.strategies import Stage
 from moa.strategies.vote import agreement
 from moa.testing import FakeUpstream, Reply, continuing
@@ -141,7 +141,7 @@ async def _staircase_layer(
             overrides=Sampling(),
             result=Result(),
         )
-        stairs.append(Staircase(stage, CHUNK_TOKENS, Partials.of([None] * size)))
+        stairs.append(Staircase(stage, Spacing(CHUNK_TOKENS, 1.0), Partials.of([None] * size)))
 
     async def pump() -> None:
         async for event in previous:

@@ -7,11 +7,12 @@ writes ANSWER_TOKENS at the same rate and continues a final assistant message. W
 and staircase at several chunk sizes alternate, `reps` times each. Input tokens are counted on
 the requests the upstream received (moa.budget's estimate, the same for every mode).
 
-Embedded model: the `local-synthesize` recipe (3 proposers, one aggregator, all SmolLM2 on one
-llama.cpp thread, LOCAL_TOKENS per call): wait-for-all with the proposals one after another and
-in one llama.cpp batch (MOA_LOCAL_BATCH=0/1), and staircase on the batch with chunk_tokens 16,
-steps spaced by chunk_growth 2 (the embedded model's default) and by fixed chunks; times from
-the start of the run.
+Embedded model: the `local-synthesize` recipe (3 proposers of up to 160 tokens, an aggregator
+writing up to 256, all SmolLM2 on one llama.cpp thread; 64 tokens per call with --quick):
+wait-for-all with the proposals one after another and in one llama.cpp batch
+(MOA_LOCAL_BATCH=0/1), and staircase on the batch at the embedded model's default spacing
+(moa.staircase.KV_SPACING: first step at 16 chunks, then each time the proposals have grown
+fourfold) and at fixed 16-chunk steps (the paper's); times from the start of the run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ TOKENS_PER_S = 40.0
 PREFILL_S = 0.3
 ANSWER_TOKENS = 300
 CHUNKS = (16, 32, 64, 128)
-LOCAL_TOKENS = 64  # per call on the embedded model, to keep the row short on a busy machine
+QUICK_LOCAL_TOKENS = 64  # per call on the embedded model with --quick
 
 
 def _text(name: str, tokens: int) -> str:
@@ -89,31 +90,35 @@ async def _measure_simulated(up: FakeUpstream, reps: int, scale: float) -> dict[
     return out
 
 
-async def _measure_local(reps: int) -> dict[str, dict]:
+async def _measure_local(reps: int, tokens: int | None) -> dict[str, dict]:
     """The modes alternate within each repetition: proposals one after another or in one
-    llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at its
-    default step spacing on the embedded model (chunk_growth 2) and at fixed chunks (1)."""
+    llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at the
+    embedded model's default spacing and at fixed 16-chunk steps."""
     from moa.recipes import build, load
 
-    modes = [
+    # (label, MOA_LOCAL_BATCH, staircase (chunk_tokens, chunk_growth); None: wait-for-all)
+    modes: list[tuple[str, str, tuple[int | None, float | None] | None]] = [
         ("sequential wait-for-all", "0", None),
         ("batched wait-for-all", "1", None),
-        ("batched staircase 16", "1", 2.0),
-        ("batched staircase 16 fixed chunks", "1", 1.0),
+        ("batched staircase", "1", (None, None)),
+        ("batched staircase fixed 16", "1", (16, 1.0)),
     ]
     out: dict[str, dict] = {label: {"ttft": [], "last": []} for label, _, _ in modes}
     saved = os.environ.get("MOA_LOCAL_BATCH")
     try:
         for _ in range(reps):
-            for label, batch, growth in modes:
+            for label, batch, staircase in modes:
                 os.environ["MOA_LOCAL_BATCH"] = batch  # read when the registry is built
                 mixture = build(load("local-synthesize"))
-                if growth is not None:
-                    agent = mixture.aggregator.agent
+                if staircase is not None:
+                    chunk, growth = staircase
                     mixture.aggregator = Aggregator(
-                        agent, staircase=True, chunk_tokens=16, chunk_growth=growth
+                        mixture.aggregator.agent,
+                        staircase=True,
+                        chunk_tokens=chunk,
+                        chunk_growth=growth,
                     )
-                first, last, _ = await _timed(mixture, Sampling(max_tokens=LOCAL_TOKENS))
+                first, last, _ = await _timed(mixture, Sampling(max_tokens=tokens))
                 out[label]["ttft"].append(first)
                 out[label]["last"].append(last)
                 await mixture.aclose()
@@ -152,7 +157,7 @@ def run(quick: bool = False) -> RowResult:
             median(m["input_tokens"]) / median(base["input_tokens"]),
         )
     try:
-        local = asyncio.run(_measure_local(1 if quick else 2))
+        local = asyncio.run(_measure_local(*((1, QUICK_LOCAL_TOKENS) if quick else (3, None))))
     except ImportError as error:
         row.notes.append(f"embedded model skipped: {error}")
         return row
@@ -162,7 +167,7 @@ def run(quick: bool = False) -> RowResult:
         row.add(f"local-synthesize {label}: last token", median(m["last"]), "s")
     base = local["batched wait-for-all"]
     goals = {"ttft": "<= 0.3", "last": "<= 1.1"}
-    for label in ("batched staircase 16", "batched staircase 16 fixed chunks"):
+    for label in ("batched staircase", "batched staircase fixed 16"):
         m = local[label]
         for key, name in (("ttft", "first token"), ("last", "last token")):
             ratio = median(m[key]) / median(base[key])

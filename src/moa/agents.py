@@ -11,7 +11,6 @@ from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.types import Sampling
 
 # Chosen by benchmarks row 10 (simulated upstream, 4 proposers of 400 tokens at 40 tokens/s).
-DEFAULT_CHUNK_TOKENS = 64
 
 if TYPE_CHECKING:
     from moa.strategies import Strategy
@@ -109,8 +108,9 @@ class Aggregator:
 
     `staircase=True` starts it on the proposals' first `chunk_tokens` chunks and calls it again,
     continuing its own answer, each time every proposer has sent `chunk_tokens` more — or, with
-    `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more (see
-    moa.staircase); its providers must declare a continuation capability.
+    `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more; left
+    unset, both are chosen for the aggregator's provider (moa.staircase.spacing). Its
+    providers must declare a continuation capability.
     """
 
     def __init__(
@@ -153,10 +153,10 @@ class Aggregator:
                 f"staircase streams the `synthesize` strategy only, not {strategy.name!r}"
             )
         self.staircase = staircase
-        self.chunk_tokens = chunk_tokens or DEFAULT_CHUNK_TOKENS
         if chunk_growth is not None and not chunk_growth >= 1:
             raise ConfigError(f"chunk_growth must be 1 or more, got {chunk_growth}")
-        # None: chosen per provider when the staircase runs (moa.staircase.chunk_growth)
+        # None: chosen per provider when the staircase runs (moa.staircase.spacing)
+        self.chunk_tokens = chunk_tokens
         self.chunk_growth = chunk_growth
 
     @property

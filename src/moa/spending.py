@@ -30,6 +30,7 @@ from moa.caller import Caller
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.request import Call
+from moa.staircase import spacing
 from moa.trace import CallRecord, Result
 from moa.types import ChatRequest, Message, Sampling, Usage
 
@@ -143,14 +144,18 @@ async def staircase_steps(
     """A staircase aggregator's worst case, as one planned call per step it may take.
 
     A step other than the last starts only once every running proposer has sent
-    `chunk_tokens` more chunks than at the step before (a chunk is at least one token), so there
-    are at most longest proposal ceiling // chunk_tokens of them, plus the step that sees the
+    `chunk_tokens` more chunks than at the step before (a chunk is at least one token; a
+    `chunk_growth` only spaces steps further), so there are at most longest proposal ceiling //
+    chunk_tokens of them (the smallest of the candidates' spacings), plus the step that sees the
     proposals complete. Each is priced as re-sending every proposal at its ceiling and the whole
     answer as its prefix, and as writing the answer's ceiling (a step replaced by the next may
     have written past what was shown). The dearest candidate counts, as for a whole answer.
     """
     longest = max((p.max_output_tokens for p in proposals), default=0)
-    count = longest // aggregator.chunk_tokens + 1
+    chunk = min(
+        spacing(aggregator, a.model, caller.registry).chunk_tokens for a in aggregator.candidates
+    )
+    count = longest // chunk + 1
     references = ["x" * int(p.max_output_tokens * CHARS_PER_TOKEN) for p in proposals]
     planned = []
     for agent in aggregator.candidates:

@@ -49,20 +49,39 @@ def refuse_whole_answer_options(last: ProposalLayer) -> None:
         )
 
 
-# Proposals grow this much between steps when the aggregator's provider does not say (see
-# `chunk_growth`): measured on the embedded model (benchmarks row 10, README).
-KV_CHUNK_GROWTH = 2.0
+@dataclass(frozen=True, slots=True)
+class Spacing:
+    """When a staircase aggregator takes its steps: the first once every proposer has sent
+    `chunk_tokens` chunks, each next one once every proposal has grown by `chunk_tokens`
+    chunks or `growth`-fold, whichever is more."""
+
+    chunk_tokens: int
+    growth: float
+
+    def next_threshold(self, shortest: int) -> int:
+        return shortest + max(self.chunk_tokens, int((self.growth - 1) * shortest))
 
 
-def chunk_growth(aggregator: Aggregator, model: str, registry: Registry) -> float:
-    """How much every proposal must grow before the next step: the aggregator's
-    `chunk_growth`, else 1 (a fixed `chunk_tokens` more, as in the paper) — except on a
-    provider that continues from its own KV cache (the embedded model), where each step's
-    re-read prompt stalls the proposers on the same cores, so steps are spaced out."""
-    if aggregator.chunk_growth is not None:
-        return aggregator.chunk_growth
+# Chosen by measurement (benchmarks row 10, README "Time to first token"). A served model
+# generates proposals and steps side by side: fixed chunks, as in the paper. The embedded model
+# does all of it on the same cores, where every step re-reads its prompt from the first
+# proposal that grew (at ~0.4x the cost of a generated token here) while the proposers wait:
+# a first step soon, then few.
+SERVED_SPACING = Spacing(chunk_tokens=64, growth=1.0)
+KV_SPACING = Spacing(chunk_tokens=16, growth=4.0)
+
+
+def spacing(aggregator: Aggregator, model: str, registry: Registry) -> Spacing:
+    """The aggregator's `chunk_tokens` and `chunk_growth` where set, else its provider's
+    defaults: KV_SPACING for one that continues from its own KV cache (the embedded model),
+    SERVED_SPACING for the others."""
     provider = split_model_ref(model)[0]
-    return KV_CHUNK_GROWTH if registry.capabilities(provider).continuation == "kv" else 1.0
+    kv = registry.capabilities(provider).continuation == "kv"
+    default = KV_SPACING if kv else SERVED_SPACING
+    return Spacing(
+        aggregator.chunk_tokens or default.chunk_tokens,
+        aggregator.chunk_growth if aggregator.chunk_growth is not None else default.growth,
+    )
 
 
 @dataclass(slots=True)
@@ -146,7 +165,7 @@ _Item = Event | _Chunk | _End | None  # None: the layer has no more events
 @dataclass(slots=True)
 class Staircase:
     stage: Stage
-    chunk_tokens: int
+    spacing: Spacing  # the first candidate's; each step is spaced for the candidate it calls
     partials: Partials
     inbox: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
     written: list[str] = field(default_factory=list)
@@ -156,7 +175,7 @@ class Staircase:
     started: float = field(default_factory=time.perf_counter)
 
     async def run(self) -> AsyncIterator[Event]:
-        self.threshold = self.chunk_tokens
+        self.threshold = self.spacing.chunk_tokens
         while True:
             item = await self.inbox.get()
             if isinstance(item, _Chunk | _End):
@@ -233,9 +252,8 @@ class Staircase:
         number = self.step.number + 1 if self.step else 1
         task = asyncio.create_task(_drive(self.stage, call, number, step, record, self.inbox))
         self.step = _Step(number, task, step)
-        shortest = self.partials.shortest_running()
-        growth = chunk_growth(self.stage.aggregator, agent.model, self.stage.caller.registry)
-        self.threshold = shortest + max(self.chunk_tokens, int((growth - 1) * shortest))
+        self.spacing = spacing(self.stage.aggregator, agent.model, self.stage.caller.registry)
+        self.threshold = self.spacing.next_threshold(self.partials.shortest_running())
 
     async def _stop(self) -> None:
         if self.step is not None:
@@ -320,8 +338,9 @@ async def stream_staircase(
 ) -> AsyncIterator[Event]:
     """The last layer's events (`layer`, filling `stage.proposals`) and the answer's tokens,
     as they happen; `ceilings`: each proposer's max_tokens."""
-    chunk_tokens = stage.aggregator.chunk_tokens
-    staircase = Staircase(stage, chunk_tokens, Partials.of(ceilings))
+    aggregator = stage.aggregator
+    first = spacing(aggregator, aggregator.agent.model, stage.caller.registry)
+    staircase = Staircase(stage, first, Partials.of(ceilings))
 
     async def pump() -> None:
         async with aclosing(layer):

@@ -30,7 +30,8 @@ from moa.errors import (
     ProviderError,
 )
 from moa.providers.base import Capabilities, ModelProfile
-from moa.providers.local_batch import Job, Scheduler, batching_enabled
+from moa.providers.local_batch import Scheduler, batching_enabled
+from moa.providers.local_sequence import Job
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
 

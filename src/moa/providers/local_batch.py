@@ -42,117 +42,34 @@ are "solo": they run on the `Llama` as before, one chunk per step, between the b
 from __future__ import annotations
 
 import os
-import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from moa.types import Message, Sampling, StreamChunk, Usage
+from moa.providers.local_sequence import (
+    BatchSequence,
+    Job,
+    Prepared,
+    prepare,
+    sampler,
+    window,
+)
+from moa.types import StreamChunk, Usage
 
 if TYPE_CHECKING:
     from moa.providers.local import _LoadedModel
 
 MAX_SEQUENCES = 8  # sequences per batch; more requests wait for a place
-# Each sequence has its own cells (see `_open`): a request whose prompt and `max_tokens` do
-# not fit in this window runs solo, on the `Llama`'s full context, as it always did.
-SEQUENCE_WINDOW = 1024
 MIN_SHARED = 8  # a shorter common prefix is decoded again rather than waited for
 
 _Key = TypeVar("_Key")
-Emit = Callable[[StreamChunk | BaseException | None], None]  # None: the stream has ended
 
 
 def batching_enabled() -> bool:
     """On unless MOA_LOCAL_BATCH is 0/false/no/off."""
     return os.environ.get("MOA_LOCAL_BATCH", "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
-@dataclass(eq=False)
-class Job:
-    """One caller's request, handed from the event loop to the llama thread."""
-
-    messages: tuple[Message, ...]
-    sampling: Sampling
-    emit: Emit
-    stop: threading.Event
-    # The generation on the `Llama`, made on the llama thread: how the job runs solo.
-    solo: Callable[[_LoadedModel], Iterator[StreamChunk]]
-    batchable: bool  # False: a grammar, logprobs — solo from the start
-
-
-@dataclass(eq=False)
-class _Sequence:
-    job: Job
-    seq: int
-    prompt: list[int]
-    max_tokens: int
-    stops: list[bytes]
-    sampler: Any
-    decoded: int = 0  # positions of this sequence already in the KV cache
-    copy_from: _Sequence | None = None  # waiting for this one to read the shared prefix
-    copy_len: int = 0
-    completion: list[int] = field(default_factory=list)
-    text: bytes = b""
-    ends: list[int] = field(default_factory=list)  # byte offset where each token's text ends
-    returned: int = 0  # tokens whose text has been sent
-    sent: int = 0  # bytes sent
-    chunks: int = 0  # non-empty chunks sent: the sequential path's output token count
-    next_token: int | None = None  # sampled, not yet decoded
-
-    def pending(self) -> list[int]:
-        """What this sequence still has to decode: its prompt's rest, or its last token."""
-        if self.decoded < len(self.prompt):
-            return self.prompt[self.decoded :]
-        return [self.next_token] if self.next_token is not None else []
-
-    def take(self, loaded: _LoadedModel, token: int) -> str | None:
-        """A sampled token, handled as llama-cpp-python's streaming completion does: an
-        end-of-generation token or a stop string ends the sequence ("stop"), `max_tokens`
-        ends it ("length"); text that may be the start of a stop string is held back.
-        Returns how the sequence ended, or None while it goes on."""
-        import llama_cpp
-
-        if llama_cpp.llama_vocab_is_eog(loaded.llama._model.vocab, token):
-            self._release(len(self.text))
-            return "stop"
-        self.completion.append(token)
-        self.text += loaded.llama._model.detokenize([token])
-        self.ends.append(len(self.text))
-        found = [self.text.index(stop) for stop in self.stops if stop in self.text]
-        if found:
-            self._release(min(found), final=True)
-            return "stop"
-        self._release(len(self.text) - _held_back(self.text[self.sent :], self.stops))
-        if len(self.completion) >= self.max_tokens:
-            self._release(len(self.text))
-            return "length"
-        self.next_token = token
-        return None
-
-    def _release(self, limit: int, final: bool = False) -> None:
-        """Send the tokens whose text ends by `limit`, a chunk per token (a character split
-        over tokens goes with its last one); with `final`, also the part of the next token
-        before `limit` (the text before a stop string)."""
-        for i in range(self.returned, len(self.completion)):
-            if self.ends[i] > limit:
-                break
-            try:
-                text = self.text[self.sent : self.ends[i]].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            self._send(text)
-            self.returned, self.sent = i + 1, self.ends[i]
-        if final and self.sent < limit:
-            self._send(self.text[self.sent : limit].decode("utf-8", errors="ignore"))
-            self.sent = limit
-
-    def _send(self, text: str) -> None:
-        if text:
-            self.chunks += 1
-            self.job.emit(StreamChunk(text=text))
 
 
 class Scheduler:
@@ -176,7 +93,7 @@ class Scheduler:
                 self._scheduled = True
                 self._executor.submit(self._step)
 
-    def _active(self) -> list[_Sequence]:
+    def _active(self) -> list[BatchSequence]:
         return self._batch.active if self._batch is not None else []
 
     def _step(self) -> None:
@@ -245,12 +162,12 @@ class Scheduler:
             if job is None:
                 return
             stopped = job.stop.is_set()
-            prepared = None if stopped else _prepare(loaded, job)
+            prepared = None if stopped else prepare(loaded, job)
             with self._lock:
                 self._waiting.popleft()
                 if prepared is None and not stopped:
                     self._solo_waiting.append(job)  # not the batch's to serve
-            if isinstance(prepared, _Prepared):
+            if isinstance(prepared, Prepared):
                 self._batch = self._batch or _Batch(loaded)
                 self._batch.start(loaded, job, prepared)
             elif prepared is not None or stopped:
@@ -270,10 +187,10 @@ class _Batch:
         params = type(llama.context_params).from_buffer_copy(llama.context_params)
         params.n_seq_max = MAX_SEQUENCES
         params.kv_unified = False  # a stream of cells per sequence (see the module's doc)
-        params.n_ctx = MAX_SEQUENCES * _window(loaded)
+        params.n_ctx = MAX_SEQUENCES * window(loaded)
         self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         self._batch = llama_cpp.llama_batch_init(llama.n_batch, 0, 1)
-        self.active: list[_Sequence] = []
+        self.active: list[BatchSequence] = []
         # Places whose sequence has ended, and the tokens their cells still hold (oldest first).
         self.idle: dict[int, list[int]] = {}
         self.prompt_tokens_read = 0  # decoded, not taken from cells already there
@@ -285,13 +202,13 @@ class _Batch:
         self.idle = {}
         llama_cpp.llama_memory_clear(self._ctx.memory, True)
 
-    def start(self, loaded: _LoadedModel, job: Job, prepared: _Prepared) -> None:
-        sampler = _sampler(loaded, job.sampling, prepared.default_temperature)
-        new = _Sequence(job, -1, prepared.prompt, prepared.max_tokens, prepared.stops, sampler)
+    def start(self, loaded: _LoadedModel, job: Job, prepared: Prepared) -> None:
+        chain = sampler(loaded, job.sampling, prepared.default_temperature)
+        new = BatchSequence(job, -1, prepared.prompt, prepared.max_tokens, prepared.stops, chain)
         self._place(new)
         self.active.append(new)
 
-    def _place(self, new: _Sequence) -> None:
+    def _place(self, new: BatchSequence) -> None:
         """A place for a new sequence, and the cheapest way to its prompt's cells: the cells a
         finished sequence left (a staircase step continues where the step it replaces was
         cut off, a run's aggregator finds the previous run's instructions), or a copy of a
@@ -337,7 +254,7 @@ class _Batch:
         generating = [s for s in self.active if s.decoded >= len(s.prompt) and s not in reading]
         self._run(loaded, [(s, t) for s in generating for t in s.pending()])
 
-    def _run(self, loaded: _LoadedModel, entries: list[tuple[_Sequence, int]]) -> None:
+    def _run(self, loaded: _LoadedModel, entries: list[tuple[BatchSequence, int]]) -> None:
         """Decode these (sequence, token) entries in one batch; sample where a sequence's
         last known token was decoded."""
         import llama_cpp
@@ -345,7 +262,7 @@ class _Batch:
         if not entries:
             return
         batch = self._batch
-        rows: list[tuple[int, _Sequence]] = []
+        rows: list[tuple[int, BatchSequence]] = []
         for n, (s, token) in enumerate(entries):
             pos = s.decoded
             s.decoded += 1
@@ -382,7 +299,7 @@ class _Batch:
                 s.decoded, s.copy_from = s.copy_len, None
 
     def _finish(
-        self, loaded: _LoadedModel, s: _Sequence, outcome: str | BaseException | None
+        self, loaded: _LoadedModel, s: BatchSequence, outcome: str | BaseException | None
     ) -> None:
         """End a sequence: its usage and finish reason (or its error), then its cells go."""
         import llama_cpp
@@ -399,58 +316,6 @@ class _Batch:
             usage = Usage(loaded.usage_input_tokens(s.job.messages), s.chunks)
             s.job.emit(StreamChunk(usage=usage, finish_reason=outcome))
         s.job.emit(None)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    prompt: list[int]
-    max_tokens: int
-    stops: list[bytes]
-    default_temperature: float
-
-
-def _window(loaded: _LoadedModel) -> int:
-    return min(SEQUENCE_WINDOW, loaded.n_ctx)
-
-
-def _prepare(loaded: _LoadedModel, job: Job) -> _Prepared | BaseException | None:
-    """The prompt tokens, token limit and stop strings llama-cpp-python's high-level call
-    would use for this request. None: the request runs solo — its model's chat format is one
-    the batch does not render, or it does not fit a sequence's window (a prompt over the
-    context window is then refused there, as it always was). An error: this request's alone."""
-    try:
-        prompt, stops, default_temperature = loaded.batch_prompt(job.messages)
-    except LookupError:
-        return None
-    except Exception as exc:  # e.g. the template refuses the messages, as it would solo
-        return exc
-    s = job.sampling
-    max_tokens = s.max_tokens if s.max_tokens is not None else 512
-    if max_tokens <= 0 or len(prompt) + max_tokens > _window(loaded):
-        return None
-    stop_bytes = [x.encode() for x in (*(s.stop or ()), *stops) if x]
-    return _Prepared(prompt, max_tokens, stop_bytes, default_temperature)
-
-
-def _sampler(loaded: _LoadedModel, sampling: Sampling, default_temperature: float) -> Any:
-    """The chain the high-level call samples with (its defaults: top_k 40, top_p 0.95,
-    min_p 0.05, typical 1.0, no penalties; greedy at temperature 0), made by the `Llama`
-    itself so that the two paths cannot drift apart. Its seed too: the request's, else one
-    drawn from the previous seed, which the `Llama` keeps — requests started in the same
-    order draw the same seeds on either path."""
-    llama = loaded.llama
-    if sampling.seed is not None:
-        llama.set_seed(sampling.seed)
-    else:
-        llama.set_seed(random.Random(llama._seed).randint(0, 2**32))
-    temperature = sampling.temperature
-    return llama._init_sampler(
-        top_k=40,
-        top_p=sampling.top_p if sampling.top_p is not None else 0.95,
-        min_p=0.05,
-        typical_p=1.0,
-        temp=temperature if temperature is not None else default_temperature,
-    )
 
 
 def _longest(
@@ -473,14 +338,3 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-def _held_back(unsent: bytes, stops: list[bytes]) -> int:
-    """How many bytes at the end of `unsent` could be the start of a stop string."""
-    held = 0
-    for stop in stops:
-        for i in range(min(len(stop), len(unsent)), 0, -1):
-            if unsent.endswith(stop[:i]):
-                held = max(held, i)
-                break
-    return held
