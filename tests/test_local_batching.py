@@ -179,3 +179,23 @@ async def test_a_continuation_reads_only_what_follows_the_cells_the_step_before_
     assert 1 <= read <= 3 + len(loaded.llama.tokenize(first.encode(), add_bos=False))
     assert read < len(prompt) / 3
     assert second == (await sequential([longer]))[0]
+
+
+async def test_forgetting_cached_prompts_makes_the_next_call_read_its_prompt_whole() -> None:
+    from moa.providers.local import forget_cached_prompts, resolve_model_path
+
+    provider = LocalProvider(batching=True)
+    request = ask(QUESTIONS[0], max_tokens=2)
+    await Recorder(provider).one(0, request)
+    batch = provider._scheduler(resolve_model_path("smollm2"))._batch
+    assert batch is not None
+    prompt = provider._model("smollm2").batch_prompt(request.messages)[0]
+
+    before = batch.prompt_tokens_read
+    await Recorder(provider).one(0, request)
+    assert batch.prompt_tokens_read - before == 1  # all but the last token was still there
+
+    forget_cached_prompts()
+    before = batch.prompt_tokens_read
+    await Recorder(provider).one(0, request)
+    assert batch.prompt_tokens_read - before == len(prompt)

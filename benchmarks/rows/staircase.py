@@ -11,7 +11,7 @@ Embedded model: the `local-synthesize` recipe (3 proposers of up to 160 tokens, 
 writing up to 256, all SmolLM2 on one llama.cpp thread; 64 tokens per call with --quick):
 wait-for-all with the proposals one after another and in one llama.cpp batch
 (MOA_LOCAL_BATCH=0/1), and staircase on the batch at the embedded model's default spacing
-(moa.staircase.KV_SPACING: first step at 16 chunks, then each time the proposals have grown
+(moa.staircase.KV_SPACING: first step at 32 chunks, then each time the proposals have grown
 fourfold) and at fixed 16-chunk steps (the paper's); times from the start of the run.
 """
 
@@ -36,17 +36,20 @@ PREFILL_S = 0.3
 ANSWER_TOKENS = 300
 CHUNKS = (16, 32, 64, 128)
 QUICK_LOCAL_TOKENS = 64  # per call on the embedded model with --quick
+LOCAL_QUESTIONS = ("Explain the staircase.", "Why is the sky blue?", "What is photosynthesis?")
 
 
 def _text(name: str, tokens: int) -> str:
     return " ".join(f"{name}{i}" for i in range(tokens))
 
 
-async def _timed(mixture: MoA, sampling: Sampling | None = None) -> tuple[float, float, str]:
+async def _timed(
+    mixture: MoA, sampling: Sampling | None = None, question: str = "Explain the staircase."
+) -> tuple[float, float, str]:
     started = time.perf_counter()
     first = None
     parts: list[str] = []
-    async for event in mixture.stream("Explain the staircase.", sampling=sampling):
+    async for event in mixture.stream(question, sampling=sampling):
         if isinstance(event, Token):
             first = first or time.perf_counter() - started
             parts.append(event.text)
@@ -91,9 +94,10 @@ async def _measure_simulated(up: FakeUpstream, reps: int, scale: float) -> dict[
 
 
 async def _measure_local(reps: int, tokens: int | None) -> dict[str, dict]:
-    """The modes alternate within each repetition: proposals one after another or in one
-    llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at the
-    embedded model's default spacing and at fixed 16-chunk steps."""
+    """On each of the first `reps` questions the modes alternate: proposals one after another
+    or in one llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at
+    the embedded model's default spacing and at fixed 16-chunk steps."""
+    from moa.providers.local import forget_cached_prompts
     from moa.recipes import build, load
 
     # (label, MOA_LOCAL_BATCH, staircase (chunk_tokens, chunk_growth); None: wait-for-all)
@@ -103,11 +107,16 @@ async def _measure_local(reps: int, tokens: int | None) -> dict[str, dict]:
         ("batched staircase", "1", (None, None)),
         ("batched staircase fixed 16", "1", (16, 1.0)),
     ]
-    out: dict[str, dict] = {label: {"ttft": [], "last": []} for label, _, _ in modes}
+    out: dict[str, dict] = {
+        label: {"ttft": [], "last": [], "answer_chars": []} for label, *_ in modes
+    }
     saved = os.environ.get("MOA_LOCAL_BATCH")
     try:
-        for _ in range(reps):
+        for question in LOCAL_QUESTIONS[:reps]:
             for label, batch, staircase in modes:
+                # Every run reads its prompts cold: the same question's earlier run must not
+                # have left its proposals' or aggregator's prompt in a cache.
+                forget_cached_prompts()
                 os.environ["MOA_LOCAL_BATCH"] = batch  # read when the registry is built
                 mixture = build(load("local-synthesize"))
                 if staircase is not None:
@@ -118,9 +127,10 @@ async def _measure_local(reps: int, tokens: int | None) -> dict[str, dict]:
                         chunk_tokens=chunk,
                         chunk_growth=growth,
                     )
-                first, last, _ = await _timed(mixture, Sampling(max_tokens=tokens))
+                first, last, text = await _timed(mixture, Sampling(max_tokens=tokens), question)
                 out[label]["ttft"].append(first)
                 out[label]["last"].append(last)
+                out[label]["answer_chars"].append(len(text))
                 await mixture.aclose()
     finally:
         if saved is None:
@@ -157,7 +167,8 @@ def run(quick: bool = False) -> RowResult:
             median(m["input_tokens"]) / median(base["input_tokens"]),
         )
     try:
-        local = asyncio.run(_measure_local(*((1, QUICK_LOCAL_TOKENS) if quick else (3, None))))
+        settings = (1, QUICK_LOCAL_TOKENS) if quick else (len(LOCAL_QUESTIONS), None)
+        local = asyncio.run(_measure_local(*settings))
     except ImportError as error:
         row.notes.append(f"embedded model skipped: {error}")
         return row
@@ -165,6 +176,7 @@ def run(quick: bool = False) -> RowResult:
     for label, m in local.items():
         row.add(f"local-synthesize {label}: first token", median(m["ttft"]), "s")
         row.add(f"local-synthesize {label}: last token", median(m["last"]), "s")
+        row.add(f"local-synthesize {label}: answer length", median(m["answer_chars"]), "chars")
     base = local["batched wait-for-all"]
     goals = {"ttft": "<= 0.3", "last": "<= 1.1"}
     for label in ("batched staircase", "batched staircase fixed 16"):

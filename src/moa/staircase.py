@@ -65,10 +65,10 @@ class Spacing:
 # Chosen by measurement (benchmarks row 10, README "Time to first token"). A served model
 # generates proposals and steps side by side: fixed chunks, as in the paper. The embedded model
 # does all of it on the same cores, where every step re-reads its prompt from the first
-# proposal that grew (at ~0.4x the cost of a generated token here) while the proposers wait:
-# a first step soon, then few.
+# proposal that grew (a third of a generated token's cost here: benchmarks.local_costs) while
+# the proposers wait: a first step soon, then few.
 SERVED_SPACING = Spacing(chunk_tokens=64, growth=1.0)
-KV_SPACING = Spacing(chunk_tokens=16, growth=4.0)
+KV_SPACING = Spacing(chunk_tokens=32, growth=4.0)
 
 
 def spacing(aggregator: Aggregator, model: str, registry: Registry) -> Spacing:

@@ -197,6 +197,20 @@ _SCHEDULERS: dict[tuple[Path, int, int], Scheduler] = {}
 _SCHEDULERS_LOCK = threading.Lock()
 
 
+def forget_cached_prompts() -> None:
+    """Drop what every loaded model holds of earlier prompts — the batches' kept cells and the
+    `Llama`s' own caches — so that the next call reads its prompt whole, as on a fresh
+    process (benchmarks compare runs of the same question this way)."""
+
+    def forget() -> None:
+        for scheduler in list(_SCHEDULERS.values()):
+            scheduler.forget_kept()
+        for loaded in _MODELS.values():
+            loaded.llama.reset()
+
+    _LLAMA_THREAD.submit(forget).result()
+
+
 class LocalProvider:
     """`batching`: interleave concurrent requests to a model in one llama.cpp batch
     (moa.providers.local_batch); default on, off with MOA_LOCAL_BATCH=0."""

@@ -93,6 +93,11 @@ class Scheduler:
                 self._scheduled = True
                 self._executor.submit(self._step)
 
+    def forget_kept(self) -> None:
+        """Drop the cells ended sequences left (on the llama thread)."""
+        if self._batch is not None:
+            self._batch.forget_kept()
+
     def _active(self) -> list[BatchSequence]:
         return self._batch.active if self._batch is not None else []
 
@@ -201,6 +206,13 @@ class _Batch:
         self.active = []
         self.idle = {}
         llama_cpp.llama_memory_clear(self._ctx.memory, True)
+
+    def forget_kept(self) -> None:
+        import llama_cpp
+
+        for seq in self.idle:
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq, -1, -1)
+        self.idle = {}
 
     def start(self, loaded: _LoadedModel, job: Job, prepared: Prepared) -> None:
         chain = sampler(loaded, job.sampling, prepared.default_temperature)
