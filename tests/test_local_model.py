@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -188,3 +190,21 @@ async def test_staircase_runs_on_the_local_recipe() -> None:
     aggregator = result.calls[-1]
     assert aggregator.role == "aggregator" and aggregator.steps
     assert sum(s.tokens_added for s in aggregator.steps) == len(tokens)
+
+
+def test_loading_the_embedded_models_prints_nothing_on_stderr() -> None:
+    """llama.cpp's warnings (Gemma 3's "using full-size SWA cache", once per context) are not
+    the user's business: stderr is moa's progress and its errors only."""
+    script = (
+        "import asyncio\n"
+        "from moa.providers.local import LocalProvider\n"
+        "from moa.types import ChatRequest, Message, Sampling\n"
+        "provider = LocalProvider()\n"
+        "for model in ('gemma3-270m', 'smollm2'):\n"  # each: its own context and the batch's
+        "    ask = ChatRequest(model, (Message(role='user', content='Hi'),), Sampling(max_tokens=2))\n"
+        "    asyncio.run(provider.complete(ask))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stderr == ""

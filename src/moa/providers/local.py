@@ -81,12 +81,29 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+def _print_only_llama_errors() -> None:
+    """llama-cpp-python prints llama.cpp's messages at its logger's level (errors, unless
+    `verbose`), but reads ggml's levels by an older numbering, in which today's WARN (3) is an
+    error: Gemma 3's "using full-size SWA cache" warning reached every `moa ask`'s stderr. Its
+    table is corrected to ggml's current enum (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
+    rather than its callback replaced: a Python callback of moa's own was measured to crash the
+    interpreter at exit, when llama.cpp called it during teardown."""
+    import logging
+
+    from llama_cpp import _logger
+
+    _logger.GGML_LOG_LEVEL_TO_LOGGING_LEVEL.update(
+        {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+    )
+
+
 class _LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
         try:
             from llama_cpp import Llama
         except ImportError:
             raise MissingExtraError("llama-cpp-python", "local") from None
+        _print_only_llama_errors()
         self.llama: Any = Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
