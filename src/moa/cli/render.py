@@ -19,25 +19,38 @@ from moa.trace import CallRecord, Result
 
 
 class Progress:
-    """Prints one stderr line per finished proposal and the answer's tokens to stdout."""
+    """Prints one stderr line per finished proposal and the answer's tokens to stdout.
+
+    Once the answer has started, progress lines wait for its end: a staircase aggregator
+    streams while its proposers are still finishing, and in a terminal their lines would land
+    in the middle of the answer's text."""
 
     def __init__(self, out: Console, err: Console, *, show_proposals: bool, quiet: bool) -> None:
         self.out, self.err = out, err
         self.show_proposals = show_proposals
         self.quiet = quiet
+        self._answering = False
+        self._held: list[str] = []
+
+    def _note(self, line: str) -> None:
+        if self._answering:
+            self._held.append(line)
+        else:
+            self.err.print(line)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Token):
+            self._answering = True
             self.out.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
             self.out.file.flush()
         elif isinstance(event, ProposalStarted):
             # A layer's calls all start at once, index 0 first: one header per layer.
             if event.index == 0 and not self.quiet:
-                self.err.print(f"[dim]layer {event.layer}: proposing…[/dim]")
+                self._note(f"[dim]layer {event.layer}: proposing…[/dim]")
         elif isinstance(event, ProposalFinished | ProposalFailed):
             self._proposal(event.record)
         elif isinstance(event, AggregatorStarted) and not self.quiet:
-            self.err.print(f"[dim]aggregating with {escape(event.model)}…[/dim]")
+            self._note(f"[dim]aggregating with {escape(event.model)}…[/dim]")
         elif isinstance(event, Done):
             self._done(event.result)
 
@@ -47,16 +60,20 @@ class Progress:
         where = f"layer {record.layer} · {escape(record.model)} #{record.index + 1}"
         if record.ok:
             tokens = record.usage.output_tokens
-            self.err.print(f"  [green]✓[/green] {where} · {record.latency_s:.1f}s · {tokens} tok")
+            self._note(f"  [green]✓[/green] {where} · {record.latency_s:.1f}s · {tokens} tok")
             if self.show_proposals:
-                self.err.print(f"[dim]{escape(record.output.strip())}[/dim]\n")
+                self._note(f"[dim]{escape(record.output.strip())}[/dim]\n")
         else:
-            self.err.print(
+            self._note(
                 f"  [red]✗[/red] {where} · {record.latency_s:.1f}s · {escape(str(record.error))}"
             )
 
     def _done(self, result: Result) -> None:
         self.out.print()
+        self._answering = False
+        for line in self._held:
+            self.err.print(line)
+        self._held = []
         # Warnings are not progress: even --quiet shows what changed the answer's footing.
         for warning in result.warnings:
             self.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
