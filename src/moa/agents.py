@@ -41,6 +41,11 @@ class Agent:
     def of(cls, value: str | Agent) -> Agent:
         return value if isinstance(value, Agent) else cls(value)
 
+    def sampling_under(self, overrides: Sampling, defaults: Sampling) -> Sampling:
+        """The settings a call of this slot is sent: the run's explicit overrides (CLI flags,
+        API request) win over the slot's own settings, which win over the recipe's defaults."""
+        return overrides.merged_over(self.sampling.merged_over(defaults))
+
     def fan_out(self) -> tuple[Agent, ...]:
         """One agent per sample, seeded base + i (or i + 1 without a base seed), so that the
         samples differ even at the same temperature and each stays reproducible."""

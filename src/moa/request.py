@@ -70,9 +70,7 @@ def build_request(
     if not native and has_tool_turns(conversation):
         conversation = as_text(conversation)
     messages = with_examples(with_system(conversation, agent.system), agent.examples)
-    # The run's explicit overrides (CLI flags, API request) win over the agent's own settings,
-    # which win over the recipe's defaults.
-    sampling = call.overrides.merged_over(agent.sampling.merged_over(defaults))
+    sampling = agent.sampling_under(call.overrides, defaults)
     references: list[str] = list(call.references)
     cuts: list[Cut] = []
     notes: list[str] = []

@@ -215,8 +215,7 @@ class Staircase:
     def _room(self) -> int | None:
         """Answer chunks still allowed by the aggregator's max_tokens (None: no limit)."""
         agent = self.stage.aggregator.candidates[self.records[-1].index]
-        caller = self.stage.caller
-        limit = self.stage.overrides.merged_over(agent.sampling.merged_over(caller.defaults))
+        limit = agent.sampling_under(self.stage.overrides, self.stage.caller.defaults)
         if limit.max_tokens is None:
             return None
         return max(0, limit.max_tokens - len(self.written))
@@ -328,9 +327,7 @@ def _summed(steps: list[AggregatorStep]) -> Usage:
 
 def ceilings(layer: ProposalLayer, overrides: Sampling, defaults: Sampling) -> list[int | None]:
     """Each of the layer's proposers' max_tokens, as its call will be sent it."""
-    return [
-        overrides.merged_over(a.sampling.merged_over(defaults)).max_tokens for a in layer.agents
-    ]
+    return [a.sampling_under(overrides, defaults).max_tokens for a in layer.agents]
 
 
 async def stream_staircase(
