@@ -136,7 +136,10 @@ async def test_the_staircase_worst_case_counts_the_resent_references_and_prefix(
     text = PRICED_STAIRCASE.replace("input = 0", "input = 100")
     staircase = build(load(staircase_recipe(recipe_file, text)), registry)
     whole = build(
-        load(staircase_recipe(recipe_file, text.replace("staircase = true", ""))), registry
+        load(
+            staircase_recipe(recipe_file, text.replace("staircase = true\nchunk_tokens = 25", ""))
+        ),
+        registry,
     )
     layer = whole.layers[0]
     calls = [Call(a, as_messages("q"), [], layer.prompt) for a in layer.agents]

@@ -133,3 +133,13 @@ def test_a_recipe_sets_chunk_growth_and_a_bad_one_is_refused(recipe_file, regist
     bad = recipe_file(body + "chunk_growth = 0.5\n")
     with pytest.raises(ConfigError, match="chunk_growth"):
         load(bad)
+
+
+def test_spacing_without_a_staircase_is_refused_not_ignored(recipe_file) -> None:
+    with pytest.raises(ConfigError, match="set staircase = true"):
+        Aggregator("fake:agg", chunk_growth=2)
+    path = recipe_file(
+        '[[layers]]\nmodels = ["fake:a"]\n[aggregator]\nmodel = "fake:agg"\nchunk_tokens = 16\n'
+    )
+    with pytest.raises(ConfigError, match="set staircase = true"):
+        build(load(path))

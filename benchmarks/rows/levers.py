@@ -79,7 +79,12 @@ def _moa(
             )
             for layer in range(1, layers + 1)
         ),
-        Aggregator("fake:agg", strategy=strategy, staircase=staircase, chunk_tokens=CHUNK_TOKENS),
+        Aggregator(
+            "fake:agg",
+            strategy=strategy,
+            staircase=staircase,
+            chunk_tokens=CHUNK_TOKENS if staircase else None,
+        ),
         registry=registry,
         retry=RetryPolicy(max_attempts=1),
     )

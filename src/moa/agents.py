@@ -157,6 +157,11 @@ class Aggregator:
             raise ConfigError(
                 f"staircase streams the `synthesize` strategy only, not {strategy.name!r}"
             )
+        if not staircase and (chunk_tokens is not None or chunk_growth is not None):
+            raise ConfigError(
+                "chunk_tokens and chunk_growth space a staircase aggregator's steps: set "
+                "staircase = true as well, or leave them out"
+            )
         self.staircase = staircase
         if chunk_growth is not None and not chunk_growth >= 1:
             raise ConfigError(f"chunk_growth must be 1 or more, got {chunk_growth}")
