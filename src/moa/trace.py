@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from moa.budget import Cut
-from moa.errors import ProviderError
 from moa.types import NO_USAGE, Usage
 
 # proposer: a layer's answer; aggregator: the final answer (streamed); analyst: the `analysis`
@@ -14,6 +13,17 @@ from moa.types import NO_USAGE, Usage
 # synthesizer: one window's synthesis before the last (Self-MoA-Seq).
 CallRole = Literal["proposer", "aggregator", "analyst", "selector", "ranker", "synthesizer"]
 CallStatus = Literal["ok", "failed", "cancelled"]
+
+
+class Failure(Protocol):
+    """What a record keeps of a failed call (`moa.errors.ProviderError` is one): the trace
+    sits below the error tree, which carries traces."""
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -48,7 +58,7 @@ class CallRecord:
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
     steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
 
-    def fail(self, error: ProviderError) -> None:
+    def fail(self, error: Failure) -> None:
         self.status, self.error, self.attempts = "failed", str(error), error.attempts
         self.error_kind = error.kind
 
