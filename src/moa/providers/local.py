@@ -31,6 +31,7 @@ from moa.errors import (
 )
 from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.local_batch import Scheduler, batching_enabled
+from moa.providers.local_model import LoadedModel, render_completion
 from moa.providers.local_sequence import Job
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
@@ -81,120 +82,20 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
-def _print_only_llama_errors() -> None:
-    """llama-cpp-python prints llama.cpp's messages at its logger's level (errors, unless
-    `verbose`), but reads ggml's levels by an older numbering, in which today's WARN (3) is an
-    error: Gemma 3's "using full-size SWA cache" warning reached every `moa ask`'s stderr. Its
-    table is corrected to ggml's current enum (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
-    rather than its callback replaced: a Python callback of moa's own was measured to crash the
-    interpreter at exit, when llama.cpp called it during teardown."""
-    import logging
-
-    from llama_cpp import _logger
-
-    _logger.GGML_LOG_LEVEL_TO_LOGGING_LEVEL.update(
-        {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-    )
-
-
-class _LoadedModel:
-    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise MissingExtraError("llama-cpp-python", "local") from None
-        _print_only_llama_errors()
-        self.llama: Any = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
-        )
-        self.name = path.name
-        self.n_ctx = int(self.llama.n_ctx())
-        template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
-        # A base model's GGUF has no chat template: it is prompted as a completion instead.
-        self.chat_template = bool(template)
-        self.system_role = not template or (
-            "system" in template and "System role not supported" not in template
-        )
-        self._template = template
-        self._formatter: Any = None
-
-    def _chat_formatter(self) -> Any:
-        """The formatter llama-cpp-python builds from the GGUF's template (same tokens)."""
-        if self._formatter is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            model = self.llama._model
-            eos, bos = self.llama.token_eos(), self.llama.token_bos()
-            self._formatter = Jinja2ChatFormatter(
-                self._template,
-                model.token_get_text(eos) if eos != -1 else "",
-                model.token_get_text(bos) if bos != -1 else "",
-            )
-        return self._formatter
-
-    def batch_prompt(self, messages: tuple[Message, ...]) -> tuple[list[int], list[str], float]:
-        """The prompt tokens, added stop strings and default temperature of the high-level
-        call `_generate` would make: `create_chat_completion` for a chat model with the
-        GGUF's own template, `create_completion` for a base model or for a continuation of a
-        final assistant message. Raises LookupError for a template llama-cpp-python replaces
-        with a built-in format (the batch renders only the GGUF's)."""
-        llama = self.llama
-        if self.chat_template and llama.chat_format != "chat_template.default":
-            raise LookupError(llama.chat_format)
-        if messages and messages[-1]["role"] == "assistant":
-            return self._completion_tokens(self.render_continuation(messages)), [], 0.8
-        if self.chat_template:
-            result = self._chat_formatter()(messages=[dict(m) for m in messages])
-            prompt = llama.tokenize(result.prompt.encode(), add_bos=False, special=True)
-            return prompt, list(result.stop), 0.2
-        return self._completion_tokens(render_completion(messages)), [], 0.8
-
-    def _completion_tokens(self, text: str) -> list[int]:
-        """`text` tokenized as `create_completion` tokenizes its prompt."""
-        llama, model = self.llama, self.llama._model
-        head: list[int] = []
-        if model.add_bos_token() and llama.token_bos() != -1:
-            head = [model.token_cls() if model.token_cls() != -1 else llama.token_bos()]
-        tail: list[int] = []
-        if model.add_eos_token() or model.token_sep() != -1:
-            tail = [model.token_sep() if model.token_sep() != -1 else llama.token_eos()]
-        return [*head, *llama.tokenize(text.encode(), add_bos=False, special=True), *tail]
-
-    def usage_input_tokens(self, messages: tuple[Message, ...]) -> int:
-        """What `Usage.input_tokens` has always said for this model (the messages' text)."""
-        prompt = "\n".join(m["content"] for m in messages).encode()
-        return len(self.llama.tokenize(prompt, add_bos=False))
-
-    def render_continuation(self, messages: tuple[Message, ...]) -> str:
-        """The prompt that makes the model continue the final assistant message: the chat
-        template up to the assistant's turn, then the text it has written. It shares its
-        tokens with the previous step's prompt up to the first changed reference, and that part
-        of the KV cache is reused: the batch's kept cells (moa.providers.local_batch), or
-        llama-cpp-python's own cache when the call runs on the `Llama`."""
-        if not self.chat_template:  # a base model: its completion prompt already ends open
-            return render_completion(messages[:-1]) + messages[-1]["content"]
-        head = [dict(m) for m in messages[:-1]]
-        return str(self._chat_formatter()(messages=head).prompt) + messages[-1]["content"]
-
-    def count_tokens(self, text: str) -> int:
-        # Tokenizing reads the vocabulary only, not the context: safe beside a generation.
-        return len(self.llama.tokenize(text.encode(), add_bos=False, special=False))
-
-
 # llama.cpp constrains output to a JSON schema with a grammar; one sequence per call (no `n`).
 # It continues a partial answer from its own KV cache (staircase streaming).
 LOCAL_CAPABILITIES = Capabilities(json_schema=True, continuation="kv")
 
 # Process-wide: the one llama thread, and the models it has loaded.
 _LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-llama")
-_MODELS: dict[tuple[Path, int, int], _LoadedModel] = {}
+_MODELS: dict[tuple[Path, int, int], LoadedModel] = {}
 
 
-def _load(path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
+def _load(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
     """Runs on the llama thread only, so no lock is needed."""
     key = (path, n_ctx, n_threads)
     if key not in _MODELS:
-        _MODELS[key] = _LoadedModel(path, n_ctx, n_threads)
+        _MODELS[key] = LoadedModel(path, n_ctx, n_threads)
     return _MODELS[key]
 
 
@@ -249,7 +150,7 @@ class LocalProvider:
                 _SCHEDULERS[key] = Scheduler(lambda: _load(*key), _LLAMA_THREAD)
             return _SCHEDULERS[key]
 
-    def _model(self, model: str) -> _LoadedModel:
+    def _model(self, model: str) -> LoadedModel:
         """Load (once per process) on the llama thread; blocks the calling thread."""
         path = resolve_model_path(model)
         return _LLAMA_THREAD.submit(_load, path, self._n_ctx, self._n_threads).result()
@@ -313,7 +214,7 @@ class LocalProvider:
         def emit(item: StreamChunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def generate(loaded: _LoadedModel) -> Iterator[StreamChunk]:
+        def generate(loaded: LoadedModel) -> Iterator[StreamChunk]:
             return _generate(loaded, self._kwargs(request), request.messages)
 
         if self._batching:
@@ -333,7 +234,7 @@ class LocalProvider:
     def _produce(
         self,
         path: Path,
-        generate: Callable[[_LoadedModel], Iterator[StreamChunk]],
+        generate: Callable[[LoadedModel], Iterator[StreamChunk]],
         emit: Callable[[StreamChunk | BaseException | None], None],
         stop: threading.Event,
     ) -> None:
@@ -367,7 +268,7 @@ def _convert(error: BaseException, model: str) -> ProviderError:
 
 
 def _generate(
-    loaded: _LoadedModel, kwargs: dict[str, Any], messages: tuple[Message, ...]
+    loaded: LoadedModel, kwargs: dict[str, Any], messages: tuple[Message, ...]
 ) -> Iterator[StreamChunk]:
     output_tokens = 0
     finish: str | None = None
@@ -401,19 +302,3 @@ def _grammar(response_format: dict[str, Any]) -> Any:
     if schema is None:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
     return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-
-
-def render_completion(messages: tuple[Message, ...] | list[Message]) -> str:
-    """A conversation as a plain few-shot prompt for a base model with no chat template:
-    system text first, then `Q:` / `A:` turns, ending with `A:` for the model to complete
-    (give such a model `stop = ["\\n"]` for one-line answers)."""
-    out: list[str] = []
-    for message in messages:
-        content = message["content"].strip()
-        if message["role"] == "system":
-            out.append(f"{content}\n\n")
-        elif message["role"] == "user":
-            out.append(f"Q: {content}\n")
-        else:
-            out.append(f"A: {content}\n\n")
-    return "".join(out) + "A:"

@@ -59,7 +59,7 @@ from moa.providers.local_sequence import (
 from moa.types import StreamChunk, Usage
 
 if TYPE_CHECKING:
-    from moa.providers.local import _LoadedModel
+    from moa.providers.local_model import LoadedModel
 
 MAX_SEQUENCES = 8  # sequences per batch; more requests wait for a place
 MIN_SHARED = 8  # a shorter common prefix is decoded again rather than waited for
@@ -75,7 +75,7 @@ def batching_enabled() -> bool:
 class Scheduler:
     """One model's batch and its solo queue, stepped on the llama thread."""
 
-    def __init__(self, load: Callable[[], _LoadedModel], executor: Executor) -> None:
+    def __init__(self, load: Callable[[], LoadedModel], executor: Executor) -> None:
         self._load = load
         self._executor = executor
         self._lock = threading.Lock()  # guards the two queues and `_scheduled`
@@ -133,7 +133,7 @@ class Scheduler:
             job.emit(exc)
             job.emit(None)
 
-    def _advance_solo(self, loaded: _LoadedModel) -> None:
+    def _advance_solo(self, loaded: LoadedModel) -> None:
         """A request the batch cannot serve, one chunk per step."""
         if self._solo is None:
             with self._lock:
@@ -159,7 +159,7 @@ class Scheduler:
         self._solo = None
         job.emit(None)
 
-    def _admit(self, loaded: _LoadedModel) -> None:
+    def _admit(self, loaded: LoadedModel) -> None:
         """Waiting requests become sequences, in order, while there are places."""
         while len(self._active()) < MAX_SEQUENCES:
             with self._lock:  # only this thread takes from the queue: the head stays put
@@ -184,7 +184,7 @@ class Scheduler:
 class _Batch:
     """The batch's own llama.cpp context and its live sequences (the llama thread's only)."""
 
-    def __init__(self, loaded: _LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
@@ -214,7 +214,7 @@ class _Batch:
             llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq, -1, -1)
         self.idle = {}
 
-    def start(self, loaded: _LoadedModel, job: Job, prepared: Prepared) -> None:
+    def start(self, loaded: LoadedModel, job: Job, prepared: Prepared) -> None:
         chain = sampler(loaded, job.sampling, prepared.default_temperature)
         new = BatchSequence(job, -1, prepared.prompt, prepared.max_tokens, prepared.stops, chain)
         self._place(new)
@@ -245,12 +245,12 @@ class _Batch:
         if live is not None and live_len >= MIN_SHARED:
             new.copy_from, new.copy_len = live, live_len
 
-    def drop_stopped(self, loaded: _LoadedModel) -> None:
+    def drop_stopped(self, loaded: LoadedModel) -> None:
         """Cancelled callers' sequences go (their cells are kept for reuse), not the others."""
         for s in [s for s in self.active if s.job.stop.is_set()]:
             self._finish(loaded, s, None)
 
-    def step(self, loaded: _LoadedModel) -> None:
+    def step(self, loaded: LoadedModel) -> None:
         """One step: each prompt still being read gets a decode of its own (up to n_batch
         tokens), then every generating sequence's last token goes in one shared decode.
         A prompt is not mixed into the shared batch because llama.cpp splits such a batch
@@ -266,7 +266,7 @@ class _Batch:
         generating = [s for s in self.active if s.decoded >= len(s.prompt) and s not in reading]
         self._run(loaded, [(s, t) for s in generating for t in s.pending()])
 
-    def _run(self, loaded: _LoadedModel, entries: list[tuple[BatchSequence, int]]) -> None:
+    def _run(self, loaded: LoadedModel, entries: list[tuple[BatchSequence, int]]) -> None:
         """Decode these (sequence, token) entries in one batch; sample where a sequence's
         last known token was decoded."""
         import llama_cpp
@@ -311,7 +311,7 @@ class _Batch:
                 s.decoded, s.copy_from = s.copy_len, None
 
     def _finish(
-        self, loaded: _LoadedModel, s: BatchSequence, outcome: str | BaseException | None
+        self, loaded: LoadedModel, s: BatchSequence, outcome: str | BaseException | None
     ) -> None:
         """End a sequence: its usage and finish reason (or its error), then its cells go."""
         import llama_cpp

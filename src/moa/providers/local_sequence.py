@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from moa.types import Message, Sampling, StreamChunk
 
 if TYPE_CHECKING:
-    from moa.providers.local import _LoadedModel
+    from moa.providers.local_model import LoadedModel
 
 # Each sequence has its own cells (moa.providers.local_batch): a request whose prompt and
 # `max_tokens` do not fit in this window runs solo, on the `Llama`'s full context, as always.
@@ -30,7 +30,7 @@ class Job:
     emit: Emit
     stop: threading.Event
     # The generation on the `Llama`, made on the llama thread: how the job runs solo.
-    solo: Callable[[_LoadedModel], Iterator[StreamChunk]]
+    solo: Callable[[LoadedModel], Iterator[StreamChunk]]
     batchable: bool  # False: a grammar, logprobs — solo from the start
 
 
@@ -59,7 +59,7 @@ class BatchSequence:
             return self.prompt[self.decoded :]
         return [self.next_token] if self.next_token is not None else []
 
-    def take(self, loaded: _LoadedModel, token: int) -> str | None:
+    def take(self, loaded: LoadedModel, token: int) -> str | None:
         """A sampled token, handled as llama-cpp-python's streaming completion does: an
         end-of-generation token or a stop string ends the sequence ("stop"), `max_tokens`
         ends it ("length"); text that may be the start of a stop string is held back.
@@ -114,11 +114,11 @@ class Prepared:
     default_temperature: float
 
 
-def window(loaded: _LoadedModel) -> int:
+def window(loaded: LoadedModel) -> int:
     return min(SEQUENCE_WINDOW, loaded.n_ctx)
 
 
-def prepare(loaded: _LoadedModel, job: Job) -> Prepared | BaseException | None:
+def prepare(loaded: LoadedModel, job: Job) -> Prepared | BaseException | None:
     """The prompt tokens, token limit and stop strings llama-cpp-python's high-level call
     would use for this request. None: the request runs solo — its model's chat format is one
     the batch does not render, or it does not fit a sequence's window (a prompt over the
@@ -137,7 +137,7 @@ def prepare(loaded: _LoadedModel, job: Job) -> Prepared | BaseException | None:
     return Prepared(prompt, max_tokens, stop_bytes, default_temperature)
 
 
-def sampler(loaded: _LoadedModel, sampling: Sampling, default_temperature: float) -> Any:
+def sampler(loaded: LoadedModel, sampling: Sampling, default_temperature: float) -> Any:
     """The chain the high-level call samples with (its defaults: top_k 40, top_p 0.95,
     min_p 0.05, typical 1.0, no penalties; greedy at temperature 0), made by the `Llama`
     itself so that the two paths cannot drift apart. Its seed too: the request's, else one
