@@ -14,7 +14,7 @@ from moa.errors import BudgetExceededError, ConfigError
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
 from moa.request import Call
-from moa.spending import plan_call, run_worst_case, worst_case
+from moa.spending import plan_call, worst_case
 from moa.testing import FakeUpstream, Reply
 
 CONTINUES = Capabilities(continuation="assistant")
@@ -122,7 +122,7 @@ async def test_max_cost_usd_bounds_a_staircase_as_every_step_it_may_take(
         await mixture.arun("q", max_cost_usd=0.0799)
     assert refused.value.worst_case_usd == pytest.approx(0.03 + 5 * 0.01)
     assert upstream.requests == []  # neither the last layer nor the aggregator started
-    assert await run_worst_case(mixture, "q") == pytest.approx(0.08)
+    assert await mixture.worst_case_usd("q") == pytest.approx(0.08)
 
     result = await mixture.arun("q", max_cost_usd=0.08)
     assert result.text == ANSWER
@@ -145,7 +145,7 @@ async def test_the_staircase_worst_case_counts_the_resent_references_and_prefix(
     calls = [Call(a, as_messages("q"), [], layer.prompt) for a in layer.agents]
     proposers = worst_case([await plan_call(whole.caller, c) for c in calls], whole.prices)
 
-    stair_aggregator = await run_worst_case(staircase, "q") - proposers
-    whole_aggregator = await run_worst_case(whole, "q") - proposers
+    stair_aggregator = await staircase.worst_case_usd("q") - proposers
+    whole_aggregator = await whole.worst_case_usd("q") - proposers
     # 5 steps, each reading more than the whole-answer call: the answer so far comes on top.
     assert stair_aggregator > 5 * whole_aggregator > 0

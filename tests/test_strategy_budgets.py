@@ -11,7 +11,6 @@ import pytest
 
 from moa import recipes
 from moa.errors import BudgetExceededError
-from moa.spending import run_worst_case
 from moa.testing import FakeUpstream, Reply
 
 ONE_CALL_BUDGET = 0.01  # covers layer 1 (3 × 0.00105), not one aggregator call (≈ 0.2)
@@ -118,7 +117,7 @@ async def test_a_batch_bounds_a_whole_run_by_its_strategy_too(
     """`moa batch --budget` prices a prompt before it starts, with the same steps."""
     one = recipes.build(recipes.parse(recipe("synthesize", proposers)), registry)
     many = recipes.build(recipes.parse(recipe(strategy, proposers, extra)), registry)
-    assert await run_worst_case(many, "q") > await run_worst_case(one, "q")
+    assert await many.worst_case_usd("q") > await one.worst_case_usd("q")
 
 
 class FirstProposal:

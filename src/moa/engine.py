@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.budget import CHARS_PER_TOKEN
 from moa.cache import Cache
 from moa.caller import Caller
 from moa.errors import ConfigError
@@ -23,10 +24,13 @@ from moa.pipeline import Prompt, Run, ToolList
 from moa.pipeline import as_messages as as_messages  # its home before moa.pipeline
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
+from moa.request import Call
 from moa.retry import RetryPolicy
+from moa.spending import PlannedCall, plan_call, staircase_steps, strategy_worst_case, worst_case
 from moa.staircase import refuse_whole_answer_options
-from moa.trace import Result
-from moa.types import Answering, Sampling
+from moa.strategies import Stage
+from moa.trace import CallRecord, Result
+from moa.types import Answering, Message, Sampling
 
 
 class MoA(Lifecycle):
@@ -103,8 +107,12 @@ class MoA(Lifecycle):
         CPU) and yields no `ProposalDelta`; a staircase's last layer streams regardless.
         """
         run = await Run.start(
-            self,
+            self.layers,
+            self.aggregator,
+            self.caller,
+            self.prices,
             prompt,
+            max_cost_default=self.max_cost_usd,
             sampling=sampling,
             aggregator_sampling=aggregator_sampling,
             max_cost_usd=max_cost_usd,
@@ -141,6 +149,12 @@ class MoA(Lifecycle):
                 if isinstance(event, Done):
                     return event.result
         raise AssertionError("stream() always ends with Done or an exception")
+
+    async def worst_case_usd(self, prompt: Prompt, sampling: Sampling | None = None) -> float:
+        """The most one whole run of `prompt` may cost, before it starts (`moa batch
+        --budget`): every call writes its ceiling, so every reference a later stage reads is
+        as long as it can be."""
+        return await _run_worst_case(self, as_messages(prompt), sampling or Sampling())
 
     def run(
         self,
@@ -183,3 +197,37 @@ def _check_staircase(
                 f'[providers.{provider}] continuation = "assistant" if it does), or turn '
                 f"staircase off"
             )
+
+
+async def _run_worst_case(moa: MoA, messages: list[Message], overrides: Sampling) -> float:
+    references: list[str] = []
+    calls: list[PlannedCall] = []
+    total = 0.0
+    for layer in moa.layers:
+        calls = [
+            await plan_call(moa.caller, Call(a, messages, references, layer.prompt, overrides))
+            for a in layer.agents
+        ]
+        total += worst_case(calls, moa.prices)
+        references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
+    if moa.aggregator.staircase:
+        steps = await staircase_steps(
+            moa.caller, moa.aggregator, messages, calls, overrides, moa.prices
+        )
+        return total + worst_case(steps, moa.prices)
+    # Distinct, so that no two agree (`vote` would answer one with no call).
+    proposals = [
+        CallRecord(len(moa.layers), i, "", "proposer", output=f"{i}{text}")
+        for i, text in enumerate(references)
+    ]
+    stage = Stage(
+        number=len(moa.layers) + 1,
+        messages=messages,
+        proposals=proposals,
+        aggregator=moa.aggregator,
+        caller=moa.caller,
+        overrides=overrides,
+        result=Result(),
+        proposers=moa.layers[-1].agents if moa.layers else (),
+    )
+    return total + worst_case(await strategy_worst_case(stage, moa.prices), moa.prices)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from moa.agents import Agent, Aggregator, ProposalLayer
 from moa.caller import Caller
@@ -29,9 +29,6 @@ from moa.strategies.base import answers, offer_tools, refuse_unsupported
 from moa.strategies.vote import agreement, answer_with
 from moa.trace import CallRecord, Result
 from moa.types import Answering, Message, Sampling, Tools
-
-if TYPE_CHECKING:
-    from moa.engine import MoA
 
 Prompt = str | Sequence[Message]
 ToolList = Sequence[Mapping[str, Any]]  # OpenAI's {"type": "function", "function": {...}}
@@ -81,9 +78,13 @@ class Run:
     @classmethod
     async def start(
         cls,
-        moa: MoA,
+        layers: tuple[ProposalLayer, ...],
+        aggregator: Aggregator,
+        caller: Caller,
+        prices: PriceBook,
         prompt: Prompt,
         *,
+        max_cost_default: float | None,
         sampling: Sampling | None,
         aggregator_sampling: Sampling | None,
         max_cost_usd: float | None,
@@ -91,24 +92,23 @@ class Run:
         tools: ToolList | None,
         proposal_deltas: bool = True,
     ) -> Run:
-        """A run of `moa` over `prompt`, its input checked and everything it would refuse
-        refused before any call (see `MoA.stream` for the arguments)."""
+        """A run of a MoA's stages over `prompt`, its input checked and everything it would
+        refuse refused before any call (see `MoA.stream` for the arguments)."""
         messages = as_messages(prompt)
-        aggregator = moa.aggregator
-        answering, dropped = await offer_tools(moa.caller, aggregator, with_tools(answering, tools))
-        await refuse_unsupported(moa.caller, aggregator, answering)
+        answering, dropped = await offer_tools(caller, aggregator, with_tools(answering, tools))
+        await refuse_unsupported(caller, aggregator, answering)
         overrides = sampling or Sampling()
-        limit = max_cost_usd if max_cost_usd is not None else moa.max_cost_usd
-        budget = None if limit is None else Budget(limit, moa.prices, overrides)
+        limit = max_cost_usd if max_cost_usd is not None else max_cost_default
+        budget = None if limit is None else Budget(limit, prices, overrides)
         if budget is not None:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
             _refuse_for_staircase(answering)
         return cls(
-            layers=moa.layers,
+            layers=layers,
             aggregator=aggregator,
-            caller=moa.caller,
-            prices=moa.prices,
+            caller=caller,
+            prices=prices,
             messages=messages,
             overrides=overrides,
             final=(aggregator_sampling or Sampling()).merged_over(overrides),
@@ -182,8 +182,7 @@ class Run:
         and the strategy is vote (it would answer with the same proposal, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
             if self.budget is not None:  # the last layer and the aggregator, bounded together
-                references = [r.output for r in self.proposals]
-                await self.budget.check_staircase(stage, self.layers[-1], references)
+                await self.budget.check_staircase(stage, self.layers[-1])
             events = self._staircase(stage)
         elif self.agreed is not None and self.aggregator.strategy.name == "vote":
             why = "stop_when agree with vote: no aggregator call"

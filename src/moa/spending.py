@@ -9,7 +9,7 @@ their prompt tokens (estimated high, see moa.budget) and `max_tokens` as the cei
 answer (without max_tokens: the rest of the model's context window). If what the run has spent
 plus that worst case would pass the budget, `BudgetExceededError` is raised and no call of the
 stage is made. A staircase aggregator runs alongside the last layer, so the two are checked
-together (`Budget.check_staircase`), the aggregator as every step it may take. `run_worst_case`
+together (`Budget.check_staircase`), the aggregator as every step it may take. `MoA.worst_case_usd`
 bounds a whole run before it starts (`moa batch --budget`).
 
 A model whose price is unknown cannot be bounded, so a budget refuses it too (price it in the
@@ -31,12 +31,10 @@ from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.request import Call
 from moa.staircase import spacing
-from moa.trace import CallRecord, Result
+from moa.trace import Result
 from moa.types import ChatRequest, Message, Sampling, Usage
 
 if TYPE_CHECKING:
-    from moa.engine import MoA
-    from moa.pipeline import Prompt
     from moa.strategies import Stage, Step, Strategy
 
 KNOBS = "max_cost_usd in the recipe, --max-cost, or moa_max_cost_usd in a request"
@@ -100,11 +98,11 @@ class Budget:
         name = stage.aggregator.strategy.name
         self.check(f"the aggregator ({name}, {calls})", planned, stage.result)
 
-    async def check_staircase(
-        self, stage: Stage, layer: ProposalLayer, references: Sequence[str]
-    ) -> None:
+    async def check_staircase(self, stage: Stage, layer: ProposalLayer) -> None:
         """Before the last layer starts under a staircase aggregator: both run at once, so
-        they are bounded at once, before either makes a call."""
+        they are bounded at once, before either makes a call. The layer reads the stage's
+        proposals (those of the layer before it)."""
+        references = stage.references
         calls = [
             Call(a, stage.messages, references, layer.prompt, self.overrides) for a in layer.agents
         ]
@@ -170,47 +168,6 @@ async def staircase_steps(
         planned.append(PlannedCall(agent.model, step.input_tokens, whole.max_output_tokens))
     dearest = max(planned, key=lambda p: worst_case([p], prices))
     return [dearest] * count
-
-
-async def run_worst_case(moa: MoA, prompt: Prompt, sampling: Sampling | None = None) -> float:
-    """The most one whole run of `prompt` may cost, before it starts: every call writes its
-    ceiling, and so every reference a later stage reads is as long as it can be."""
-    from moa.pipeline import as_messages
-    from moa.strategies import Stage
-
-    messages = as_messages(prompt)
-    overrides = sampling or Sampling()
-    references: list[str] = []
-    calls: list[PlannedCall] = []
-    total = 0.0
-    for layer in moa.layers:
-        calls = [
-            await plan_call(moa.caller, Call(a, messages, references, layer.prompt, overrides))
-            for a in layer.agents
-        ]
-        total += worst_case(calls, moa.prices)
-        references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
-    if moa.aggregator.staircase:
-        steps = await staircase_steps(
-            moa.caller, moa.aggregator, messages, calls, overrides, moa.prices
-        )
-        return total + worst_case(steps, moa.prices)
-    # Distinct, so that no two agree (`vote` would answer one with no call).
-    proposals = [
-        CallRecord(len(moa.layers), i, "", "proposer", output=f"{i}{text}")
-        for i, text in enumerate(references)
-    ]
-    stage = Stage(
-        number=len(moa.layers) + 1,
-        messages=messages,
-        proposals=proposals,
-        aggregator=moa.aggregator,
-        caller=moa.caller,
-        overrides=overrides,
-        result=Result(),
-        proposers=moa.layers[-1].agents if moa.layers else (),
-    )
-    return total + worst_case(await strategy_worst_case(stage, moa.prices), moa.prices)
 
 
 def bounded(strategy: Strategy) -> Callable[[Stage], Awaitable[list[Step]]]:

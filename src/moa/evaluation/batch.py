@@ -62,10 +62,9 @@ def worst_case_budget(
         return None
     if limit_usd <= 0:
         raise ConfigError("--budget must be a positive amount of USD")
-    from moa.spending import run_worst_case
 
     async def worst_case(item: Item) -> float:
-        return await run_worst_case(mixture, list(item.messages), sampling)
+        return await mixture.worst_case_usd(list(item.messages), sampling)
 
     return BatchBudget(limit_usd, worst_case)
 
