@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
-from moa.agents import Agent
+from moa.agent import Agent
 from moa.budget import messages_tokens
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
 from moa.layer import run_layer

@@ -21,7 +21,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moa.agents import Agent, Aggregator, ProposalLayer
+    from moa.agent import Agent
+    from moa.agents import Aggregator, ProposalLayer
     from moa.api import arun, run, stream
     from moa.engine import MoA
     from moa.errors import (

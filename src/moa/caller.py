@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from moa.agents import Agent
+from moa.agent import Agent
 from moa.cache import Cache
 from moa.errors import ContextLengthError, ProviderError
 from moa.policies import aclose, chain

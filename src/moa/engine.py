@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.agent import Agent
+from moa.agents import Aggregator, ProposalLayer
 from moa.budget import CHARS_PER_TOKEN
 from moa.cache import Cache
 from moa.caller import Caller

@@ -15,7 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.agent import Agent
+from moa.agents import Aggregator, ProposalLayer
 from moa.caller import Caller
 from moa.cluster import outliers
 from moa.errors import ConfigError, InputError, LayerFailedError
@@ -182,7 +183,7 @@ class Run:
         and the strategy is vote (it would answer with the same proposal, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
             if self.budget is not None:  # the last layer and the aggregator, bounded together
-                await self.budget.check_staircase(stage, self.layers[-1])
+                await self.budget.check_staircase(stage, self.aggregator, self.layers[-1])
             events = self._staircase(stage)
         elif self.agreed is not None and self.aggregator.strategy.name == "vote":
             why = "stop_when agree with vote: no aggregator call"
@@ -203,7 +204,7 @@ class Run:
         stage.proposers, stage.proposals = last.agents, []
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
-        return stream_staircase(stage, layer_events, limits)
+        return stream_staircase(stage, self.aggregator, layer_events, limits)
 
 
 def _refuse_for_staircase(answering: Answering) -> None:

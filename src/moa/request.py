@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from moa.agents import Agent
+from moa.agent import Agent
 from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
 from moa.errors import ConfigError, UnsupportedFieldError
 from moa.prompts import inject_references, with_examples, with_system

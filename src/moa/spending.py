@@ -98,7 +98,9 @@ class Budget:
         name = stage.aggregator.strategy.name
         self.check(f"the aggregator ({name}, {calls})", planned, stage.result)
 
-    async def check_staircase(self, stage: Stage, layer: ProposalLayer) -> None:
+    async def check_staircase(
+        self, stage: Stage, aggregator: Aggregator, layer: ProposalLayer
+    ) -> None:
         """Before the last layer starts under a staircase aggregator: both run at once, so
         they are bounded at once, before either makes a call. The layer reads the stage's
         proposals (those of the layer before it)."""
@@ -108,7 +110,7 @@ class Budget:
         ]
         proposals = [await plan_call(stage.caller, call) for call in calls]
         steps = await staircase_steps(
-            stage.caller, stage.aggregator, stage.messages, proposals, stage.overrides, self.prices
+            stage.caller, aggregator, stage.messages, proposals, stage.overrides, self.prices
         )
         self.check(
             f"layer {stage.number - 1} and the staircase aggregator",

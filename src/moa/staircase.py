@@ -165,6 +165,7 @@ _Item = Event | _Chunk | _End | None  # None: the layer has no more events
 @dataclass(slots=True)
 class Staircase:
     stage: Stage
+    aggregator: Aggregator  # the stage's, with its staircase settings
     spacing: Spacing  # the first candidate's; each step is spaced for the candidate it calls
     partials: Partials
     inbox: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
@@ -251,7 +252,7 @@ class Staircase:
         number = self.step.number + 1 if self.step else 1
         task = asyncio.create_task(_drive(self.stage, call, number, step, record, self.inbox))
         self.step = _Step(number, task, step)
-        self.spacing = spacing(self.stage.aggregator, agent.model, self.stage.caller.registry)
+        self.spacing = spacing(self.aggregator, agent.model, self.stage.caller.registry)
         self.threshold = self.spacing.next_threshold(self.partials.shortest_running())
 
     async def _stop(self) -> None:
@@ -331,13 +332,15 @@ def ceilings(layer: ProposalLayer, overrides: Sampling, defaults: Sampling) -> l
 
 
 async def stream_staircase(
-    stage: Stage, layer: AsyncGenerator[Event, None], ceilings: list[int | None]
+    stage: Stage,
+    aggregator: Aggregator,
+    layer: AsyncGenerator[Event, None],
+    ceilings: list[int | None],
 ) -> AsyncIterator[Event]:
-    """The last layer's events (`layer`, filling `stage.proposals`) and the answer's tokens,
-    as they happen; `ceilings`: each proposer's max_tokens."""
-    aggregator = stage.aggregator
+    """The last layer's events (`layer`, filling `stage.proposals`) and `aggregator`'s
+    answer's tokens, as they happen; `ceilings`: each proposer's max_tokens."""
     first = spacing(aggregator, aggregator.agent.model, stage.caller.registry)
-    staircase = Staircase(stage, first, Partials.of(ceilings))
+    staircase = Staircase(stage, aggregator, first, Partials.of(ceilings))
 
     async def pump() -> None:
         async with aclosing(layer):

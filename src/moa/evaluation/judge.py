@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from moa.agents import Agent
+from moa.agent import Agent
 from moa.cache import Cache
 from moa.caller import Caller
 from moa.pricing import PriceBook

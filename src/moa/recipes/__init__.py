@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from moa.agents import Agent, Aggregator, ProposalLayer
+from moa.agent import Agent
+from moa.agents import Aggregator, ProposalLayer
 from moa.errors import RecipeError, UnpricedModelError
 from moa.pricing import Price, PriceBook
 from moa.providers.registry import ProviderConfig, Registry

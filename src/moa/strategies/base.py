@@ -20,7 +20,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
-from moa.agents import Agent, Aggregator
+from moa.agent import Agent
 from moa.caller import Caller
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token
@@ -30,12 +30,37 @@ from moa.trace import CallRecord, CallRole, Choice, Result
 from moa.types import Answering, Message, ResponseFormat, Sampling
 
 
+class AggregatorView(Protocol):
+    """What a strategy reads of the aggregator it answers for (`moa.agents.Aggregator` is
+    one): strategies sit below the engine that builds aggregators, and never import it."""
+
+    @property
+    def agent(self) -> Agent: ...
+
+    @property
+    def candidates(self) -> tuple[Agent, ...]:
+        """The aggregator, then its fallbacks, in the order they are tried."""
+        ...
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def strategy(self) -> Strategy: ...
+
+    @property
+    def top_k(self) -> int: ...
+
+    @property
+    def window(self) -> int | None: ...
+
+
 @dataclass(slots=True)
 class Stage:
     number: int  # the aggregator's layer number (layers + 1)
     messages: list[Message]
     proposals: list[CallRecord]  # the last layer's answers, in proposer order
-    aggregator: Aggregator
+    aggregator: AggregatorView
     caller: Caller
     overrides: Sampling  # the run's settings for the aggregator
     result: Result
@@ -122,7 +147,7 @@ async def answers(stage: Stage) -> AsyncIterator[Event]:
 
 
 async def offer_tools(
-    caller: Caller, aggregator: Aggregator, answering: Answering
+    caller: Caller, aggregator: AggregatorView, answering: Answering
 ) -> tuple[Answering, str | None]:
     """Tools the aggregator may leave uncalled (`tool_choice` unset, "auto" or "none") that it
     cannot take are not a reason to refuse: answering in text is what such a request allows —
@@ -144,7 +169,9 @@ async def offer_tools(
     return replace(answering, tools=None), note
 
 
-async def refuse_unsupported(caller: Caller, aggregator: Aggregator, answering: Answering) -> None:
+async def refuse_unsupported(
+    caller: Caller, aggregator: AggregatorView, answering: Answering
+) -> None:
     """UnsupportedFieldError, before any call, if an aggregator candidate cannot honour
     `answering` (a fallback that dropped the tools would answer something else than asked)."""
     if answering == Answering(n=answering.n):

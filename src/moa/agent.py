@@ -1,0 +1,54 @@
+"""One model slot of a mixture: which model, with what settings and system prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from moa.errors import ConfigError
+from moa.types import Sampling
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """One model slot. The same model may fill several slots (Self-MoA) with other seeds."""
+
+    model: str  # `provider:model`
+    sampling: Sampling = field(default_factory=Sampling)
+    system: str | None = None  # this slot's own system prompt
+    system_role: bool | None = None  # None: ask the provider whether the template has one
+    context_window: int | None = None  # tokens; None: the provider's or a known default
+    timeout_s: float | None = None  # per call; None: the provider's, else the recipe's
+    # Self-MoA: this slot fans out into `samples` calls with distinct seeds (moa makes the
+    # calls itself: llama.cpp refuses n > 1 and Ollama ignores it).
+    samples: int = 1
+    # Few-shot example turns (question, answer) put before the conversation: how a small model
+    # is shown the form of answer wanted (a base model sees them as a Q:/A: prompt).
+    examples: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"{self.model}: samples must be at least 1, got {self.samples}")
+
+    @classmethod
+    def of(cls, value: str | Agent) -> Agent:
+        return value if isinstance(value, Agent) else cls(value)
+
+    def sampling_under(self, overrides: Sampling, defaults: Sampling) -> Sampling:
+        """The settings a call of this slot is sent: the run's explicit overrides (CLI flags,
+        API request) win over the slot's own settings, which win over the recipe's defaults."""
+        return overrides.merged_over(self.sampling.merged_over(defaults))
+
+    def fan_out(self) -> tuple[Agent, ...]:
+        """One agent per sample, seeded base + i (or i + 1 without a base seed), so that the
+        samples differ even at the same temperature and each stays reproducible."""
+        if self.samples == 1:
+            return (self,)
+        base = self.sampling.seed
+        return tuple(
+            replace(
+                self,
+                samples=1,
+                sampling=replace(self.sampling, seed=(base + i) if base is not None else i + 1),
+            )
+            for i in range(self.samples)
+        )
