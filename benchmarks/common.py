@@ -13,7 +13,7 @@ from typing import Any
 
 from moa import MoA, ProviderConfig, Registry, RetryPolicy
 from moa.agents import Aggregator, ProposalLayer
-from moa.ratelimit import RateLimit
+from moa.policies.ratelimit import RateLimit
 
 
 @dataclass

@@ -11,15 +11,15 @@ import pytest
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.budget import CUT_MARK, estimate_tokens
+from moa.call.chain import RateLimited, Retrying, TimeoutBound
 from moa.errors import (
     ConfigError,
     EmptyResponseError,
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from moa.policies import RateLimited, Retrying, TimeoutBound
+from moa.policies.ratelimit import Limits, RateLimit
 from moa.providers.base import ModelProfile
-from moa.ratelimit import Limits, RateLimit
 from moa.request import Call, build_request
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk

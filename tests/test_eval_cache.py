@@ -9,7 +9,7 @@ from pathlib import Path
 from moa import MoA, Registry, RetryPolicy
 from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
-from moa.cache import ResponseCache, default_path
+from moa.policies.cache import ResponseCache, default_path
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message, Sampling
 

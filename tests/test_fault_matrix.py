@@ -22,7 +22,7 @@ from moa import (
     RetryPolicy,
 )
 from moa.budget import CUT_MARK
-from moa.ratelimit import RateLimit
+from moa.policies.ratelimit import RateLimit
 from moa.testing import FakeUpstream, Reply
 
 FAST_RETRY = RetryPolicy(max_attempts=5, base_delay_s=0.05, max_delay_s=0.2)

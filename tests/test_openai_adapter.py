@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from moa import Aggregator, LayerFailedError, MoA, ProposalLayer, Registry, RetryPolicy
-from moa.policies import chain
+from moa.call.chain import chain
+from moa.policies.ratelimit import Limits
 from moa.providers import openai_compat
 from moa.providers.openai_compat import _sse_data
-from moa.ratelimit import Limits
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message
 

@@ -13,8 +13,8 @@ import pytest
 
 from moa import ProviderError, RetryPolicy
 from moa.errors import UpstreamStatusError
-from moa.ratelimit import Limiter, Limits, RateLimit
-from moa.retry import with_retries
+from moa.policies.ratelimit import Limiter, Limits, RateLimit
+from moa.policies.retry import with_retries
 from moa.testing.virtual_time import run_virtual
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from moa.cache import ResponseCache
 from moa.errors import ConfigError
+from moa.policies.cache import ResponseCache
 from moa.shared.cache import RedisCache, split_ttl
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
 

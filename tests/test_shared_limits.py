@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from moa.evaluation.shard import shard_of
-from moa.ratelimit import Limiter, Limits, RateLimit
+from moa.policies.ratelimit import Limiter, Limits, RateLimit
 from moa.shared import limiter_factory, share_limits
 from moa.shared.limiter import Leases, RedisLimiter, keys
 from moa.shared.link import Link
@@ -170,7 +170,7 @@ async def test_a_429_seen_by_one_worker_pauses_and_slows_them_all(redis_server) 
 
 HOLDER = """
 import asyncio, sys
-from moa.ratelimit import Limits, RateLimit
+from moa.policies.ratelimit import Limits, RateLimit
 from moa.shared import share_limits
 from moa.shared.limiter import Leases
 

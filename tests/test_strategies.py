@@ -342,7 +342,7 @@ def test_the_embedded_model_gets_the_schema_as_llama_cpp_takes_it() -> None:
 
 
 def test_a_schema_is_part_of_the_cache_key() -> None:
-    from moa.cache import ResponseCache
+    from moa.policies.cache import ResponseCache
     from moa.strategies.analysis import ANALYSIS_SCHEMA
     from moa.types import ChatRequest, Sampling
 

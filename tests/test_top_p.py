@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from moa import Aggregator, MoA, ProposalLayer, RecipeError, Registry, RetryPolicy, recipes
-from moa.cache import ResponseCache
+from moa.policies.cache import ResponseCache
 from moa.providers.openai_params import chat_params
 from moa.strategies.select import SELECT_MAX_TOKENS
 from moa.testing import FakeUpstream, Reply

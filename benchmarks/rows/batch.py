@@ -25,7 +25,7 @@ from benchmarks.common import RowResult, build_moa, fake_registry
 from benchmarks.reference import notebook_moa
 from moa import RetryPolicy
 from moa.errors import MoAError
-from moa.ratelimit import RateLimit
+from moa.policies.ratelimit import RateLimit
 from moa.testing import FakeUpstream
 
 TIME_SCALE = 0.1

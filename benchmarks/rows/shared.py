@@ -106,7 +106,7 @@ def _phase(upstream: FakeUpstream, port: int, duration_s: float) -> dict[str, fl
 
 
 async def _limiter_steps(limiter: object, calls: int) -> None:
-    from moa.ratelimit import Limiter
+    from moa.policies.ratelimit import Limiter
 
     assert isinstance(limiter, Limiter)
     for _ in range(calls):
@@ -121,7 +121,7 @@ async def _limiter_steps(limiter: object, calls: int) -> None:
 def _cpu_per_call(calls: int) -> dict[str, float]:
     """CPU of one call's limiter steps (a provider with a concurrency cap and no rate: a
     slot, pacing, on_success), on Redis vs per process."""
-    from moa.ratelimit import Limits, RateLimit
+    from moa.policies.ratelimit import Limits, RateLimit
     from moa.shared import share_limits
 
     limit = {"fake": RateLimit(max_concurrency=16)}

@@ -50,9 +50,9 @@ if TYPE_CHECKING:
         Token,
         ToolCallDelta,
     )
+    from moa.policies.retry import RetryPolicy
     from moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
     from moa.providers import Provider, ProviderConfig, Registry
-    from moa.retry import RetryPolicy
     from moa.trace import CallRecord, Choice, Result
     from moa.types import Answering, Message, ResponseFormat, Sampling, Tools, Usage
 
@@ -89,7 +89,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     ),
     "moa.prompts": ("AGGREGATE_AND_SYNTHESIZE", "inject_references"),
     "moa.providers": ("Provider", "ProviderConfig", "Registry"),
-    "moa.retry": ("RetryPolicy",),
+    "moa.policies.retry": ("RetryPolicy",),
     "moa.trace": ("CallRecord", "Choice", "Result"),
     "moa.types": ("Answering", "Message", "ResponseFormat", "Sampling", "Tools", "Usage"),
 }

@@ -1,7 +1,7 @@
 """One upstream call for one agent: the request builder, then the provider's policy chain.
 
 The engine decides *what* to call and when; this module decides *how* one call is made:
-`moa.request` shapes it (pure), `moa.policies` wraps the provider in cache / retry / rate
+`moa.request` shapes it (pure), `moa.call.chain` wraps the provider in cache / retry / rate
 limits / timeout, and the Caller puts them together and owns the two rules that need both —
 a context-length refusal is answered once with halved references, and an empty answer is a
 failure only when nothing explains it.
@@ -14,13 +14,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from moa.agent import Agent
-from moa.cache import Cache
+from moa.call.chain import aclose, chain
 from moa.errors import ContextLengthError, ProviderError
-from moa.policies import aclose, chain
+from moa.policies.cache import Cache
+from moa.policies.retry import RetryPolicy
 from moa.providers.base import ModelProfile, Provider
 from moa.providers.registry import Registry
 from moa.request import Built, Call, build_request
-from moa.retry import RetryPolicy
 from moa.trace import CallRecord
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk
 
@@ -31,7 +31,7 @@ class Caller:
     retry: RetryPolicy
     timeout_s: float
     defaults: Sampling
-    cache: Cache | None = None  # reproducible calls only; see moa.cache
+    cache: Cache | None = None  # reproducible calls only; see moa.policies.cache
     # Asked once per model (a local model loads to answer), not on every call.
     _profiles: dict[tuple[str, str], ModelProfile] = field(default_factory=dict)
     # Per provider instance: a registry that was closed makes new ones, which get new chains.

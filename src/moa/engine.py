@@ -16,17 +16,17 @@ from contextlib import aclosing
 from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
 from moa.budget import CHARS_PER_TOKEN
-from moa.cache import Cache
 from moa.caller import Caller
 from moa.errors import ConfigError
 from moa.events import Done, Event
 from moa.lifecycle import Lifecycle
 from moa.pipeline import Prompt, Run, ToolList
 from moa.pipeline import as_messages as as_messages  # its home before moa.pipeline
+from moa.policies.cache import Cache
+from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
 from moa.request import Call
-from moa.retry import RetryPolicy
 from moa.spending import PlannedCall, plan_call, staircase_steps, strategy_worst_case, worst_case
 from moa.staircase import refuse_whole_answer_options
 from moa.strategies import Stage

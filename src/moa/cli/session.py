@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from moa import recipes
-from moa.cache import Cache, ResponseCache, default_path
 from moa.engine import MoA
 from moa.evaluation.judge import Judge
+from moa.policies.cache import Cache, ResponseCache, default_path
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from moa.agent import Agent
-from moa.cache import Cache
 from moa.caller import Caller
+from moa.policies.cache import Cache
+from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry
 from moa.request import Call
-from moa.retry import RetryPolicy
 from moa.types import Message, Sampling, Usage
 
 

@@ -1,5 +1,5 @@
 """Every OpenAI-compatible API (Together, OpenAI, Groq, Fireworks, OpenRouter, Ollama, vLLM…)
-through the official `openai` SDK. SDK retries are off: `moa.retry` owns retrying. What is
+through the official `openai` SDK. SDK retries are off: `moa.policies.retry` owns retrying. What is
 sent is `openai_params`'s; here, sending it and reading what comes back."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from moa.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from moa.retry import parse_retry_after
+from moa.policies.retry import parse_retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
+from moa.policies.ratelimit import Limits, RateLimit
+from moa.policies.retry import RetryPolicy
 from moa.providers.base import Capabilities, Provider
-from moa.ratelimit import Limits, RateLimit
-from moa.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,16 +14,16 @@ from pydantic import ValidationError
 from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
 from moa.errors import RecipeError, UnpricedModelError
+from moa.policies.ratelimit import RateLimit
+from moa.policies.retry import RetryPolicy
 from moa.pricing import Price, PriceBook
 from moa.providers.registry import ProviderConfig, Registry
-from moa.ratelimit import RateLimit
 from moa.recipes.schema import AggregatorSpec, ModelSpec, ProviderSpec, Recipe, SamplingSpec
-from moa.retry import RetryPolicy
 from moa.types import Sampling, Usage
 
 if TYPE_CHECKING:  # the engine loads with the first `build`, not for `moa recipes`
-    from moa.cache import Cache
     from moa.engine import MoA
+    from moa.policies.cache import Cache
 
 __all__ = [
     "Recipe",

@@ -8,7 +8,7 @@ Without Redis nothing changes. Key scheme and faults: see README "Many workers, 
 
 from __future__ import annotations
 
-from moa.ratelimit import Limiter, LimiterFactory, Limits, RateLimit
+from moa.policies.ratelimit import Limiter, LimiterFactory, Limits, RateLimit
 from moa.shared.leases import Leases
 from moa.shared.limiter import RedisLimiter
 from moa.shared.link import Link, check

@@ -1,5 +1,5 @@
 """The response cache on Redis (`--cache redis://HOST:PORT/DB?ttl=SECONDS`): one cache for
-every host, with the keys and the rule of the SQLite cache (`moa.cache`: reproducible calls
+every host, with the keys and the rule of the SQLite cache (`moa.policies.cache`: reproducible calls
 only, a hit comes back with zero usage). Entries expire after `ttl` (default 30 days).
 
 Keys: `moa:cache:<sha256 of the request>`, a JSON string each. While Redis is unreachable
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from moa.cache import ResponseCache, record_stream
 from moa.errors import ConfigError
+from moa.policies.cache import ResponseCache, record_stream
 from moa.shared.link import Link, Unavailable
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 

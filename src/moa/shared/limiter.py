@@ -1,6 +1,6 @@
 """A rate limiter whose state lives in Redis, shared by every process that uses the same key.
 
-It behaves like `moa.ratelimit.Limiter` (the same GCRA pacing of requests and tokens, the
+It behaves like `moa.policies.ratelimit.Limiter` (the same GCRA pacing of requests and tokens, the
 same AIMD learning from 429s), but the schedule, the learned rate, the pause after a 429 and
 the concurrency slots are in Redis, so N workers on one API key pace together as one. While
 Redis is unreachable it is exactly the per-process `Limiter` it extends.
@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from moa.errors import ProviderError
-from moa.ratelimit import Limiter, RateLimit
+from moa.policies.ratelimit import Limiter, RateLimit
 from moa.shared import scripts
 from moa.shared.leases import Leases, SlotLeases
 from moa.shared.link import Link, Unavailable

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from moa.budget import messages_tokens
-from moa.cache import Cache
 from moa.errors import ProviderError, UpstreamTimeoutError
+from moa.policies.cache import Cache
+from moa.policies.ratelimit import Limiter, Limits
+from moa.policies.retry import RetryPolicy, with_retries
 from moa.providers.base import ModelProfile, Provider
-from moa.ratelimit import Limiter, Limits
-from moa.retry import RetryPolicy, with_retries
 from moa.types import ChatRequest, Completion, StreamChunk
 
 
