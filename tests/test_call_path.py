@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
-from moa.budget import CUT_MARK, estimate_tokens
 from moa.call.chain import RateLimited, Retrying, TimeoutBound
 from moa.errors import (
     ConfigError,
@@ -22,6 +21,7 @@ from moa.policies.ratelimit import Limits, RateLimit
 from moa.providers.base import ModelProfile
 from moa.request import Call, build_request
 from moa.testing import FakeUpstream, Reply
+from moa.tokens import CUT_MARK, estimate_tokens
 from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk
 
 USER = [Message(role="user", content="question")]

@@ -21,9 +21,9 @@ from moa import (
     Registry,
     RetryPolicy,
 )
-from moa.budget import CUT_MARK
 from moa.policies.ratelimit import RateLimit
 from moa.testing import FakeUpstream, Reply
+from moa.tokens import CUT_MARK
 
 FAST_RETRY = RetryPolicy(max_attempts=5, base_delay_s=0.05, max_delay_s=0.2)
 

@@ -72,8 +72,8 @@ async def test_a_prompt_over_the_window_is_a_context_length_error_not_malformed(
 
 
 def test_the_local_profile_counts_with_the_models_own_tokenizer() -> None:
-    from moa.budget import estimate_tokens
     from moa.providers.local import LocalProvider
+    from moa.tokens import estimate_tokens
 
     profile = LocalProvider().profile("smollm2")
     text = "The capital of France is Paris."

@@ -160,9 +160,9 @@ async def test_the_tools_an_app_attaches_are_priced_as_prompt_tokens(
     """Open WebUI attaches dozens of tool schemas to every message; they are prompt tokens the
     aggregator is sent, so the worst case counts them."""
     from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry
-    from moa.budget import estimate_tokens
     from moa.pricing import Price, PriceBook
     from moa.providers.base import Capabilities
+    from moa.tokens import estimate_tokens
     from moa.types import Answering, Sampling, Tools
 
     script_proposers(upstream, 2)

@@ -5,7 +5,7 @@ starting on the partial answers of the layer before; a measurement prototype, no
 Simulated upstream: 3 layers of PROPOSERS proposers and an aggregator. Every call answers after
 PREFILL_S (its time to first token) and then writes at TOKENS_PER_S: proposers PROPOSAL_TOKENS,
 the aggregator ANSWER_TOKENS; every model continues a final assistant message. Calls and input
-tokens are counted on the requests the upstream received (moa.budget's estimate).
+tokens are counted on the requests the upstream received (moa.tokens's estimate).
 
 Part A (stop_when): with every proposer writing the same answer ("agree") or its own
 ("disagree"), strategies synthesize and vote, stop_when off and on (on every layer), and the
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.agent import Agent
-from moa.budget import messages_tokens
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
 from moa.layer import run_layer
 from moa.providers.base import Capabilities
@@ -33,6 +32,7 @@ from moa.staircase import Partials, Spacing, Staircase
 from moa.strategies import Stage
 from moa.strategies.vote import agreement
 from moa.testing import FakeUpstream, Reply, continuing
+from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Result
 from moa.types import Message, Sampling
 

@@ -5,7 +5,7 @@ Simulated upstream: 4 proposers of PROPOSAL_TOKENS tokens at TOKENS_PER_S, an ag
 a PREFILL_S time to first token (on every call: each staircase step re-sends the prompt) that
 writes ANSWER_TOKENS at the same rate and continues a final assistant message. Wait-for-all
 and staircase at several chunk sizes alternate, `reps` times each. Input tokens are counted on
-the requests the upstream received (moa.budget's estimate, the same for every mode).
+the requests the upstream received (moa.tokens's estimate, the same for every mode).
 
 Embedded model: the `local-synthesize` recipe (3 proposers of up to 160 tokens, an aggregator
 writing up to 256, all SmolLM2 on one llama.cpp thread; 64 tokens per call with --quick):
@@ -23,10 +23,10 @@ import time
 
 from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
-from moa.budget import messages_tokens
 from moa.events import Token
 from moa.providers.base import Capabilities
 from moa.testing import FakeUpstream, Reply, continuing
+from moa.tokens import messages_tokens
 from moa.types import Sampling
 
 PROPOSERS = 4

@@ -15,7 +15,6 @@ from contextlib import aclosing
 
 from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
-from moa.budget import CHARS_PER_TOKEN
 from moa.caller import Caller
 from moa.errors import ConfigError
 from moa.events import Done, Event
@@ -30,6 +29,7 @@ from moa.request import Call
 from moa.spending import PlannedCall, plan_call, staircase_steps, strategy_worst_case, worst_case
 from moa.staircase import refuse_whole_answer_options
 from moa.strategies import Stage
+from moa.tokens import CHARS_PER_TOKEN
 from moa.trace import CallRecord, Result
 from moa.types import Answering, Message, Sampling
 

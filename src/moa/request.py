@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from moa.agent import Agent
-from moa.budget import Cut, TokenCounter, fit_references, messages_tokens
 from moa.errors import ConfigError, UnsupportedFieldError
 from moa.prompts import inject_references, with_examples, with_system
 from moa.providers.base import ModelProfile
+from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
 from moa.tooluse import as_text, has_tool_turns
 from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling
 

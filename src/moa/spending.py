@@ -5,7 +5,7 @@ Before each proposal layer the engine calls `Budget.check_layer`, before the agg
 `analysis` two, `rank` a ranking per proposer, a `window` one per window, …), each priced as
 its dearest candidate (a fallback answers only when the one before it failed), once per answer
 asked for. A stage's worst case is priced from the requests it is about to send —
-their prompt tokens (estimated high, see moa.budget) and `max_tokens` as the ceiling of every
+their prompt tokens (estimated high, see moa.tokens) and `max_tokens` as the ceiling of every
 answer (without max_tokens: the rest of the model's context window). If what the run has spent
 plus that worst case would pass the budget, `BudgetExceededError` is raised and no call of the
 stage is made. A staircase aggregator runs alongside the last layer, so the two are checked
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from moa.agents import Aggregator, ProposalLayer
-from moa.budget import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.caller import Caller
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.request import Call
 from moa.staircase import spacing
+from moa.tokens import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.trace import Result
 from moa.types import ChatRequest, Message, Sampling, Usage
 

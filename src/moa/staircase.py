@@ -20,7 +20,6 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
 from moa.agents import Aggregator, ProposalLayer
-from moa.budget import messages_tokens
 from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
 from moa.events import (
     AggregatorStarted,
@@ -33,6 +32,7 @@ from moa.events import (
 from moa.providers.registry import Registry, split_model_ref
 from moa.request import Call
 from moa.strategies import Stage
+from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Choice
 from moa.types import Sampling, StreamChunk, Usage
 

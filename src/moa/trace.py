@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from moa.budget import Cut
+from moa.tokens import Cut
 from moa.types import NO_USAGE, Usage
 
 # proposer: a layer's answer; aggregator: the final answer (streamed); analyst: the `analysis`

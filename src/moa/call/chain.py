@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from moa.budget import messages_tokens
 from moa.errors import ProviderError, UpstreamTimeoutError
 from moa.policies.cache import Cache
 from moa.policies.ratelimit import Limiter, Limits
 from moa.policies.retry import RetryPolicy, with_retries
 from moa.providers.base import ModelProfile, Provider
+from moa.tokens import messages_tokens
 from moa.types import ChatRequest, Completion, StreamChunk
 
 

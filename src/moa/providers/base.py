@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from moa.budget import DEFAULT_CONTEXT_WINDOW, TokenCounter, estimate_tokens
+from moa.tokens import DEFAULT_CONTEXT_WINDOW, TokenCounter, estimate_tokens
 from moa.types import ChatRequest, Completion, StreamChunk
 
 # How a provider continues an answer it has already begun: "assistant" — the server continues a

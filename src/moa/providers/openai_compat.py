@@ -14,15 +14,15 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from moa.budget import (
+from moa.providers.base import Capabilities, ModelProfile
+from moa.providers.openai_errors import Errors
+from moa.providers.openai_params import chat_params
+from moa.tokens import (
     DEFAULT_CONTEXT_WINDOW,
     KNOWN_CONTEXT_WINDOWS,
     estimate_tokens,
     messages_tokens,
 )
-from moa.providers.base import Capabilities, ModelProfile
-from moa.providers.openai_errors import Errors
-from moa.providers.openai_params import chat_params
 from moa.tooluse import as_deltas
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
