@@ -16,7 +16,7 @@ from typing import Any
 import llama_cpp as L
 from llama_cpp import Llama
 
-from moa.providers.local import resolve_model_path
+from moa.providers.local.provider import resolve_model_path
 
 PROPOSERS = ((0.3, 1), (0.7, 2), (1.0, 3))  # the `local` recipe's (temperature, seed)
 CHUNK = 16

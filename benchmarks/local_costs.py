@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from statistics import median
 
-from moa.providers.local import LocalProvider, forget_cached_prompts, resolve_model_path
+from moa.providers.local.provider import LocalProvider, forget_cached_prompts, resolve_model_path
 from moa.types import ChatRequest, Message, Sampling
 
 TOKENS = 96

@@ -20,7 +20,7 @@ def _have_local() -> bool:
     try:
         import llama_cpp  # noqa: F401
 
-        from moa.providers.local import resolve_model_path
+        from moa.providers.local.provider import resolve_model_path
 
         resolve_model_path("smollm2")
     except Exception:

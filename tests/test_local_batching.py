@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import needs_local
-from moa.providers.local import LocalProvider
+from moa.providers.local.provider import LocalProvider
 from moa.types import ChatRequest, Message, ResponseFormat, Sampling
 
 pytestmark = [
@@ -158,7 +158,7 @@ async def test_grammar_and_continuation_requests_run_beside_a_batch() -> None:
 async def test_a_continuation_reads_only_what_follows_the_cells_the_step_before_left() -> None:
     # A staircase aggregator's next step re-sends the answer so far: in the batch it takes up
     # the cells the step it replaces left, and reads only the new tail.
-    from moa.providers.local import resolve_model_path
+    from moa.providers.local.provider import resolve_model_path
 
     provider = LocalProvider(batching=True)
     head = (Message(role="user", content="Count from one to ten in words."),)
@@ -182,7 +182,7 @@ async def test_a_continuation_reads_only_what_follows_the_cells_the_step_before_
 
 
 async def test_forgetting_cached_prompts_makes_the_next_call_read_its_prompt_whole() -> None:
-    from moa.providers.local import forget_cached_prompts, resolve_model_path
+    from moa.providers.local.provider import forget_cached_prompts, resolve_model_path
 
     provider = LocalProvider(batching=True)
     request = ask(QUESTIONS[0], max_tokens=2)

@@ -39,7 +39,7 @@ async def test_the_local_recipe_answers_offline_and_streams() -> None:
 
 
 async def test_the_base_model_is_prompted_as_a_completion() -> None:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
     from moa.types import ChatRequest, Message
 
     examples = [
@@ -62,7 +62,7 @@ async def test_the_base_model_is_prompted_as_a_completion() -> None:
 
 async def test_a_prompt_over_the_window_is_a_context_length_error_not_malformed() -> None:
     from moa.errors import ContextLengthError
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
     from moa.types import ChatRequest, Message
 
     provider = LocalProvider(n_ctx=256)
@@ -72,7 +72,7 @@ async def test_a_prompt_over_the_window_is_a_context_length_error_not_malformed(
 
 
 def test_the_local_profile_counts_with_the_models_own_tokenizer() -> None:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
     from moa.tokens import estimate_tokens
 
     profile = LocalProvider().profile("smollm2")
@@ -125,7 +125,7 @@ async def test_the_embedded_model_refuses_tools_by_name() -> None:
 
 
 async def test_a_base_model_without_a_chat_template_follows_the_schema_by_grammar() -> None:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
     from moa.types import ChatRequest, Message, ResponseFormat
 
     provider = LocalProvider()
@@ -146,7 +146,7 @@ async def test_a_base_model_without_a_chat_template_follows_the_schema_by_gramma
 
 async def test_the_embedded_model_continues_a_final_assistant_message_from_its_kv_cache() -> None:
     # One call at a time: the continuation runs on the `Llama`'s own context and cache.
-    from moa.providers.local import _LLAMA_THREAD, LocalProvider
+    from moa.providers.local.provider import _LLAMA_THREAD, LocalProvider
     from moa.types import ChatRequest, Message
 
     provider = LocalProvider(batching=False)
@@ -197,7 +197,7 @@ def test_loading_the_embedded_models_prints_nothing_on_stderr() -> None:
     the user's business: stderr is moa's progress and its errors only."""
     script = (
         "import asyncio\n"
-        "from moa.providers.local import LocalProvider\n"
+        "from moa.providers.local.provider import LocalProvider\n"
         "from moa.types import ChatRequest, Message, Sampling\n"
         "provider = LocalProvider()\n"
         "for model in ('gemma3-270m', 'smollm2'):\n"  # each: its own context and the batch's

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from moa.errors import ConfigError
-from moa.providers.local import default_threads
+from moa.providers.local.provider import default_threads
 
 
 def test_every_core_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

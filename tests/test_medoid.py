@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, Registry
 from moa.prompts import with_examples
-from moa.providers.local import render_completion
+from moa.providers.local.model import render_completion
 from moa.strategies.medoid import gist, medoid
 from moa.testing import FakeUpstream, Reply
 from moa.types import Message

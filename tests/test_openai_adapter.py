@@ -10,8 +10,8 @@ import pytest
 from moa import Aggregator, LayerFailedError, MoA, ProposalLayer, Registry, RetryPolicy
 from moa.call.chain import chain
 from moa.policies.ratelimit import Limits
-from moa.providers import openai_compat
-from moa.providers.openai_compat import _sse_data
+from moa.providers.openai import provider as openai_compat
+from moa.providers.openai.provider import _sse_data
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message
 

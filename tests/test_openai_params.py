@@ -3,7 +3,7 @@ shape — checked without a server, since `chat_params` is pure."""
 
 from __future__ import annotations
 
-from moa.providers.openai_params import chat_params
+from moa.providers.openai.params import chat_params
 from moa.types import ChatRequest, Message, ResponseFormat, Sampling, Tools
 
 USER = (Message(role="user", content="q"),)

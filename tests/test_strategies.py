@@ -326,7 +326,7 @@ def test_few_proposals_that_fit_are_synthesized_at_once(
 
 
 def test_the_embedded_model_gets_the_schema_as_llama_cpp_takes_it() -> None:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
     from moa.strategies.analysis import ANALYSIS_SCHEMA
     from moa.types import ChatRequest
 

@@ -11,7 +11,7 @@ import pytest
 
 from moa import Aggregator, MoA, ProposalLayer, RecipeError, Registry, RetryPolicy, recipes
 from moa.policies.cache import ResponseCache
-from moa.providers.openai_params import chat_params
+from moa.providers.openai.params import chat_params
 from moa.strategies.select import SELECT_MAX_TOKENS
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message, Sampling
@@ -43,7 +43,7 @@ def test_the_openai_adapter_sends_top_p_only_when_set() -> None:
 
 
 def test_the_embedded_model_is_given_top_p_only_when_set() -> None:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
 
     provider = LocalProvider()
     assert provider._kwargs(ChatRequest("smollm2", QUESTION, Sampling(top_p=0.3)))["top_p"] == 0.3

@@ -57,7 +57,7 @@ SAMPLE_T = 0.7
 
 
 def smollm2_path() -> Path:
-    from moa.providers.local import resolve_model_path
+    from moa.providers.local.provider import resolve_model_path
 
     return resolve_model_path("smollm2")
 

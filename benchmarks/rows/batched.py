@@ -17,7 +17,7 @@ import asyncio
 import time
 
 from benchmarks.common import RowResult, median
-from moa.providers.local import LocalProvider
+from moa.providers.local.provider import LocalProvider
 from moa.recipes import build, load
 from moa.types import ChatRequest, Message, Sampling
 

@@ -1,7 +1,7 @@
 """Row 6 — the embedded model: moa's local adapter vs raw llama-cpp-python, and `moa ask`.
 
 Tokens/s: the same prompt and settings (temperature 0, seed 0, max_tokens MAX_TOKENS, n_ctx
-4096, one thread per CPU) through `moa.providers.local.LocalProvider.stream` and through
+4096, one thread per CPU) through `moa.providers.local.provider.LocalProvider.stream` and through
 `llama_cpp.Llama.create_chat_completion(stream=True)`, alternating, each timed from the call
 to its last token after a warm-up generation; medians. Each sample runs in a fresh process:
 llama.cpp's OpenMP team belongs to the thread that calls it and spins between tokens, so two
@@ -19,7 +19,7 @@ import sys
 import time
 
 from benchmarks.common import RowResult, median
-from moa.providers.local import LocalProvider, resolve_model_path
+from moa.providers.local.provider import LocalProvider, resolve_model_path
 from moa.types import ChatRequest, Message, Sampling
 
 PROMPT = "Explain in a few sentences why the sky is blue."

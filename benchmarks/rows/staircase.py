@@ -97,7 +97,7 @@ async def _measure_local(reps: int, tokens: int | None) -> dict[str, dict]:
     """On each of the first `reps` questions the modes alternate: proposals one after another
     or in one llama.cpp batch (MOA_LOCAL_BATCH), the aggregator wait-for-all or staircase — at
     the embedded model's default spacing and at fixed 16-chunk steps."""
-    from moa.providers.local import forget_cached_prompts
+    from moa.providers.local.provider import forget_cached_prompts
     from moa.recipes import build, load
 
     # (label, MOA_LOCAL_BATCH, staircase (chunk_tokens, chunk_growth); None: wait-for-all)

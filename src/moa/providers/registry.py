@@ -117,13 +117,13 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
 
 
 def local_concurrency() -> int:
-    from moa.providers.local_batch import MAX_SEQUENCES, batching_enabled
+    from moa.providers.local.batch import MAX_SEQUENCES, batching_enabled
 
     return 2 * MAX_SEQUENCES if batching_enabled() else 1
 
 
 def _local_factory() -> Provider:
-    from moa.providers.local import LocalProvider
+    from moa.providers.local.provider import LocalProvider
 
     return LocalProvider()
 
@@ -182,7 +182,7 @@ class Registry:
         """What provider `name` declares (without creating its client or loading a model);
         a plugin's instance may declare its own as `capabilities`."""
         if name == "local" and name in self._factories:
-            from moa.providers.local import LOCAL_CAPABILITIES
+            from moa.providers.local.provider import LOCAL_CAPABILITIES
 
             return LOCAL_CAPABILITIES
         config = self._configs.get(name)
@@ -255,7 +255,7 @@ class Registry:
             if not api_key:
                 raise MissingAPIKeyError(config.name, config.api_key_env)
         # Imported here: the SDK costs ~0.8 s to import and the local recipe never needs it.
-        from moa.providers.openai_compat import OpenAICompatibleProvider
+        from moa.providers.openai.provider import OpenAICompatibleProvider
 
         return OpenAICompatibleProvider(
             config.name,

@@ -15,8 +15,8 @@ import openai
 from openai import AsyncOpenAI
 
 from moa.providers.base import Capabilities, ModelProfile
-from moa.providers.openai_errors import Errors
-from moa.providers.openai_params import chat_params
+from moa.providers.openai.errors import Errors
+from moa.providers.openai.params import chat_params
 from moa.tokens import (
     DEFAULT_CONTEXT_WINDOW,
     KNOWN_CONTEXT_WINDOWS,

@@ -30,9 +30,9 @@ from moa.errors import (
     ProviderError,
 )
 from moa.providers.base import Capabilities, ModelProfile
-from moa.providers.local_batch import Scheduler, batching_enabled
-from moa.providers.local_model import LoadedModel, render_completion
-from moa.providers.local_sequence import Job
+from moa.providers.local.batch import Scheduler, batching_enabled
+from moa.providers.local.model import LoadedModel, render_completion
+from moa.providers.local.sequence import Job
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 
 
@@ -131,7 +131,7 @@ def forget_cached_prompts() -> None:
 
 class LocalProvider:
     """`batching`: interleave concurrent requests to a model in one llama.cpp batch
-    (moa.providers.local_batch); default on, off with MOA_LOCAL_BATCH=0."""
+    (moa.providers.local.batch); default on, off with MOA_LOCAL_BATCH=0."""
 
     name = "local"
     capabilities = LOCAL_CAPABILITIES

@@ -33,10 +33,11 @@ finds its instructions already read. Kept cells give way, oldest first, when a n
 needs a place. A continuation runs in the batch like any request, so the aggregator's tokens
 share the proposers' decodes rather than taking turns with them.
 
-Everything runs on the one llama thread (see moa.providers.local). A model's scheduler is one
-step at a time: each step is a job on that thread and queues the next, so other jobs — another
-model's steps, a load — run in between. Requests the batch cannot serve (a grammar, logprobs)
-are "solo": they run on the `Llama` as before, one chunk per step, between the batch's steps.
+Everything runs on the one llama thread (see moa.providers.local.provider). A model's scheduler
+is one step at a time: each step is a job on that thread and queues the next, so other jobs —
+another model's steps, a load — run in between. Requests the batch cannot serve (a grammar,
+logprobs) are "solo": they run on the `Llama` as before, one chunk per step, between the
+batch's steps.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, TypeVar
 
-from moa.providers.local_sequence import (
+from moa.providers.local.sequence import (
     BatchSequence,
     Job,
     Prepared,
@@ -59,7 +60,7 @@ from moa.providers.local_sequence import (
 from moa.types import StreamChunk, Usage
 
 if TYPE_CHECKING:
-    from moa.providers.local_model import LoadedModel
+    from moa.providers.local.model import LoadedModel
 
 MAX_SEQUENCES = 8  # sequences per batch; more requests wait for a place
 MIN_SHARED = 8  # a shorter common prefix is decoded again rather than waited for

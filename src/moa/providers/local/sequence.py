@@ -1,4 +1,4 @@
-"""One request in the embedded model's batch (moa.providers.local_batch): the caller's job, and
+"""One request in the embedded model's batch (moa.providers.local.batch): the caller's job, and
 its sequence — the prompt tokens, sampler and stop strings llama-cpp-python's own call would
 use, and the tokens it streams back as that call would."""
 
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from moa.types import Message, Sampling, StreamChunk
 
 if TYPE_CHECKING:
-    from moa.providers.local_model import LoadedModel
+    from moa.providers.local.model import LoadedModel
 
-# Each sequence has its own cells (moa.providers.local_batch): a request whose prompt and
+# Each sequence has its own cells (moa.providers.local.batch): a request whose prompt and
 # `max_tokens` do not fit in this window runs solo, on the `Llama`'s full context, as always.
 SEQUENCE_WINDOW = 1024
 Emit = Callable[[StreamChunk | BaseException | None], None]  # None: the stream has ended

@@ -101,7 +101,7 @@ class LoadedModel:
         """The prompt that makes the model continue the final assistant message: the chat
         template up to the assistant's turn, then the text it has written. It shares its
         tokens with the previous step's prompt up to the first changed reference, and that part
-        of the KV cache is reused: the batch's kept cells (moa.providers.local_batch), or
+        of the KV cache is reused: the batch's kept cells (moa.providers.local.batch), or
         llama-cpp-python's own cache when the call runs on the `Llama`."""
         if not self.chat_template:  # a base model: its completion prompt already ends open
             return render_completion(messages[:-1]) + messages[-1]["content"]
