@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import openai
 
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 
 SLEEPS = (1, 2, 4)
 

@@ -20,8 +20,8 @@ from moa import (
     ToolCallDelta,
     UnsupportedFieldError,
 )
+from moa.call.request import Call, build_request
 from moa.providers.base import Capabilities, ModelProfile
-from moa.request import Call, build_request
 from moa.testing import FakeUpstream, Reply
 from moa.tooluse import as_text, assemble
 from moa.types import Message, ResponseFormat, Sampling, Tools

@@ -11,6 +11,7 @@ import pytest
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.chain import RateLimited, Retrying, TimeoutBound
+from moa.call.request import Call, build_request
 from moa.errors import (
     ConfigError,
     EmptyResponseError,
@@ -19,7 +20,6 @@ from moa.errors import (
 )
 from moa.policies.ratelimit import Limits, RateLimit
 from moa.providers.base import ModelProfile
-from moa.request import Call, build_request
 from moa.testing import FakeUpstream, Reply
 from moa.tokens import CUT_MARK, estimate_tokens
 from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk

@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from moa import MoA, Registry, RetryPolicy
-from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
+from moa.call.agent import Agent
 from moa.policies.cache import ResponseCache, default_path
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message, Sampling

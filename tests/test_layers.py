@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moa import AGGREGATE_AND_SYNTHESIZE, Agent, Aggregator, MoA, ProposalLayer, Sampling
-from moa.prompts import fold_system, inject_references
+from moa.call.prompts import fold_system, inject_references
 from moa.testing import FakeUpstream, Reply
 
 

@@ -4,7 +4,7 @@ examples and base-model prompts are shaped as the local recipe needs."""
 from __future__ import annotations
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, Registry
-from moa.prompts import with_examples
+from moa.call.prompts import with_examples
 from moa.providers.local.model import render_completion
 from moa.strategies.medoid import gist, medoid
 from moa.testing import FakeUpstream, Reply

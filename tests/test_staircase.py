@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.errors import ConfigError
 from moa.events import Token
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
 from moa.testing import MISMATCH, FakeUpstream, Reply, continuing

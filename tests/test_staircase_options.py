@@ -9,11 +9,11 @@ import pytest
 from tests.test_staircase import ANSWER, PACE_S, PROPOSALS, references_of, run, script
 
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
+from moa.call.request import Call
 from moa.engine import as_messages
 from moa.errors import BudgetExceededError, ConfigError
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
-from moa.request import Call
 from moa.spending import plan_call, worst_case
 from moa.testing import FakeUpstream, Reply
 

@@ -9,9 +9,9 @@ from itertools import pairwise
 import pytest
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.errors import ConfigError
 from moa.events import Token
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
 from moa.staircase import KV_SPACING, SERVED_SPACING, Spacing, spacing

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
-from moa.agent import Agent
+from moa.call.agent import Agent
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
 from moa.layer import run_layer
 from moa.providers.base import Capabilities

@@ -21,9 +21,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moa.agent import Agent
     from moa.agents import Aggregator, ProposalLayer
     from moa.api import arun, run, stream
+    from moa.call.agent import Agent
+    from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
     from moa.engine import MoA
     from moa.errors import (
         AggregatorFailedError,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
         ToolCallDelta,
     )
     from moa.policies.retry import RetryPolicy
-    from moa.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
     from moa.providers import Provider, ProviderConfig, Registry
     from moa.trace import CallRecord, Choice, Result
     from moa.types import Answering, Message, ResponseFormat, Sampling, Tools, Usage
@@ -87,7 +87,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "Token",
         "ToolCallDelta",
     ),
-    "moa.prompts": ("AGGREGATE_AND_SYNTHESIZE", "inject_references"),
+    "moa.call.prompts": ("AGGREGATE_AND_SYNTHESIZE", "inject_references"),
     "moa.providers": ("Provider", "ProviderConfig", "Registry"),
     "moa.policies.retry": ("RetryPolicy",),
     "moa.trace": ("CallRecord", "Choice", "Result"),

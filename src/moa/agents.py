@@ -1,5 +1,5 @@
 """The stages users compose: proposal layers and an aggregator, each filled with agents
-(model slots, moa.agent)."""
+(model slots, moa.call.agent)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 from moa import strategies
-from moa.agent import Agent
+from moa.call.agent import Agent
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.errors import ConfigError
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.strategies import Strategy
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
-from moa.caller import Caller
+from moa.call.agent import Agent
+from moa.call.caller import Caller
+from moa.call.request import Call
 from moa.errors import ConfigError
 from moa.events import Done, Event
 from moa.lifecycle import Lifecycle
@@ -25,7 +26,6 @@ from moa.policies.cache import Cache
 from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
-from moa.request import Call
 from moa.spending import PlannedCall, plan_call, staircase_steps, strategy_worst_case, worst_case
 from moa.staircase import refuse_whole_answer_options
 from moa.strategies import Stage

@@ -14,10 +14,10 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from moa.agents import ProposalLayer
-from moa.caller import Caller
+from moa.call.caller import Caller
+from moa.call.request import Call
 from moa.errors import ProviderError
 from moa.events import Event, ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
-from moa.request import Call
 from moa.trace import CallRecord
 from moa.types import Completion, Message, Sampling
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
-from moa.caller import Caller
+from moa.call.agent import Agent
+from moa.call.caller import Caller
 from moa.cluster import outliers
 from moa.errors import ConfigError, InputError, LayerFailedError
 from moa.events import Done, Event

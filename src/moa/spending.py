@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from moa.agents import Aggregator, ProposalLayer
-from moa.caller import Caller
+from moa.call.caller import Caller
+from moa.call.request import Call
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
-from moa.request import Call
 from moa.staircase import spacing
 from moa.tokens import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.trace import Result

@@ -20,6 +20,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
 from moa.agents import Aggregator, ProposalLayer
+from moa.call.request import Call
 from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
 from moa.events import (
     AggregatorStarted,
@@ -30,7 +31,6 @@ from moa.events import (
     Token,
 )
 from moa.providers.registry import Registry, split_model_ref
-from moa.request import Call
 from moa.strategies import Stage
 from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Choice

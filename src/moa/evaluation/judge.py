@@ -10,13 +10,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from moa.agent import Agent
-from moa.caller import Caller
+from moa.call.agent import Agent
+from moa.call.caller import Caller
+from moa.call.request import Call
 from moa.policies.cache import Cache
 from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry
-from moa.request import Call
 from moa.types import Message, Sampling, Usage
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moa.agent import Agent
+from moa.call.agent import Agent
 from moa.engine import MoA
 from moa.errors import InputError
 from moa.evaluation.batch import Item, Job

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from moa.agent import Agent
 from moa.agents import Aggregator, ProposalLayer
+from moa.call.agent import Agent
 from moa.errors import RecipeError, UnpricedModelError
 from moa.policies.ratelimit import RateLimit
 from moa.policies.retry import RetryPolicy

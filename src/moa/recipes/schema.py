@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moa.prompts import AGGREGATE_AND_SYNTHESIZE
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 
 
 class _Strict(BaseModel):

@@ -20,11 +20,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
-from moa.agent import Agent
-from moa.caller import Caller
+from moa.call.agent import Agent
+from moa.call.caller import Caller
+from moa.call.request import Call, check_answering
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token
-from moa.request import Call, check_answering
 from moa.strategies.answer import Answer
 from moa.trace import CallRecord, CallRole, Choice, Result
 from moa.types import Answering, Message, ResponseFormat, Sampling

@@ -12,8 +12,8 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from moa.call.request import Call
 from moa.events import Event
-from moa.request import Call
 from moa.strategies.base import Stage, Step, ask, call_once
 from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.trace import CallRecord

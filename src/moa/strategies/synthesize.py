@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from moa.call.request import Call
 from moa.errors import AggregatorFailedError, ConfigError
 from moa.events import Event
-from moa.request import Call
 from moa.strategies.base import (
     Stage,
     Step,

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from moa.agent import Agent
+from moa.call.agent import Agent
+from moa.call.prompts import inject_references, with_examples, with_system
 from moa.errors import ConfigError, UnsupportedFieldError
-from moa.prompts import inject_references, with_examples, with_system
 from moa.providers.base import ModelProfile
 from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
 from moa.tooluse import as_text, has_tool_turns

@@ -1,7 +1,7 @@
 """One upstream call for one agent: the request builder, then the provider's policy chain.
 
 The engine decides *what* to call and when; this module decides *how* one call is made:
-`moa.request` shapes it (pure), `moa.call.chain` wraps the provider in cache / retry / rate
+`moa.call.request` shapes it (pure), `moa.call.chain` wraps the provider in cache / retry / rate
 limits / timeout, and the Caller puts them together and owns the two rules that need both —
 a context-length refusal is answered once with halved references, and an empty answer is a
 failure only when nothing explains it.
@@ -13,14 +13,14 @@ import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from moa.agent import Agent
+from moa.call.agent import Agent
 from moa.call.chain import aclose, chain
+from moa.call.request import Built, Call, build_request
 from moa.errors import ContextLengthError, ProviderError
 from moa.policies.cache import Cache
 from moa.policies.retry import RetryPolicy
 from moa.providers.base import ModelProfile, Provider
 from moa.providers.registry import Registry
-from moa.request import Built, Call, build_request
 from moa.trace import CallRecord
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk
 
