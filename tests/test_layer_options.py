@@ -20,7 +20,7 @@ from moa import (
     recipes,
 )
 from moa.cluster import outliers
-from moa.strategies.vote import agreement, normalize
+from moa.strategies.agreement import agreement, normalize
 from moa.testing import FakeUpstream, Reply
 
 

@@ -30,7 +30,7 @@ from moa.layer import run_layer
 from moa.providers.base import Capabilities
 from moa.staircase import Partials, Spacing, Staircase
 from moa.strategies import Stage
-from moa.strategies.vote import agreement
+from moa.strategies.agreement import agreement
 from moa.testing import FakeUpstream, Reply, continuing
 from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Result

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from moa.strategies.vote import normalize
+from moa.strategies.agreement import normalize
 
 RATIO = 0.5
 

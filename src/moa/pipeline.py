@@ -26,8 +26,8 @@ from moa.pricing import PriceBook, price_result
 from moa.spending import Budget, bounded
 from moa.staircase import ceilings, stream_staircase
 from moa.strategies import Stage
-from moa.strategies.base import answers, offer_tools, refuse_unsupported
-from moa.strategies.vote import agreement, answer_with
+from moa.strategies.agreement import agreement
+from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
 from moa.trace import CallRecord, Result
 from moa.types import Answering, Message, Sampling, Tools
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from moa.events import AggregatorStarted, Event
 from moa.strategies.base import Stage, Step, aggregator_step, consult
-from moa.strategies.synthesize import synthesis_steps, synthesize
+from moa.strategies.synthesize import synthesis_steps, synthesize, synthesize_instead
 from moa.types import ResponseFormat
 
 FIELDS = ("consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots")
@@ -95,8 +95,9 @@ class Analysis:
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references
         if len(references) < 2:
-            stage.result.notes.append("analysis: fewer than two proposals — synthesized instead")
-            async for event in synthesize(stage, references):
+            async for event in synthesize_instead(
+                stage, references, "analysis: fewer than two proposals"
+            ):
                 yield event
             return
         yield AggregatorStarted(stage.number, stage.aggregator.agent.model)
@@ -104,8 +105,9 @@ class Analysis:
             stage, "analyst", references, ANALYSIS_PROMPT, response_format=ANALYSIS_SCHEMA
         )
         if record is None:
-            stage.result.notes.append("analysis: the analyst failed — synthesized instead")
-            async for event in synthesize(stage, references):
+            async for event in synthesize_instead(
+                stage, references, "analysis: the analyst failed"
+            ):
                 yield event
             return
         parsed = parse_analysis(record.output)

@@ -309,3 +309,13 @@ def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
         stage.result.text, stage.result.aggregator_model = text, model
     for piece in re.findall(r"\s*\S+|\s+", text):
         yield Token(piece, stage.choice)
+
+
+async def answer_with(stage: Stage, proposal: CallRecord, why: str) -> AsyncIterator[Event]:
+    """A proposal as the answer, verbatim, with no further call."""
+    stage.result.notes.append(
+        f"{why}: answered with layer {proposal.layer}'s proposal {proposal.index + 1} "
+        f"({proposal.model}), verbatim"
+    )
+    for event in replay(stage, proposal.output, proposal.model):
+        yield event

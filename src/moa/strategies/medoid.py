@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from moa.events import Event
-from moa.strategies.base import Stage, Step
-from moa.strategies.vote import answer_with, normalize
+from moa.strategies.agreement import normalize
+from moa.strategies.base import Stage, Step, answer_with
 
 FUNCTION_WORDS = frozenset(
     {

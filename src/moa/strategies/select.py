@@ -12,9 +12,8 @@ import re
 from collections.abc import AsyncIterator
 
 from moa.events import AggregatorStarted, Event
-from moa.strategies.base import Stage, Step, aggregator_step, ask, consult
-from moa.strategies.synthesize import synthesis_steps, synthesize
-from moa.strategies.vote import answer_with
+from moa.strategies.base import Stage, Step, aggregator_step, answer_with, ask, consult
+from moa.strategies.synthesize import synthesis_steps, synthesize_instead
 from moa.types import Message, Sampling
 
 SELECT_PROMPT = (
@@ -60,8 +59,9 @@ class Select:
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         references = stage.references
         if len(references) < 2:
-            stage.result.notes.append("select: fewer than two proposals — synthesized instead")
-            async for event in synthesize(stage, references):
+            async for event in synthesize_instead(
+                stage, references, "select: fewer than two proposals"
+            ):
                 yield event
             return
         yield AggregatorStarted(stage.number, stage.aggregator.agent.model)
@@ -74,8 +74,7 @@ class Select:
             record.data = {"choice": choice}
         if record is None or choice is None:
             why = "the selector failed" if record is None else "no response number in its reply"
-            stage.result.notes.append(f"select: {why} — synthesized instead")
-            async for event in synthesize(stage, references):
+            async for event in synthesize_instead(stage, references, f"select: {why}"):
                 yield event
             return
         chosen = stage.proposals[choice - 1]

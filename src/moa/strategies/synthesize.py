@@ -52,6 +52,16 @@ async def synthesize(
         yield event
 
 
+async def synthesize_instead(
+    stage: Stage, references: Sequence[str], why: str
+) -> AsyncIterator[Event]:
+    """The way out of a strategy that cannot do its own work (too few proposals, a failed
+    side call, an unreadable reply): the trace says why, and the proposals are synthesized."""
+    stage.result.notes.append(f"{why} — synthesized instead")
+    async for event in synthesize(stage, references):
+        yield event
+
+
 async def synthesis_steps(
     stage: Stage, references: Sequence[str], prompt: str | None = None, reads: tuple[Step, ...] = ()
 ) -> list[Step]:
