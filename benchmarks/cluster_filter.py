@@ -15,7 +15,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from moa.cluster import similarities
+from moa.engine.cluster import similarities
 
 CANBERRA = [
     "The capital of Australia is Canberra, a planned city chosen as a compromise.",

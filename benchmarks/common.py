@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from moa import MoA, ProviderConfig, Registry, RetryPolicy
-from moa.agents import Aggregator, ProposalLayer
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
 from moa.policies.ratelimit import RateLimit
 
 

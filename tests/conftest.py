@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from moa import MoA, ProviderConfig, Registry, RetryPolicy
-from moa.agents import Aggregator, ProposalLayer
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
 from moa.testing import FakeUpstream
 
 # -- the embedded model ------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from moa import recipes
+from moa.engine.budget import Budget, PlannedCall
 from moa.errors import BudgetExceededError, ConfigError, RecipeError
 from moa.pricing import Price, PriceBook, call_cost, format_cost, price_result
-from moa.spending import Budget, PlannedCall
 from moa.testing import FakeUpstream, Reply
 from moa.trace import CallRecord, Result
 from moa.types import Usage

@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from moa import MoA, Registry, RetryPolicy
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.agent import Agent
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
 from moa.policies.cache import ResponseCache, default_path
 from moa.testing import FakeUpstream, Reply
 from moa.types import ChatRequest, Message, Sampling

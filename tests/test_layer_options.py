@@ -19,7 +19,7 @@ from moa import (
     Sampling,
     recipes,
 )
-from moa.cluster import outliers
+from moa.engine.cluster import outliers
 from moa.strategies.agreement import agreement, normalize
 from moa.testing import FakeUpstream, Reply
 

@@ -10,11 +10,11 @@ from tests.test_staircase import ANSWER, PACE_S, PROPOSALS, references_of, run, 
 
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.request import Call
-from moa.engine import as_messages
+from moa.engine.budget import plan_call, worst_case
+from moa.engine.mixture import as_messages
 from moa.errors import BudgetExceededError, ConfigError
 from moa.providers.base import Capabilities
 from moa.recipes import build, load
-from moa.spending import plan_call, worst_case
 from moa.testing import FakeUpstream, Reply
 
 CONTINUES = Capabilities(continuation="assistant")

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.agent import Agent
+from moa.engine.layer import run_layer
+from moa.engine.staircase import Partials, Spacing, Staircase
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
-from moa.layer import run_layer
 from moa.providers.base import Capabilities
-from moa.staircase import Partials, Spacing, Staircase
 from moa.strategies import Stage
 from moa.strategies.agreement import agreement
 from moa.testing import FakeUpstream, Reply, continuing

@@ -21,11 +21,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moa.agents import Aggregator, ProposalLayer
     from moa.api import arun, run, stream
     from moa.call.agent import Agent
     from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE, inject_references
-    from moa.engine import MoA
+    from moa.engine.aggregator import Aggregator
+    from moa.engine.layer import ProposalLayer
+    from moa.engine.mixture import MoA
     from moa.errors import (
         AggregatorFailedError,
         ConfigError,
@@ -59,9 +60,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _SOURCES: dict[str, tuple[str, ...]] = {
-    "moa.agents": ("Agent", "Aggregator", "ProposalLayer"),
+    "moa.call.agent": ("Agent",),
+    "moa.engine.aggregator": ("Aggregator",),
+    "moa.engine.layer": ("ProposalLayer",),
     "moa.api": ("arun", "run", "stream"),
-    "moa.engine": ("MoA",),
+    "moa.engine.mixture": ("MoA",),
     "moa.errors": (
         "AggregatorFailedError",
         "ConfigError",

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from moa import recipes
-from moa.engine import MoA
+from moa.engine.mixture import MoA
+from moa.engine.run import Prompt, ToolList
 from moa.events import Event
-from moa.pipeline import Prompt, ToolList
 from moa.recipes.schema import Recipe
 from moa.trace import Result
 from moa.types import Sampling

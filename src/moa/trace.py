@@ -28,7 +28,8 @@ class Failure(Protocol):
 
 @dataclass(slots=True)
 class AggregatorStep:
-    """One call of a staircase aggregator (moa.staircase): what it was sent and what it added."""
+    """One call of a staircase aggregator (moa.engine.staircase): what it was sent and what it
+    added."""
 
     prefix_chars: int  # the answer already shown, sent back for the model to continue
     references_chars: int  # the proposals so far, all together

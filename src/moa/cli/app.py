@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from moa.cli.render import Progress
-    from moa.engine import MoA
+    from moa.engine.mixture import MoA
     from moa.errors import RunError
     from moa.recipes.schema import Recipe
     from moa.types import Answering, Sampling

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from moa.cli.render import Progress
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.events import Done
 from moa.types import Message, Sampling
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from rich.table import Table
 
-    from moa.engine import MoA
+    from moa.engine.mixture import MoA
     from moa.evaluation.batch import BatchStats
     from moa.evaluation.compare import Entrant, Row
     from moa.evaluation.judge import Judge

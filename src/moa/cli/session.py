@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from moa import recipes
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.evaluation.judge import Judge
 from moa.policies.cache import Cache, ResponseCache, default_path
 from moa.pricing import PriceBook

@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import ConfigError
 from moa.evaluation.batch import BatchStats, Item, Job, answer_job, records, run_items
 from moa.evaluation.data import load_jsonl, need

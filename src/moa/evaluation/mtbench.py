@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import ConfigError
 from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.data import load_jsonl

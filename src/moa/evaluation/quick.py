@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moa.call.agent import Agent
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import InputError
 from moa.evaluation.batch import Item, Job
 from moa.evaluation.jsonl import read_jsonl

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.agent import Agent
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
 from moa.errors import RecipeError, UnpricedModelError
 from moa.policies.ratelimit import RateLimit
 from moa.policies.retry import RetryPolicy
@@ -22,7 +23,7 @@ from moa.recipes.schema import AggregatorSpec, ModelSpec, ProviderSpec, Recipe, 
 from moa.types import Sampling, Usage
 
 if TYPE_CHECKING:  # the engine loads with the first `build`, not for `moa recipes`
-    from moa.engine import MoA
+    from moa.engine.mixture import MoA
     from moa.policies.cache import Cache
 
 __all__ = [
@@ -82,7 +83,7 @@ def load(name_or_path: str | Path) -> Recipe:
 def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | None = None) -> MoA:
     """Turn a validated recipe into a ready `MoA` (providers resolved, keys checked); with a
     `cache`, its reproducible calls are answered from there when they can be."""
-    from moa.engine import MoA
+    from moa.engine.mixture import MoA
 
     registry = registry or Registry()
     register_providers(recipe, registry)

@@ -68,7 +68,7 @@ class AggregatorSpec(ModelSpec):
     strategy: str = "synthesize"  # how the proposals become the answer (moa.strategies)
     top_k: Annotated[int, Field(ge=1)] | None = None  # `rank`: how many answers go on
     window: Annotated[int, Field(ge=2)] | None = None  # Self-MoA-Seq: proposals per window
-    # Start on the proposals' first chunks and continue as more arrive (moa.staircase).
+    # Start on the proposals' first chunks and continue as more arrive (moa.engine.staircase).
     staircase: bool = False
     chunk_tokens: Annotated[int, Field(ge=1)] | None = None
     chunk_growth: Annotated[float, Field(ge=1)] | None = None

@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
 from moa import recipes as recipe_lib
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
@@ -29,7 +29,7 @@ from moa.server.limits import BodyLimit, RunSlots
 from moa.server.metrics import Metrics
 from moa.server.models_api import add_model_routes, add_ops_routes, model_not_found
 from moa.server.openapi import install as install_openapi
-from moa.server.responses import add_responses_route
+from moa.server.responses.route import add_responses_route
 from moa.server.runs import Served
 from moa.server.schemas import validation_error
 from moa.server.security import AuthGate, BearerAuth, Redactor

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.providers.registry import split_model_ref
 from moa.recipes.schema import Recipe
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from moa.server.errors import ApiError
 from moa.server.openapi import CHAT_RESPONSES
 from moa.server.reasoning import layers_mode
-from moa.server.runs import Run, Served, new_run, wants_trace
+from moa.server.runs import ChatRun, Served, new_run, wants_trace
 from moa.server.schemas import (
     ChatCompletionRequest,
     check_supported,
@@ -51,7 +51,7 @@ def add_chat_route(
             served.recipes[body.model].show_layers,
         )
         run = new_run(
-            Run,
+            ChatRun,
             served,
             body.model,
             to_messages(body),

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from moa import recipes as recipe_lib
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import ConfigError, MoAError
 from moa.events import (
     AggregatorStarted,

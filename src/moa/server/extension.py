@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from moa.errors import MoAError
-from moa.failures import failed_models, failure_reason
+from moa.server.failures import failed_models, failure_reason
 from moa.trace import Result
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
-from moa.engine import MoA
+from moa.engine.mixture import MoA
 from moa.errors import MoAError
 from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
 from moa.providers.registry import Registry
@@ -75,7 +75,7 @@ def wants_trace(asked: bool | None, header: str | None) -> bool:
 
 
 @dataclass
-class Run:
+class ChatRun:
     model: str  # the recipe name the client asked for
     moa: MoA
     messages: list[Message]
@@ -227,7 +227,7 @@ class Run:
         )
 
 
-R = TypeVar("R", bound=Run)
+R = TypeVar("R", bound=ChatRun)
 
 
 def new_run(

@@ -8,7 +8,7 @@ It sets `stage.result.text` and `aggregator_model`, or raises `AggregatorFailedE
 `call_once` is one non-streamed call of any agent, recorded; `replay` streams a finished text.
 
 Under a budget, a strategy also says what it may spend: `worst_case` lists every call one
-`aggregate` may make (as `Step`s), and moa.spending prices them before the first is sent.
+`aggregate` may make (as `Step`s), and moa.engine.budget prices them before the first is sent.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from moa.types import Answering, Message, ResponseFormat, Sampling
 
 
 class AggregatorView(Protocol):
-    """What a strategy reads of the aggregator it answers for (`moa.agents.Aggregator` is
+    """What a strategy reads of the aggregator it answers for (`moa.engine.aggregator.Aggregator` is
     one): strategies sit below the engine that builds aggregators, and never import it."""
 
     @property
@@ -83,7 +83,7 @@ class Stage:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One call a strategy may make, for a budget's worst case (moa.spending): the request
+    """One call a strategy may make, for a budget's worst case (moa.engine.budget): the request
     each aggregator candidate would be sent, in fallback order (a fallback answers only when
     the one before it failed, so the dearest counts), and the steps before it in the same
     list whose whole answers its prompt holds (an analysis, a carried synthesis), each counted

@@ -2,7 +2,7 @@
 
 A layer starts all its proposers at once, but one llama.cpp context generates one sequence at a
 time, so the first chunk of the last proposer used to arrive only after all the others had
-finished — and a staircase aggregator (moa.staircase) waits for every proposer's first chunk.
+finished — and a staircase aggregator (moa.engine.staircase) waits for every proposer's first chunk.
 Here the requests waiting for a model share one decode per token: each step feeds every live
 sequence its last token (and the next piece of any prompt still being read) in one
 `llama_batch`, each entry with its own `seq_id`, then each sequence samples with its own chain.
@@ -26,7 +26,7 @@ llama.cpp copies only whole ones) and the copy cut back to the prefix. The cost 
 MAX_SEQUENCES x SEQUENCE_WINDOW cells, twice the `Llama`'s own 4096 (~190 MB for SmolLM2).
 
 A sequence that ends leaves its cells where they are, kept for a later prompt that starts the
-same way: a staircase aggregator's next step (moa.staircase) re-sends the answer so far as a
+same way: a staircase aggregator's next step (moa.engine.staircase) re-sends the answer so far as a
 continuation, and takes up the cells of the step it replaces, reading only what changed —
 from the first proposal that grew — instead of the whole prompt; the next run's aggregator
 finds its instructions already read. Kept cells give way, oldest first, when a new sequence

@@ -1,5 +1,6 @@
-"""One proposal layer: its proposers run concurrently; the layer moves on once all have
-answered, or once its quorum is in and its deadline has passed (stragglers cancelled).
+"""A proposal layer (`ProposalLayer`) and how it runs (`run_layer`): its proposers run
+concurrently; the layer moves on once all have answered, or once its quorum is in and its
+deadline has passed (stragglers cancelled).
 
 Proposers stream when someone watches their words (`deltas`: the events API, a thinking block,
 a staircase aggregator); otherwise each is asked for its whole answer at once: one JSON body
@@ -12,14 +13,71 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Literal
 
-from moa.agents import ProposalLayer
+from moa.call.agent import Agent
 from moa.call.caller import Caller
+from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.call.request import Call
-from moa.errors import ProviderError
+from moa.errors import ConfigError, ProviderError
 from moa.events import Event, ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
 from moa.trace import CallRecord
 from moa.types import Completion, Message, Sampling
+
+
+class ProposalLayer:
+    """Proposers that answer concurrently; from layer 2 on they see the previous answers.
+
+    `min_proposals` (k of n, default n) and `deadline_s` set when the layer may move on: once
+    all answers are in, or once k are in and the deadline has passed (with no deadline, as soon
+    as k are in). Stragglers are then cancelled and recorded as such. An agent with `samples`
+    fills that many slots.
+
+    `stop_when="agree"`: once `agree` (a share, default 0.6) of the layer's answers agree after
+    normalization, the remaining layers are skipped. `filter="cluster"`: answers far from the
+    majority are dropped before they are passed on.
+    """
+
+    def __init__(
+        self,
+        *agents: str | Agent,
+        prompt: str = AGGREGATE_AND_SYNTHESIZE,
+        min_proposals: int | None = None,
+        deadline_s: float | None = None,
+        stop_when: Literal["agree"] | None = None,
+        agree: float | None = None,
+        filter: Literal["cluster"] | None = None,
+    ) -> None:
+        if not agents:
+            raise ConfigError("a proposal layer needs at least one model")
+        self.agents: tuple[Agent, ...] = tuple(
+            sample for a in agents for sample in Agent.of(a).fan_out()
+        )
+        self.prompt = prompt
+        if min_proposals is not None and not 1 <= min_proposals <= len(self.agents):
+            raise ConfigError(
+                f"min_proposals must be between 1 and {len(self.agents)} (the layer's size), "
+                f"got {min_proposals}"
+            )
+        self.min_proposals = min_proposals or len(self.agents)
+        self.deadline_s = deadline_s
+        self.stop_when, self.agree = _stopping(stop_when, agree)
+        if filter not in (None, "cluster"):
+            raise ConfigError(f'unknown filter {filter!r} — the one filter is "cluster"')
+        self.filter = filter
+
+    def __repr__(self) -> str:
+        return f"ProposalLayer({', '.join(a.model for a in self.agents)})"
+
+
+def _stopping(stop_when: str | None, agree: float | None) -> tuple[str | None, float]:
+    if stop_when not in (None, "agree"):
+        raise ConfigError(f'unknown stop_when {stop_when!r} — the one condition is "agree"')
+    if agree is not None and stop_when is None:
+        raise ConfigError('agree is the share for stop_when="agree"; set stop_when too')
+    if agree is not None and not 0 < agree <= 1:
+        raise ConfigError(f"agree is a share of the layer's answers in (0, 1], got {agree}")
+    return stop_when, 0.6 if agree is None else agree
 
 
 async def run_layer(

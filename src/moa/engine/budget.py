@@ -24,12 +24,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.caller import Caller
 from moa.call.request import Call
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
+from moa.engine.staircase import spacing
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
-from moa.staircase import spacing
 from moa.tokens import CHARS_PER_TOKEN, estimate_tokens, messages_tokens
 from moa.trace import Result
 from moa.types import ChatRequest, Message, Sampling, Usage

@@ -2,7 +2,7 @@
 
 Input is a string or items (`instructions` becomes the system turn): messages, and in an agent
 loop the model's `function_call`s with the client's `function_call_output`s. Function `tools`
-go to the aggregator, which may answer with `function_call` items (moa.server.responses_items
+go to the aggregator, which may answer with `function_call` items (moa.server.responses.items
 maps the shapes). Streams send the typed events clients expect (`response.created`,
 `response.output_text.delta`, `response.function_call_arguments.delta`, …,
 `response.completed`), each as `event: TYPE` + `data:`. Responses are not stored, so
@@ -25,7 +25,7 @@ from moa.errors import MoAError
 from moa.events import Done, Event, Token, ToolCallDelta
 from moa.server.errors import ApiError, bad_request
 from moa.server.openapi import RESPONSES_API_RESPONSES
-from moa.server.responses_items import (
+from moa.server.responses.items import (
     input_messages,
     new_id,
     output_items,
@@ -33,8 +33,8 @@ from moa.server.responses_items import (
     to_tools,
     tools_echo,
 )
-from moa.server.responses_stream import Numbered, StreamedItems
-from moa.server.runs import CLIENT_CLOSED, Run, Served, new_run, wants_trace
+from moa.server.responses.stream import Numbered, StreamedItems
+from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, new_run, wants_trace
 from moa.server.sse import finish_reason
 from moa.trace import Result
 from moa.types import Answering, Message, Sampling, Usage
@@ -108,7 +108,7 @@ def usage_body(usage: Usage) -> dict[str, Any]:
 
 
 @dataclass
-class ResponsesRun(Run):
+class ResponsesRun(ChatRun):
     """A run answered in the Responses API's shapes."""
 
     id: str = field(default_factory=lambda: new_id("resp"))

@@ -4,8 +4,8 @@
                (n calls)  (n calls,      (sees the last
                            sees layer 1)  layer's answers)
 
-`MoA.stream()` is the one implementation (one `moa.pipeline.Run` per call); `arun()` and `run()`
-drain it. What a MoA keeps open between calls, and how it ends, is `moa.lifecycle`'s.
+`MoA.stream()` is the one implementation (one `moa.engine.run.Run` per call); `arun()` and `run()`
+drain it. What a MoA keeps open between calls, and how it ends, is `moa.engine.lifecycle`'s.
 """
 
 from __future__ import annotations
@@ -13,21 +13,28 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.call.request import Call
+from moa.engine.aggregator import Aggregator
+from moa.engine.budget import (
+    PlannedCall,
+    plan_call,
+    staircase_steps,
+    strategy_worst_case,
+    worst_case,
+)
+from moa.engine.layer import ProposalLayer
+from moa.engine.lifecycle import Lifecycle
+from moa.engine.run import Prompt, Run, ToolList
+from moa.engine.run import as_messages as as_messages  # its home before moa.engine.run
+from moa.engine.staircase import refuse_whole_answer_options
 from moa.errors import ConfigError
 from moa.events import Done, Event
-from moa.lifecycle import Lifecycle
-from moa.pipeline import Prompt, Run, ToolList
-from moa.pipeline import as_messages as as_messages  # its home before moa.pipeline
 from moa.policies.cache import Cache
 from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry, split_model_ref
-from moa.spending import PlannedCall, plan_call, staircase_steps, strategy_worst_case, worst_case
-from moa.staircase import refuse_whole_answer_options
 from moa.strategies import Stage
 from moa.tokens import CHARS_PER_TOKEN
 from moa.trace import CallRecord, Result
@@ -100,7 +107,7 @@ class MoA(Lifecycle):
 
         `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
         (over `sampling`), e.g. a client's max_tokens for the final answer. `max_cost_usd`
-        (default: the MoA's) refuses any stage whose worst case would pass it (moa.spending).
+        (default: the MoA's) refuses any stage whose worst case would pass it (moa.engine.budget).
         `answering` (tools, response format, logprobs, n) applies to the aggregator only, and is
         refused before any call when an aggregator candidate's provider cannot honour it;
         `tools` is its shorthand for OpenAI-shaped function specs (the answer's calls are in

@@ -1,61 +1,15 @@
-"""The stages users compose: proposal layers and an aggregator, each filled with agents
-(model slots, moa.call.agent)."""
+"""The last stage: the `Aggregator` reads the last layer's answers and writes the final one, with
+its strategy, its fallbacks and (with staircase) its step spacing."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from moa import strategies
 from moa.call.agent import Agent
 from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 from moa.errors import ConfigError
 from moa.strategies import Strategy
-
-
-class ProposalLayer:
-    """Proposers that answer concurrently; from layer 2 on they see the previous answers.
-
-    `min_proposals` (k of n, default n) and `deadline_s` set when the layer may move on: once
-    all answers are in, or once k are in and the deadline has passed (with no deadline, as soon
-    as k are in). Stragglers are then cancelled and recorded as such. An agent with `samples`
-    fills that many slots.
-
-    `stop_when="agree"`: once `agree` (a share, default 0.6) of the layer's answers agree after
-    normalization, the remaining layers are skipped. `filter="cluster"`: answers far from the
-    majority are dropped before they are passed on.
-    """
-
-    def __init__(
-        self,
-        *agents: str | Agent,
-        prompt: str = AGGREGATE_AND_SYNTHESIZE,
-        min_proposals: int | None = None,
-        deadline_s: float | None = None,
-        stop_when: Literal["agree"] | None = None,
-        agree: float | None = None,
-        filter: Literal["cluster"] | None = None,
-    ) -> None:
-        if not agents:
-            raise ConfigError("a proposal layer needs at least one model")
-        self.agents: tuple[Agent, ...] = tuple(
-            sample for a in agents for sample in Agent.of(a).fan_out()
-        )
-        self.prompt = prompt
-        if min_proposals is not None and not 1 <= min_proposals <= len(self.agents):
-            raise ConfigError(
-                f"min_proposals must be between 1 and {len(self.agents)} (the layer's size), "
-                f"got {min_proposals}"
-            )
-        self.min_proposals = min_proposals or len(self.agents)
-        self.deadline_s = deadline_s
-        self.stop_when, self.agree = _stopping(stop_when, agree)
-        if filter not in (None, "cluster"):
-            raise ConfigError(f'unknown filter {filter!r} — the one filter is "cluster"')
-        self.filter = filter
-
-    def __repr__(self) -> str:
-        return f"ProposalLayer({', '.join(a.model for a in self.agents)})"
 
 
 class Aggregator:
@@ -65,7 +19,7 @@ class Aggregator:
     `staircase=True` starts it on the proposals' first `chunk_tokens` chunks and calls it again,
     continuing its own answer, each time every proposer has sent `chunk_tokens` more — or, with
     `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more; left
-    unset, both are chosen for the aggregator's provider (moa.staircase.spacing). Its
+    unset, both are chosen for the aggregator's provider (moa.engine.staircase.spacing). Its
     providers must declare a continuation capability.
     """
 
@@ -114,7 +68,7 @@ class Aggregator:
         self.staircase = staircase
         if chunk_growth is not None and not chunk_growth >= 1:
             raise ConfigError(f"chunk_growth must be 1 or more, got {chunk_growth}")
-        # None: chosen per provider when the staircase runs (moa.staircase.spacing)
+        # None: chosen per provider when the staircase runs (moa.engine.staircase.spacing)
         self.chunk_tokens = chunk_tokens
         self.chunk_growth = chunk_growth
 
@@ -124,13 +78,3 @@ class Aggregator:
 
     def __repr__(self) -> str:
         return f"Aggregator({self.agent.model})"
-
-
-def _stopping(stop_when: str | None, agree: float | None) -> tuple[str | None, float]:
-    if stop_when not in (None, "agree"):
-        raise ConfigError(f'unknown stop_when {stop_when!r} — the one condition is "agree"')
-    if agree is not None and stop_when is None:
-        raise ConfigError('agree is the share for stop_when="agree"; set stop_when too')
-    if agree is not None and not 0 < agree <= 1:
-        raise ConfigError(f"agree is a share of the layer's answers in (0, 1], got {agree}")
-    return stop_when, 0.6 if agree is None else agree

@@ -15,16 +15,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.agent import Agent
 from moa.call.caller import Caller
-from moa.cluster import outliers
+from moa.engine.aggregator import Aggregator
+from moa.engine.budget import Budget, bounded
+from moa.engine.cluster import outliers
+from moa.engine.layer import ProposalLayer, run_layer
+from moa.engine.staircase import ceilings, stream_staircase
 from moa.errors import ConfigError, InputError, LayerFailedError
 from moa.events import Done, Event
-from moa.layer import run_layer
 from moa.pricing import PriceBook, price_result
-from moa.spending import Budget, bounded
-from moa.staircase import ceilings, stream_staircase
 from moa.strategies import Stage
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from moa.server.responses_items import call_item, message_item, new_id, text_part
+from moa.server.responses.items import call_item, message_item, new_id, text_part
 
 
 class Numbered:

@@ -19,8 +19,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 
-from moa.agents import Aggregator, ProposalLayer
 from moa.call.request import Call
+from moa.engine.aggregator import Aggregator
+from moa.engine.layer import ProposalLayer
 from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
 from moa.events import (
     AggregatorStarted,
