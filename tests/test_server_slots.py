@@ -51,7 +51,7 @@ def test_every_way_a_run_ends_frees_its_slot(
 ) -> None:
     server = serve_moa(max_concurrent_runs=1)
     if setup == "crash":
-        monkeypatch.setattr(MoA, "stream", crash)
+        monkeypatch.setattr(MoA, "events", crash)  # the one implementation of a run
     else:
         assert callable(setup)
         setup(upstream)

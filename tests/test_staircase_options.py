@@ -11,7 +11,7 @@ from tests.test_staircase import ANSWER, PACE_S, PROPOSALS, references_of, run, 
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.request import Call
 from moa.engine.budget import plan_call, worst_case
-from moa.engine.mixture import as_messages
+from moa.engine.options import as_messages
 from moa.errors import BudgetExceededError, ConfigError
 from moa.providers.base import Capabilities
 from moa.recipes import build, load

@@ -4,14 +4,16 @@
                (n calls)  (n calls,      (sees the last
                            sees layer 1)  layer's answers)
 
-`MoA.stream()` is the one implementation (one `moa.engine.run.Run` per call); `arun()` and `run()`
-drain it. What a MoA keeps open between calls, and how it ends, is `moa.engine.lifecycle`'s.
+`MoA.events()` is the one implementation (one `moa.engine.run.Run` per call); `stream()`,
+`arun()` and `run()` take the keyword options (moa.engine.options) and come to it. What a MoA
+keeps open between calls, and how it ends, is `moa.engine.lifecycle`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Unpack
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
@@ -26,8 +28,8 @@ from moa.engine.budget import (
 )
 from moa.engine.layer import ProposalLayer
 from moa.engine.lifecycle import Lifecycle
-from moa.engine.run import Prompt, Run, ToolList
-from moa.engine.run import as_messages as as_messages  # its home before moa.engine.run
+from moa.engine.options import Options, Prompt, RunOptions, as_messages
+from moa.engine.run import Run
 from moa.engine.staircase import refuse_whole_answer_options
 from moa.errors import ConfigError
 from moa.events import Done, Event
@@ -38,7 +40,7 @@ from moa.providers.registry import Registry, split_model_ref
 from moa.strategies import Stage
 from moa.tokens import CHARS_PER_TOKEN
 from moa.trace import CallRecord, Result
-from moa.types import Answering, Message, Sampling
+from moa.types import Message, Sampling
 
 
 class MoA(Lifecycle):
@@ -92,71 +94,43 @@ class MoA(Lifecycle):
     def __repr__(self) -> str:
         return f"MoA({', '.join(map(repr, (*self.layers, self.aggregator)))})"
 
-    async def stream(
-        self,
-        prompt: Prompt,
-        *,
-        sampling: Sampling | None = None,
-        aggregator_sampling: Sampling | None = None,
-        max_cost_usd: float | None = None,
-        answering: Answering | None = None,
-        tools: ToolList | None = None,
-        proposal_deltas: bool = True,
-    ) -> AsyncGenerator[Event, None]:
-        """Run once, yielding what happens as it happens; the last event is `Done`.
-
-        `sampling` overrides every call of the run; `aggregator_sampling` only the aggregator's
-        (over `sampling`), e.g. a client's max_tokens for the final answer. `max_cost_usd`
-        (default: the MoA's) refuses any stage whose worst case would pass it (moa.engine.budget).
-        `answering` (tools, response format, logprobs, n) applies to the aggregator only, and is
-        refused before any call when an aggregator candidate's provider cannot honour it;
-        `tools` is its shorthand for OpenAI-shaped function specs (the answer's calls are in
-        `Result.tool_calls`). `proposal_deltas=False` asks proposers for whole answers (less
-        CPU) and yields no `ProposalDelta`; a staircase's last layer streams regardless.
-        """
+    async def events(self, prompt: Prompt, options: RunOptions) -> AsyncGenerator[Event, None]:
+        """The one implementation of a run: what happens, as it happens; the last event is
+        `Done`. The entry points below take the keyword options (`moa.engine.options.Options`)
+        and come here."""
         run = await Run.start(
             self.layers,
             self.aggregator,
             self.caller,
             self.prices,
             prompt,
-            max_cost_default=self.max_cost_usd,
-            sampling=sampling,
-            aggregator_sampling=aggregator_sampling,
-            max_cost_usd=max_cost_usd,
-            answering=answering,
-            tools=tools,
-            proposal_deltas=proposal_deltas,
+            options,
+            self.max_cost_usd,
         )
         async for event in run.events():
             yield event
 
-    async def arun(
-        self,
-        prompt: Prompt,
-        *,
-        sampling: Sampling | None = None,
-        aggregator_sampling: Sampling | None = None,
-        max_cost_usd: float | None = None,
-        answering: Answering | None = None,
-        tools: ToolList | None = None,
-    ) -> Result:
+    async def result(self, prompt: Prompt, options: RunOptions) -> Result:
+        """The run's result, once it has ended (its proposers answer whole: nobody sees them)."""
         # Closed here, on this loop: a generator left to the garbage collector is closed later,
         # on a loop that may be gone.
-        events = self.stream(
-            prompt,
-            sampling=sampling,
-            aggregator_sampling=aggregator_sampling,
-            max_cost_usd=max_cost_usd,
-            answering=answering,
-            tools=tools,
-            proposal_deltas=False,  # nobody sees them: whole answers cost less
-        )
+        events = self.events(prompt, options.whole())
         async with aclosing(events):
             async for event in events:
                 if isinstance(event, Done):
                     return event.result
-        raise AssertionError("stream() always ends with Done or an exception")
+        raise AssertionError("events() always ends with Done or an exception")
+
+    def stream(
+        self, prompt: Prompt, *, proposal_deltas: bool = True, **options: Unpack[Options]
+    ) -> AsyncGenerator[Event, None]:
+        """Run once, yielding what happens as it happens; the last event is `Done`. For the
+        options see `moa.engine.options.Options`; `proposal_deltas=False` asks proposers for
+        whole answers (less CPU) and yields no `ProposalDelta`."""
+        return self.events(prompt, RunOptions.of(**options, proposal_deltas=proposal_deltas))
+
+    async def arun(self, prompt: Prompt, **options: Unpack[Options]) -> Result:
+        return await self.result(prompt, RunOptions.of(**options))
 
     async def worst_case_usd(self, prompt: Prompt, sampling: Sampling | None = None) -> float:
         """The most one whole run of `prompt` may cost, before it starts (`moa batch
@@ -164,27 +138,11 @@ class MoA(Lifecycle):
         as long as it can be."""
         return await _run_worst_case(self, as_messages(prompt), sampling or Sampling())
 
-    def run(
-        self,
-        prompt: Prompt,
-        *,
-        sampling: Sampling | None = None,
-        aggregator_sampling: Sampling | None = None,
-        answering: Answering | None = None,
-        tools: ToolList | None = None,
-    ) -> Result:
+    def run(self, prompt: Prompt, **options: Unpack[Options]) -> Result:
         """Blocking form of `arun`, for scripts and notebooks without an event loop. Inside a
         `with MoA(...) as mixture:` block, calls share one event loop and its connections
         until the block ends; outside one, each call opens and closes its own."""
-        return self._blocking(
-            self.arun(
-                prompt,
-                sampling=sampling,
-                aggregator_sampling=aggregator_sampling,
-                answering=answering,
-                tools=tools,
-            )
-        )
+        return self._blocking(self.arun(prompt, **options))
 
 
 def _check_staircase(

@@ -11,9 +11,8 @@ itself and reads its answers as they stream. `MoA.stream()` starts a `Run` and y
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
@@ -21,38 +20,16 @@ from moa.engine.aggregator import Aggregator
 from moa.engine.budget import Budget, bounded
 from moa.engine.cluster import outliers
 from moa.engine.layer import ProposalLayer, run_layer
+from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
-from moa.errors import ConfigError, InputError, LayerFailedError
+from moa.errors import ConfigError, LayerFailedError
 from moa.events import Done, Event
 from moa.pricing import PriceBook, price_result
 from moa.strategies import Stage
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
 from moa.trace import CallRecord, Result
-from moa.types import Answering, Message, Sampling, Tools
-
-Prompt = str | Sequence[Message]
-ToolList = Sequence[Mapping[str, Any]]  # OpenAI's {"type": "function", "function": {...}}
-
-
-def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering:
-    answering = answering or Answering()
-    if tools is None:
-        return answering
-    return replace(answering, tools=Tools(tuple(dict(t) for t in tools)))
-
-
-def as_messages(prompt: Prompt) -> list[Message]:
-    """A prompt string or a chat history, checked: the last turn must be a non-empty user turn,
-    or a tool's result (an agent loop continuing after running the calls it was given)."""
-    if isinstance(prompt, str):
-        prompt = [Message(role="user", content=prompt)]
-    messages = [m.copy() for m in prompt]
-    if not messages or messages[-1]["role"] not in ("user", "tool"):
-        raise InputError("the conversation must end with a user message (or a tool's result)")
-    if messages[-1]["role"] == "user" and not messages[-1]["content"].strip():
-        raise InputError("the prompt is empty: the last user message has no text")
-    return messages
+from moa.types import Answering, Message, Sampling
 
 
 @dataclass
@@ -84,23 +61,16 @@ class Run:
         caller: Caller,
         prices: PriceBook,
         prompt: Prompt,
-        *,
-        max_cost_default: float | None,
-        sampling: Sampling | None,
-        aggregator_sampling: Sampling | None,
-        max_cost_usd: float | None,
-        answering: Answering | None,
-        tools: ToolList | None,
-        proposal_deltas: bool = True,
+        options: RunOptions,
+        max_cost_default: float | None = None,
     ) -> Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
-        refuse refused before any call (see `MoA.stream` for the arguments)."""
+        refuse refused before any call; `max_cost_default` is the MoA's own budget."""
         messages = as_messages(prompt)
-        answering, dropped = await offer_tools(caller, aggregator, with_tools(answering, tools))
+        answering, dropped = await offer_tools(caller, aggregator, options.answering)
         await refuse_unsupported(caller, aggregator, answering)
-        overrides = sampling or Sampling()
-        limit = max_cost_usd if max_cost_usd is not None else max_cost_default
-        budget = None if limit is None else Budget(limit, prices, overrides)
+        limit = options.max_cost_usd if options.max_cost_usd is not None else max_cost_default
+        budget = None if limit is None else Budget(limit, prices, options.sampling)
         if budget is not None:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
@@ -111,12 +81,12 @@ class Run:
             caller=caller,
             prices=prices,
             messages=messages,
-            overrides=overrides,
-            final=(aggregator_sampling or Sampling()).merged_over(overrides),
+            overrides=options.sampling,
+            final=options.final,
             answering=answering,
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
-            proposal_deltas=proposal_deltas,
+            proposal_deltas=options.proposal_deltas,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:

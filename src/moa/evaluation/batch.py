@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.text import Text
 
 from moa.engine.mixture import MoA
-from moa.engine.run import as_messages
+from moa.engine.options import as_messages
 from moa.errors import ConfigError, InputError, RunError
 from moa.evaluation.jsonl import AppendLog, read_jsonl
 from moa.pricing import format_usd

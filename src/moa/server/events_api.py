@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from moa import recipes as recipe_lib
 from moa.engine.mixture import MoA
+from moa.engine.options import RunOptions
 from moa.errors import ConfigError, MoAError
 from moa.events import (
     AggregatorStarted,
@@ -43,7 +44,7 @@ from moa.server.errors import bad_request, from_moa_error
 from moa.server.limits import EventStream, RunResponse
 from moa.server.models_api import model_not_found
 from moa.server.overrides import OverridePolicy, catalog
-from moa.server.runs import Served, split_sampling
+from moa.server.runs import Served, run_options
 from moa.server.schemas import (
     ChatCompletionRequest,
     check_supported,
@@ -53,7 +54,7 @@ from moa.server.schemas import (
 )
 from moa.server.sse import event as sse_event
 from moa.trace import CallRecord, Result
-from moa.types import Answering, Message, Sampling
+from moa.types import Message
 
 log = logging.getLogger("moa.server")
 
@@ -81,17 +82,18 @@ def add_events_api(app: FastAPI, served: Served) -> None:
         override = (body.model_extra or {}).get("moa_recipe")
         recipe = served.recipes[body.model] if override is None else policy.check(override)
         mixture = served.mixtures[body.model] if override is None else _build(recipe, served)
-        messages, requested = to_messages(body), to_sampling(body)
-        sampling, aggregator_sampling = split_sampling(recipe, requested)
+        options = run_options(
+            recipe,
+            to_sampling(body),
+            max_cost_usd=body.moa_max_cost_usd,
+            answering=to_answering(body),
+        )
         run = EventRun(
             name=body.model if override is None else f"{body.model} (edited)",
             moa=mixture,
-            messages=messages,
-            sampling=sampling,
-            aggregator_sampling=aggregator_sampling,
+            messages=to_messages(body),
+            options=options,
             served=served,
-            max_cost_usd=body.moa_max_cost_usd,
-            answering=to_answering(body),
         )
         slot = served.slots.take()
 
@@ -114,24 +116,15 @@ class EventRun:
     name: str
     moa: MoA
     messages: list[Message]
-    sampling: Sampling
-    aggregator_sampling: Sampling
+    options: RunOptions
     served: Served
-    max_cost_usd: float | None = None  # the request's budget; None: the recipe's
-    answering: Answering = field(default_factory=Answering)  # tools, response format, …
 
     async def events(self) -> AsyncIterator[str]:
         started = time.perf_counter()
         layers_started: set[int] = set()
         status, result = 499, None
         code: str | None = "client_disconnected"
-        stream = self.moa.stream(
-            self.messages,
-            sampling=self.sampling,
-            aggregator_sampling=self.aggregator_sampling,
-            max_cost_usd=self.max_cost_usd,
-            answering=self.answering,
-        )
+        stream = self.moa.events(self.messages, self.options)
         try:
             async for item in stream:
                 if isinstance(item, ProposalStarted) and item.layer not in layers_started:

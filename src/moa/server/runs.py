@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from moa.engine.mixture import MoA
+from moa.engine.options import RunOptions
 from moa.errors import MoAError
 from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
 from moa.providers.registry import Registry
@@ -60,13 +61,26 @@ class Served:
     redactor: Redactor
 
 
-def split_sampling(recipe: Recipe, requested: Sampling) -> tuple[Sampling, Sampling]:
-    """(every call's, the aggregator's) settings from a request's: they reach the aggregator
-    only — a Self-MoA recipe's varied proposers survive a client's temperature=0 — unless the
-    recipe says `request_sampling = "all"`."""
+def run_options(
+    recipe: Recipe,
+    requested: Sampling,
+    *,
+    max_cost_usd: float | None,
+    answering: Answering | None,
+) -> RunOptions:
+    """A request's options for a run of `recipe`: its sampling reaches the aggregator only — a
+    Self-MoA recipe's varied proposers survive a client's temperature=0 — unless the recipe
+    says `request_sampling = "all"`; its `moa_max_cost_usd` is the run's budget (None: the
+    recipe's)."""
+    every, final = Sampling(), requested
     if recipe.request_sampling == "all":
-        return requested, Sampling()
-    return Sampling(), requested
+        every, final = requested, Sampling()
+    return RunOptions.of(
+        sampling=every,
+        aggregator_sampling=final,
+        max_cost_usd=max_cost_usd,
+        answering=answering,
+    )
 
 
 def wants_trace(asked: bool | None, header: str | None) -> bool:
@@ -79,16 +93,13 @@ class ChatRun:
     model: str  # the recipe name the client asked for
     moa: MoA
     messages: list[Message]
-    sampling: Sampling  # the request's, for every call of the run
-    aggregator_sampling: Sampling  # the request's, for the aggregator only
+    options: RunOptions  # what the request asks of the run (sampling, budget, answering)
     slot: Slot
     metrics: Metrics
     redactor: Redactor
     trace: bool = False
     include_usage: bool = False
-    max_cost_usd: float | None = None  # the request's budget; None: the recipe's
     reasoning: bool = False  # the proposals as `reasoning_content` (server/reasoning.py)
-    answering: Answering = field(default_factory=Answering)  # tools, response format, n, …
     started: float = field(default_factory=time.perf_counter)
 
     async def respond(self, receive: Receive) -> Response:
@@ -103,13 +114,7 @@ class ChatRun:
         try:
             result = await until_disconnect(
                 receive,
-                self.moa.arun(
-                    self.messages,
-                    sampling=self.sampling,
-                    aggregator_sampling=self.aggregator_sampling,
-                    max_cost_usd=self.max_cost_usd,
-                    answering=self.answering,
-                ),
+                self.moa.result(self.messages, self.options),
             )
         except ClientGone:
             self._finish(False, CLIENT_CLOSED, None, "client_disconnected")
@@ -125,16 +130,9 @@ class ChatRun:
         return with_reasoning(body, result) if self.reasoning else body
 
     async def _stream(self, receive: Receive) -> Response:
-        events = aiter(
-            self.moa.stream(
-                self.messages,
-                sampling=self.sampling,
-                aggregator_sampling=self.aggregator_sampling,
-                max_cost_usd=self.max_cost_usd,
-                answering=self.answering,
-                proposal_deltas=self.reasoning,  # only a thinking block shows them
-            )
-        )
+        # Only a thinking block shows the proposers' words.
+        options = replace(self.options, proposal_deltas=self.reasoning)
+        events = aiter(self.moa.events(self.messages, options))
         try:
             head = await until_disconnect(receive, _until_first_token(events, self.reasoning))
         except ClientGone:
@@ -246,21 +244,20 @@ def new_run(
     """A run of the served recipe `model` for one request, in the API shape `kind` answers
     in. Takes a run slot (429 when none is free), so call it last, once the request is
     known to be good: the slot is freed when the answer has been sent."""
-    sampling, aggregator_sampling = split_sampling(served.recipes[model], requested)
+    options = run_options(
+        served.recipes[model], requested, max_cost_usd=max_cost_usd, answering=answering
+    )
     return kind(
         model=model,
         moa=served.mixtures[model],
         messages=messages,
-        sampling=sampling,
-        aggregator_sampling=aggregator_sampling,
+        options=options,
         slot=served.slots.take(),
         metrics=served.metrics,
         redactor=served.redactor,
         trace=trace,
         include_usage=include_usage,
-        max_cost_usd=max_cost_usd,
         reasoning=reasoning,
-        answering=answering or Answering(),
     )
 
 
