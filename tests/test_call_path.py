@@ -343,3 +343,48 @@ async def test_a_slow_consumer_does_not_time_out_the_stream_it_reads() -> None:
         chunks.append(chunk.text)
         await asyncio.sleep(0.3)  # the reader's own time is not the upstream's
     assert chunks == ["a ", "b ", "c"]
+
+
+# -- the registry is asked once per model ------------------------------------------------------
+
+
+class CountingRegistry(Registry):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.resolved: list[str] = []
+
+    def resolve(self, ref: str):  # type: ignore[no-untyped-def]
+        self.resolved.append(ref)
+        return super().resolve(ref)
+
+
+def test_a_models_route_is_asked_of_the_registry_once_for_all_its_calls(
+    upstream: FakeUpstream,
+) -> None:
+    registry = CountingRegistry({"fake": ProviderConfig("fake", upstream.base_url)}, env={})
+    mixture = MoA(
+        ProposalLayer("fake:a", "fake:a", "fake:b"),
+        Aggregator("fake:agg"),
+        registry=registry,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    built = len(registry.resolved)  # the MoA checks each agent when it is built
+
+    async def twice() -> None:
+        await mixture.arun("q")
+        await mixture.arun("q")
+
+    asyncio.run(twice())
+    assert sorted(registry.resolved[built:]) == ["fake:a", "fake:agg", "fake:b"]
+    assert len(upstream.requests) == 8
+
+
+def test_a_closed_registry_gets_new_routes_for_its_new_clients(upstream: FakeUpstream) -> None:
+    registry = CountingRegistry({"fake": ProviderConfig("fake", upstream.base_url)}, env={})
+    mixture = MoA(
+        ProposalLayer("fake:a"), Aggregator("fake:agg"), registry=registry, retry=RetryPolicy()
+    )
+    mixture.run("q")  # its own event loop, closed with its clients at the end
+    mixture.run("q")
+    assert len(upstream.requests) == 4
+    assert registry.resolved.count("fake:a") >= 3  # built, then once per new client

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from functools import partial
 
 from moa.call.agent import Agent
 from moa.call.chain import aclose, chain
@@ -25,6 +26,18 @@ from moa.trace import CallRecord
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one `provider:model` goes, asked of the registry once: the provider, the model's
+    name there and its profile, the provider wrapped in its policies, the provider's timeout."""
+
+    provider: Provider
+    model: str
+    profile: ModelProfile
+    chain: Provider
+    timeout_s: float | None
+
+
 @dataclass(slots=True)
 class Caller:
     registry: Registry
@@ -32,46 +45,67 @@ class Caller:
     timeout_s: float
     defaults: Sampling
     cache: Cache | None = None  # reproducible calls only; see moa.policies.cache
-    # Asked once per model (a local model loads to answer), not on every call.
+    # Asked once per model (a local model loads to answer), not on every call; kept when a
+    # closed registry makes a new client, as what a model is does not change with it.
     _profiles: dict[tuple[str, str], ModelProfile] = field(default_factory=dict)
-    # Per provider instance: a registry that was closed makes new ones, which get new chains.
-    _chains: dict[int, tuple[Provider, Provider]] = field(default_factory=dict)
+    # Per model reference, for the provider instance it was made with: a registry that was
+    # closed (or runs on a new event loop) makes new clients, which get new routes.
+    _routes: dict[str, Route] = field(default_factory=dict)
+    _pending: dict[str, asyncio.Future[Route]] = field(default_factory=dict)
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
         self.registry.resolve(agent.model)
 
-    async def profile(self, agent: Agent) -> ModelProfile:
-        provider, model = self.registry.resolve(agent.model)
+    async def route(self, agent: Agent) -> Route:
+        known = self._routes.get(agent.model)
+        if known is not None and known.provider is self.registry.provider(known.provider.name):
+            return known
+        # The calls of a layer ask at once: the first asks the registry, the others wait for it.
+        pending = self._pending.get(agent.model)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(self._new_route(agent.model))
+            self._pending[agent.model] = pending
+            pending.add_done_callback(partial(self._settled, agent.model))
+        return await asyncio.shield(pending)
+
+    def _settled(self, ref: str, done: asyncio.Future[Route]) -> None:
+        if self._pending.get(ref) is done:
+            del self._pending[ref]
+
+    async def _new_route(self, ref: str) -> Route:
+        provider, model = self.registry.resolve(ref)
         key = (provider.name, model)
         if key not in self._profiles:
             self._profiles[key] = await asyncio.to_thread(provider.profile, model)
-        return self._profiles[key]
+        retry = self.registry.retry_policy(provider.name) or self.retry
+        config = self.registry.config(provider.name)
+        route = Route(
+            provider,
+            model,
+            self._profiles[key],
+            chain(provider, limits=self.registry.limits, retry=retry, cache=self.cache),
+            config.timeout_s if config is not None else None,
+        )
+        self._routes[ref] = route
+        return route
+
+    async def profile(self, agent: Agent) -> ModelProfile:
+        return (await self.route(agent)).profile
 
     async def build(self, call: Call, *, squeeze: float = 1.0) -> tuple[Provider, Built]:
-        provider, model = self.registry.resolve(call.agent.model)
-        profile = await self.profile(call.agent)
-        config = self.registry.config(provider.name)
+        route = await self.route(call.agent)
         # The most specific timeout wins: the model's, then the provider's, then the recipe's.
-        timeout = call.agent.timeout_s or (config and config.timeout_s) or self.timeout_s
+        timeout = call.agent.timeout_s or route.timeout_s or self.timeout_s
         built = build_request(
             call,
-            model,
-            profile,
+            route.model,
+            route.profile,
             defaults=self.defaults,
             timeout_s=timeout,
             squeeze=squeeze,
         )
-        return self._chain(provider), built
-
-    def _chain(self, provider: Provider) -> Provider:
-        known = self._chains.get(id(provider))
-        if known is not None and known[0] is provider:
-            return known[1]
-        retry = self.registry.retry_policy(provider.name) or self.retry
-        wrapped = chain(provider, limits=self.registry.limits, retry=retry, cache=self.cache)
-        self._chains[id(provider)] = (provider, wrapped)
-        return wrapped
+        return route.chain, built
 
     async def stream(
         self, call: Call, record: CallRecord | None = None

@@ -18,7 +18,6 @@ recipe with `price = { input = …, output = … }`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -211,10 +210,7 @@ async def plan_call(caller: Caller, call: Call) -> PlannedCall:
     input_tokens = messages_tokens(request.messages) + _tool_tokens(request)
     ceiling = request.sampling.max_tokens
     if ceiling is None:
-        window = call.agent.context_window
-        if window is None:
-            provider, model = caller.registry.resolve(call.agent.model)
-            window = (await asyncio.to_thread(provider.profile, model)).context_window
+        window = call.agent.context_window or (await caller.profile(call.agent)).context_window
         ceiling = max(window - input_tokens, 1)
     return PlannedCall(call.agent.model, input_tokens, ceiling)
 
