@@ -42,6 +42,19 @@ def test_a_cluster_filter_on_the_last_layer_is_refused_at_load_with_the_fix(
         build(load(path), registry)
 
 
+@pytest.mark.parametrize("strategy", ["vote", "rank", "analysis", "select", "medoid"])
+def test_a_strategy_that_is_not_one_synthesis_is_refused_at_load_with_the_fix(
+    recipe_file, registry: Registry, strategy: str
+) -> None:
+    path = staircase_recipe(
+        recipe_file,
+        '[[layers]]\nmodels = ["fake:a", "fake:b"]\n'
+        f'[aggregator]\nmodel = "fake:agg"\nstrategy = "{strategy}"\nstaircase = true\n',
+    )
+    with pytest.raises(ConfigError, match="strategy synthesize, or turn staircase off"):
+        build(load(path), registry)
+
+
 def test_a_cluster_filter_on_an_earlier_layer_is_accepted(recipe_file, registry: Registry) -> None:
     path = staircase_recipe(
         recipe_file,

@@ -10,7 +10,7 @@ import pytest
 
 from moa import Agent, Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
-from moa.engine.staircase import KV_SPACING, SERVED_SPACING, Spacing, spacing
+from moa.engine.staircase_rules import KV_SPACING, SERVED_SPACING, Spacing, spacing
 from moa.errors import ConfigError
 from moa.events import Token
 from moa.providers.base import Capabilities

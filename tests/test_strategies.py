@@ -18,6 +18,7 @@ from moa import (
     Registry,
     RetryPolicy,
     Token,
+    strategies,
 )
 from moa.providers.base import Capabilities
 from moa.strategies.analysis import ANALYSIS_PROMPT, FIELDS, parse_analysis
@@ -375,3 +376,63 @@ def test_analysis_of_a_single_proposal_is_a_plain_synthesis(
     (body,) = upstream.requests_for("agg")
     assert system_of(body) == AGGREGATE_AND_SYNTHESIZE + "\n1. answer from a"
     assert [c.role for c in result.calls] == ["proposer", "aggregator"]
+
+
+# -- traits: what the engine knows of a strategy, so that it names none -----------------------
+
+
+class Bare:
+    """A strategy written before the traits: only a name and `aggregate`."""
+
+    name = "bare"
+
+    async def aggregate(self, stage):  # type: ignore[no-untyped-def]
+        for event in strategies.replay(stage, stage.proposals[0].output, None):
+            yield event
+
+
+def test_a_strategy_that_declares_no_traits_gets_them_all_false() -> None:
+    bare = strategies.declared(Bare())
+    assert (bare.answers_verbatim, bare.answers_agreement, bare.staircase, bare.uses_top_k) == (
+        False,
+        False,
+        False,
+        False,
+    )
+    assert bare.name == "bare"
+
+
+def test_the_builtin_strategies_declare_what_the_engine_reads() -> None:
+    verbatim = {n for n in strategies.BUILTIN if strategies.get(n).answers_verbatim}
+    assert verbatim == {"vote", "select", "medoid"}
+    assert {n for n in strategies.BUILTIN if strategies.get(n).answers_agreement} == {"vote"}
+    assert {n for n in strategies.BUILTIN if strategies.get(n).staircase} == {"synthesize"}
+    assert {n for n in strategies.BUILTIN if strategies.get(n).uses_top_k} == {"rank"}
+
+
+class Agreeing(strategies.Traits):
+    """A plugin's strategy that, like vote, answers with an agreed proposal."""
+
+    name = "agreeing"
+    answers_agreement = True
+
+    async def aggregate(self, stage):  # type: ignore[no-untyped-def]
+        raise AssertionError("a layer agreed: the aggregator is skipped")
+        yield
+
+
+def test_the_engine_skips_the_aggregator_for_any_strategy_that_answers_with_agreement(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    for model in ("a", "b"):
+        upstream.script(model, Reply("Paris"))
+    mixture = MoA(
+        ProposalLayer("fake:a", "fake:b", stop_when="agree"),
+        Aggregator("fake:agg", strategy=Agreeing()),
+        registry=registry,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    result = mixture.run("Capital of France?")
+    assert result.text == "Paris"
+    assert upstream.requests_for("agg") == []
+    assert "stop_when agree with agreeing" in " ".join(result.notes)

@@ -26,7 +26,8 @@ from benchmarks.common import RowResult, median
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.agent import Agent
 from moa.engine.layer import run_layer
-from moa.engine.staircase import Partials, Spacing, Staircase
+from moa.engine.staircase import Partials, Staircase
+from moa.engine.staircase_rules import Spacing
 from moa.events import Done, Event, ProposalDelta, ProposalFailed, ProposalFinished, Token
 from moa.providers.base import Capabilities
 from moa.strategies import Stage

@@ -11,7 +11,7 @@ Embedded model: the `local-synthesize` recipe (3 proposers of up to 160 tokens, 
 writing up to 256, all SmolLM2 on one llama.cpp thread; 64 tokens per call with --quick):
 wait-for-all with the proposals one after another and in one llama.cpp batch
 (MOA_LOCAL_BATCH=0/1), and staircase on the batch at the embedded model's default spacing
-(moa.engine.staircase.KV_SPACING: first step at 32 chunks, then each time the proposals have grown
+(moa.engine.staircase_rules.KV_SPACING: first step at 32 chunks, then each time the proposals have grown
 fourfold) and at fixed 16-chunk steps (the paper's); times from the start of the run.
 """
 

@@ -19,7 +19,7 @@ class Aggregator:
     `staircase=True` starts it on the proposals' first `chunk_tokens` chunks and calls it again,
     continuing its own answer, each time every proposer has sent `chunk_tokens` more — or, with
     `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more; left
-    unset, both are chosen for the aggregator's provider (moa.engine.staircase.spacing). Its
+    unset, both are chosen for the aggregator's provider (moa.engine.staircase_rules.spacing). Its
     providers must declare a continuation capability.
     """
 
@@ -42,10 +42,11 @@ class Aggregator:
         if any(a.samples != 1 for a in self.candidates):
             raise ConfigError("samples is for proposers; an aggregator answers once")
         # Resolved now, so an unknown name fails when the MoA is built, not mid-run.
-        if isinstance(strategy, str):
-            strategy = strategies.get(strategy)
+        strategy = (
+            strategies.get(strategy) if isinstance(strategy, str) else strategies.declared(strategy)
+        )
         self.strategy: Strategy = strategy
-        if top_k is not None and (strategy.name != "rank" or top_k < 1):
+        if top_k is not None and (not strategy.uses_top_k or top_k < 1):
             raise ConfigError(
                 f'top_k ({top_k}) is how many answers strategy "rank" passes on: a number '
                 f'of at least 1, with strategy="rank"'
@@ -56,10 +57,6 @@ class Aggregator:
         self.window = window
         if chunk_tokens is not None and chunk_tokens < 1:
             raise ConfigError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
-        if staircase and strategy.name != "synthesize":
-            raise ConfigError(
-                f"staircase streams the `synthesize` strategy only, not {strategy.name!r}"
-            )
         if not staircase and (chunk_tokens is not None or chunk_growth is not None):
             raise ConfigError(
                 "chunk_tokens and chunk_growth space a staircase aggregator's steps: set "
@@ -68,7 +65,7 @@ class Aggregator:
         self.staircase = staircase
         if chunk_growth is not None and not chunk_growth >= 1:
             raise ConfigError(f"chunk_growth must be 1 or more, got {chunk_growth}")
-        # None: chosen per provider when the staircase runs (moa.engine.staircase.spacing)
+        # None: chosen per provider when the staircase runs (moa.engine.staircase_rules.spacing)
         self.chunk_tokens = chunk_tokens
         self.chunk_growth = chunk_growth
 

@@ -27,7 +27,7 @@ from moa.call.caller import Caller
 from moa.call.request import Call
 from moa.engine.aggregator import Aggregator
 from moa.engine.layer import ProposalLayer
-from moa.engine.staircase import spacing
+from moa.engine.staircase_rules import spacing
 from moa.errors import BudgetExceededError, ConfigError, UnpricedModelError
 from moa.pricing import PriceBook, format_usd, price_result
 from moa.tokens import CHARS_PER_TOKEN, estimate_tokens, messages_tokens

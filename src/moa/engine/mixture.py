@@ -30,13 +30,13 @@ from moa.engine.layer import ProposalLayer
 from moa.engine.lifecycle import Lifecycle
 from moa.engine.options import Options, Prompt, RunOptions, as_messages
 from moa.engine.run import Run
-from moa.engine.staircase import refuse_whole_answer_options
+from moa.engine.staircase_rules import check_staircase
 from moa.errors import ConfigError
 from moa.events import Done, Event
 from moa.policies.cache import Cache
 from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
-from moa.providers.registry import Registry, split_model_ref
+from moa.providers.registry import Registry
 from moa.strategies import Stage
 from moa.tokens import CHARS_PER_TOKEN
 from moa.trace import CallRecord, Result
@@ -80,7 +80,7 @@ class MoA(Lifecycle):
         for agent in self.agents:
             self._caller.check(agent)
         if self.aggregator.staircase:
-            _check_staircase(self.layers, self.aggregator, self.registry)
+            check_staircase(self.layers, self.aggregator, self.registry)
 
     @property
     def caller(self) -> Caller:
@@ -143,26 +143,6 @@ class MoA(Lifecycle):
         `with MoA(...) as mixture:` block, calls share one event loop and its connections
         until the block ends; outside one, each call opens and closes its own."""
         return self._blocking(self.arun(prompt, **options))
-
-
-def _check_staircase(
-    layers: tuple[ProposalLayer, ...], aggregator: Aggregator, registry: Registry
-) -> None:
-    """Staircase needs proposals to stream and an aggregator that continues its own answer:
-    refused now rather than silently run as wait-for-all."""
-    if not layers:
-        raise ConfigError("staircase needs at least one proposal layer to stream from")
-    refuse_whole_answer_options(layers[-1])
-    for agent in aggregator.candidates:
-        provider = split_model_ref(agent.model)[0]
-        if registry.capabilities(provider).continuation == "none":
-            raise ConfigError(
-                f"staircase: {agent.model}'s provider {provider!r} does not continue a "
-                f'partial answer (continuation = "none") — use an aggregator on a provider '
-                f"that does (local, vLLM, llama.cpp's server: declare "
-                f'[providers.{provider}] continuation = "assistant" if it does), or turn '
-                f"staircase off"
-            )
 
 
 async def _run_worst_case(moa: MoA, messages: list[Message], overrides: Sampling) -> float:

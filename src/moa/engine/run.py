@@ -22,10 +22,11 @@ from moa.engine.cluster import outliers
 from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
-from moa.errors import ConfigError, LayerFailedError
+from moa.engine.staircase_rules import refuse_for_staircase
+from moa.errors import LayerFailedError
 from moa.events import Done, Event
 from moa.pricing import PriceBook, price_result
-from moa.strategies import Stage
+from moa.strategies import Stage, Strategy
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
 from moa.trace import CallRecord, Result
@@ -74,7 +75,7 @@ class Run:
         if budget is not None:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
-            _refuse_for_staircase(answering)
+            refuse_for_staircase(answering)
         return cls(
             layers=layers,
             aggregator=aggregator,
@@ -131,7 +132,7 @@ class Run:
             self.result.latency_s = time.perf_counter() - self.started
             raise LayerFailedError(number, records, price_result(self.result, self.prices))
         self.agreed = _agreed(
-            number, layer, answered, self.result, len(self.layers), self.aggregator.strategy.name
+            number, layer, answered, self.result, len(self.layers), self.aggregator.strategy
         )
         self.proposals = _filtered(layer, answered, self.result)
 
@@ -150,13 +151,13 @@ class Run:
 
     async def _answer(self, stage: Stage) -> AsyncIterator[Event]:
         """The aggregator's events (with the staircase's last layer's); none when a layer agreed
-        and the strategy is vote (it would answer with the same proposal, at no cost)."""
+        and the strategy answers with the agreed proposal (vote: the same one, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
             if self.budget is not None:  # the last layer and the aggregator, bounded together
                 await self.budget.check_staircase(stage, self.aggregator, self.layers[-1])
             events = self._staircase(stage)
-        elif self.agreed is not None and self.aggregator.strategy.name == "vote":
-            why = "stop_when agree with vote: no aggregator call"
+        elif self.agreed is not None and self.aggregator.strategy.answers_agreement:
+            why = f"stop_when agree with {self.aggregator.strategy.name}: no aggregator call"
             events = answer_with(stage, self.agreed, why)
         else:
             if self.budget is not None:
@@ -175,15 +176,6 @@ class Run:
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
         return stream_staircase(stage, self.aggregator, layer_events, limits)
-
-
-def _refuse_for_staircase(answering: Answering) -> None:
-    """What a staircase aggregator cannot do yet, refused before any call."""
-    if answering != Answering():
-        raise ConfigError(
-            "a staircase aggregator streams one plain-text answer: tools, response_format, "
-            "logprobs and n need the aggregator to answer whole — turn staircase off for them"
-        )
 
 
 def _filtered(
@@ -213,7 +205,7 @@ def _agreed(
     proposals: list[CallRecord],
     result: Result,
     layers: int,
-    strategy: str,
+    strategy: Strategy,
 ) -> CallRecord | None:
     """The first of the agreeing answers when layer `number` (of `layers`) meets its
     `stop_when`; then the trace says what is skipped and why."""
@@ -224,7 +216,7 @@ def _agreed(
         return None
     skipped = layers - number
     what = f"layers {number + 1}-{layers}" if skipped > 1 else f"layer {number + 1}"
-    if strategy == "vote":
+    if strategy.answers_agreement:
         what = f"{what} and the aggregator" if skipped else "the aggregator"
     elif not skipped:
         return None  # the last layer: nothing to skip

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from moa.call.request import Call
 from moa.engine.aggregator import Aggregator
 from moa.engine.layer import ProposalLayer
-from moa.errors import AggregatorFailedError, ConfigError, LayerFailedError, ProviderError
+from moa.engine.staircase_rules import Spacing, spacing
+from moa.errors import AggregatorFailedError, LayerFailedError, ProviderError
 from moa.events import (
     AggregatorStarted,
     Event,
@@ -31,58 +32,10 @@ from moa.events import (
     ProposalFinished,
     Token,
 )
-from moa.providers.registry import Registry, split_model_ref
 from moa.strategies import Stage
 from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Choice
 from moa.types import Sampling, StreamChunk, Usage
-
-
-def refuse_whole_answer_options(last: ProposalLayer) -> None:
-    """The last layer's options that need its whole answers, refused under a staircase
-    aggregator rather than silently not applied: it reads the answers as they stream, and a
-    reference it has read cannot be taken back from the answer it has already written."""
-    if last.filter == "cluster":
-        raise ConfigError(
-            'staircase: the last layer\'s filter = "cluster" compares whole answers, but a '
-            "staircase aggregator reads them as they stream (what it has read and written "
-            "cannot be taken back) — put the filter on an earlier layer, or turn staircase off"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Spacing:
-    """When a staircase aggregator takes its steps: the first once every proposer has sent
-    `chunk_tokens` chunks, each next one once every proposal has grown by `chunk_tokens`
-    chunks or `growth`-fold, whichever is more."""
-
-    chunk_tokens: int
-    growth: float
-
-    def next_threshold(self, shortest: int) -> int:
-        return shortest + max(self.chunk_tokens, int((self.growth - 1) * shortest))
-
-
-# Chosen by measurement (benchmarks row 10, README "Time to first token"). A served model
-# generates proposals and steps side by side: fixed chunks, as in the paper. The embedded model
-# does all of it on the same cores, where every step re-reads its prompt from the first
-# proposal that grew (a third of a generated token's cost here: benchmarks.local_costs) while
-# the proposers wait: a first step soon, then few.
-SERVED_SPACING = Spacing(chunk_tokens=64, growth=1.0)
-KV_SPACING = Spacing(chunk_tokens=32, growth=4.0)
-
-
-def spacing(aggregator: Aggregator, model: str, registry: Registry) -> Spacing:
-    """The aggregator's `chunk_tokens` and `chunk_growth` where set, else its provider's
-    defaults: KV_SPACING for one that continues from its own KV cache (the embedded model),
-    SERVED_SPACING for the others."""
-    provider = split_model_ref(model)[0]
-    kv = registry.capabilities(provider).continuation == "kv"
-    default = KV_SPACING if kv else SERVED_SPACING
-    return Spacing(
-        aggregator.chunk_tokens or default.chunk_tokens,
-        aggregator.chunk_growth if aggregator.chunk_growth is not None else default.growth,
-    )
 
 
 @dataclass(slots=True)

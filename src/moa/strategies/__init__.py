@@ -12,10 +12,12 @@ from moa.strategies.base import (
     Stage,
     Step,
     Strategy,
+    Traits,
     aggregator_step,
     ask,
     call_once,
     consult,
+    declared,
     replay,
     stream_answer,
 )
@@ -45,8 +47,8 @@ def get(name: str) -> Strategy:
         return BUILTIN[name]()
     entry = plugins.installed(plugins.STRATEGIES).get(name)
     if entry is not None:
-        factory: Callable[[], Strategy] = entry.load()
-        return factory()
+        factory: Callable[[], object] = entry.load()
+        return declared(factory())
     raise ConfigError(
         f"unknown strategy {name!r} — use one of {', '.join(names())}, "
         f"or install a plugin that provides it"
@@ -58,10 +60,12 @@ __all__ = [
     "Stage",
     "Step",
     "Strategy",
+    "Traits",
     "aggregator_step",
     "ask",
     "call_once",
     "consult",
+    "declared",
     "get",
     "names",
     "replay",

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from moa.events import AggregatorStarted, Event
-from moa.strategies.base import Stage, Step, aggregator_step, consult
+from moa.strategies.base import Stage, Step, Traits, aggregator_step, consult
 from moa.strategies.synthesize import synthesis_steps, synthesize, synthesize_instead
 from moa.types import ResponseFormat
 
@@ -78,7 +78,7 @@ def _strings(value: Any) -> list[str]:
     return [value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)]
 
 
-class Analysis:
+class Analysis(Traits):
     name = "analysis"
 
     async def worst_case(self, stage: Stage) -> list[Step]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
@@ -95,7 +95,23 @@ class Step:
 
 @runtime_checkable
 class Strategy(Protocol):
+    """How the aggregator turns proposals into the answer. Besides `aggregate` (and, to run
+    under a budget, `worst_case`), a strategy declares the traits the engine reads, so that
+    the engine never names a strategy: subclass `Traits` for the defaults (all False). A
+    plugin's strategy that leaves a trait out gets False (`declared`)."""
+
     name: str
+    # Its answer may be a proposal as written: tools, a response format or logprobs asked of
+    # the final answer are refused up front, and tools it may leave uncalled are dropped.
+    answers_verbatim: bool
+    # When a layer's answers agree enough to stop the run (`stop_when = "agree"`), the agreed
+    # answer is this strategy's answer too: the aggregator is skipped with the layers.
+    answers_agreement: bool
+    # Its answer is one synthesis of the proposals, which a staircase may ask for again, as
+    # a continuation, while the proposals stream (`staircase = true`).
+    staircase: bool
+    # It passes on the `top_k` best proposals (the aggregator's `top_k` is for it).
+    uses_top_k: bool
 
     def aggregate(self, stage: Stage) -> AsyncIterator[Event]: ...
 
@@ -103,6 +119,38 @@ class Strategy(Protocol):
         """Every call one `aggregate(stage)` may make, on its most expensive path (fallbacks
         included): a budget refuses the stage unless it can pay for all of them."""
         ...
+
+
+TRAITS = ("answers_verbatim", "answers_agreement", "staircase", "uses_top_k")
+
+
+class Traits:
+    """The traits' defaults, for a strategy to subclass and override the ones that hold."""
+
+    answers_verbatim = False
+    answers_agreement = False
+    staircase = False
+    uses_top_k = False
+
+
+class _Declared:
+    """A strategy (a plugin's, written before the traits) with the traits it leaves out as
+    False; everything else is the strategy's own."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        for trait in TRAITS:
+            setattr(self, trait, getattr(inner, trait, False))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def declared(strategy: object) -> Strategy:
+    """`strategy` with every trait the engine reads (see `Strategy`)."""
+    if all(hasattr(strategy, trait) for trait in TRAITS):
+        return cast(Strategy, strategy)
+    return cast(Strategy, _Declared(strategy))
 
 
 def aggregator_step(
@@ -157,7 +205,7 @@ async def offer_tools(
     tools = answering.tools
     if tools is None or tools.choice not in (None, "auto", "none"):
         return answering, None
-    verbatim = getattr(aggregator.strategy, "answers_verbatim", False)
+    verbatim = aggregator.strategy.answers_verbatim
     profiles = [await caller.profile(agent) for agent in aggregator.candidates]
     if not verbatim and all(p.capabilities.tools for p in profiles):
         return answering, None
@@ -176,7 +224,7 @@ async def refuse_unsupported(
     `answering` (a fallback that dropped the tools would answer something else than asked)."""
     if answering == Answering(n=answering.n):
         return
-    if getattr(aggregator.strategy, "answers_verbatim", False):
+    if aggregator.strategy.answers_verbatim:
         asked = [
             name
             for name, value in (

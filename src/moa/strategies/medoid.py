@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from moa.events import Event
 from moa.strategies.agreement import normalize
-from moa.strategies.base import Stage, Step, answer_with
+from moa.strategies.base import Stage, Step, Traits, answer_with
 
 FUNCTION_WORDS = frozenset(
     {
@@ -54,8 +54,9 @@ def medoid(answers: Sequence[str], question: str) -> int:
     return scores.index(max(scores))
 
 
-class Medoid:
+class Medoid(Traits):
     name = "medoid"
+    answers_verbatim = True
     # Its answer is a proposal as written: tools, a response format or logprobs asked of the
     # final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from moa.call.request import Call
 from moa.events import Event
-from moa.strategies.base import Stage, Step, ask, call_once
+from moa.strategies.base import Stage, Step, Traits, ask, call_once
 from moa.strategies.synthesize import synthesis_steps, synthesize
 from moa.trace import CallRecord
 
@@ -61,8 +61,9 @@ def mean_ranks(rankings: Mapping[int, Sequence[int]], count: int) -> list[float]
     return [sum(p) / len(p) if p else float("inf") for p in places]
 
 
-class Rank:
+class Rank(Traits):
     name = "rank"
+    uses_top_k = True
 
     async def worst_case(self, stage: Stage) -> list[Step]:
         """Every proposer's ranking, then (with no readable ranking) a synthesis of every

@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator
 
 from moa.events import AggregatorStarted, Event
-from moa.strategies.base import Stage, Step, aggregator_step, answer_with, ask, consult
+from moa.strategies.base import Stage, Step, Traits, aggregator_step, answer_with, ask, consult
 from moa.strategies.synthesize import synthesis_steps, synthesize_instead
 from moa.types import Message, Sampling
 
@@ -37,10 +37,8 @@ def parse_choice(text: str, count: int) -> int | None:
     return None
 
 
-class Select:
+class Select(Traits):
     name = "select"
-    # Its answer may be a proposal as written: tools, a response format or logprobs asked of
-    # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True
 
     async def worst_case(self, stage: Stage) -> list[Step]:

@@ -17,6 +17,7 @@ from moa.events import Event
 from moa.strategies.base import (
     Stage,
     Step,
+    Traits,
     aggregator_step,
     answer_step,
     consult,
@@ -26,8 +27,9 @@ from moa.strategies.base import (
 AUTO_WINDOW = 3
 
 
-class Synthesize:
+class Synthesize(Traits):
     name = "synthesize"
+    staircase = True
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         async for event in synthesize(stage, stage.references):

@@ -13,15 +13,14 @@ from collections.abc import AsyncIterator
 
 from moa.events import Event
 from moa.strategies.agreement import Agreement, agreement
-from moa.strategies.base import Stage, Step, answer_with
+from moa.strategies.base import Stage, Step, Traits, answer_with
 from moa.strategies.synthesize import synthesis_steps, synthesize_instead
 
 
-class Vote:
+class Vote(Traits):
     name = "vote"
-    # Its answer may be a proposal as written: tools, a response format or logprobs asked of
-    # the final answer are refused up front (moa.strategies.base.refuse_unsupported).
     answers_verbatim = True
+    answers_agreement = True
 
     async def worst_case(self, stage: Stage) -> list[Step]:
         """Nothing, unless no answer wins: then a synthesis."""

@@ -6,14 +6,17 @@ from collections.abc import AsyncIterator
 
 from moa.events import Event
 from moa.providers.base import ModelProfile
-from moa.strategies import Stage, Step, replay
+from moa.strategies import Stage, Step, Traits, replay
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 
-class Longest:
+class Longest(Traits):
     """The longest proposal is the answer, verbatim: no aggregator call."""
 
     name = "longest"
+    # What the engine needs to know of it (moa.strategies.Strategy): its answer is a proposal
+    # as written, so tools or a response format asked of the answer are refused up front.
+    answers_verbatim = True
 
     async def worst_case(self, stage: Stage) -> list[Step]:
         return []  # it calls no model, so a budget (max_cost_usd) has nothing to pay for
