@@ -191,3 +191,15 @@ async def test_a_request_for_n_answers_or_tools_is_refused_not_streamed_whole(
         with pytest.raises(ConfigError, match="turn staircase off"):
             await mixture.arun("q", answering=Answering(n=2))
     assert upstream.requests_for("agg") == []
+
+
+async def test_the_answer_carries_the_finish_reason_of_the_step_it_ended_on(
+    upstream: FakeUpstream,
+) -> None:
+    script(upstream)
+    upstream.script("agg", Reply(continuing(ANSWER), token_delay_s=PACE_S, finish_reason="length"))
+    _, result = await run(staircase_moa(upstream))
+    aggregator = result.calls[-1]
+    assert aggregator.role == "aggregator" and aggregator.finish_reason == "length"
+    assert result.choices[0].finish_reason == "length"
+    assert aggregator.attempts == 1

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from moa.tokens import Cut
-from moa.types import NO_USAGE, Usage
+from moa.types import NO_USAGE, Completion, StreamChunk, Tally, Usage
 
 # proposer: a layer's answer; aggregator: the final answer (streamed); analyst: the `analysis`
 # strategy's JSON; selector: `select`'s choice; ranker: a proposer ranking its peers (`rank`);
@@ -58,6 +58,14 @@ class CallRecord:
     data: dict[str, Any] | None = None  # what a strategy parsed from the answer (analysis, …)
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
     steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
+
+    def take(self, answer: Tally | Completion | StreamChunk) -> None:
+        """What the upstream said of the call — its usage, finish reason and the attempts it
+        took — from a stream's tally so far, one chunk, or a whole answer."""
+        self.usage = answer.usage or self.usage
+        self.finish_reason = answer.finish_reason or self.finish_reason
+        if answer.attempts is not None:
+            self.attempts = answer.attempts
 
     def fail(self, error: Failure) -> None:
         self.status, self.error, self.attempts = "failed", str(error), error.attempts

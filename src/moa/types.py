@@ -142,3 +142,31 @@ class StreamChunk:
     # OpenAI's tool-call deltas ({"index", "id"?, "function": {"name"?, "arguments"}}).
     tool_calls: tuple[dict[str, Any], ...] = ()
     logprobs: tuple[dict[str, Any], ...] = ()  # the `logprobs.content` entries of this piece
+
+
+@dataclass(slots=True)
+class Tally:
+    """A stream's chunks as they add up — its text, the last usage and finish reason the
+    upstream sent, the attempts its first chunk carried: every consumer of a stream keeps its
+    books this one way."""
+
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    attempts: int | None = None
+
+    def add(self, chunk: StreamChunk) -> None:
+        if chunk.text:
+            self.parts.append(chunk.text)
+        self.usage = chunk.usage or self.usage
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        if chunk.attempts is not None:
+            self.attempts = chunk.attempts
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def completion(self) -> Completion:
+        """The stream as one whole answer (the text only: tool calls are assembled apart)."""
+        return Completion(self.text, self.usage or Usage(), self.finish_reason)

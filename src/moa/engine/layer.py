@@ -22,7 +22,7 @@ from moa.call.request import Call
 from moa.errors import ConfigError, ProviderError
 from moa.events import Event, ProposalDelta, ProposalFailed, ProposalFinished, ProposalStarted
 from moa.trace import CallRecord
-from moa.types import Completion, Message, Sampling
+from moa.types import Message, Sampling, Tally
 
 
 class ProposalLayer:
@@ -151,48 +151,43 @@ async def _propose(
     """One proposer's answer into `record`, then `record` into `happened` (`streamed`: each
     piece too, as it arrives)."""
     started = time.perf_counter()
-    parts: list[str] = []
+    tally = Tally()
     try:
         if streamed:
-            await _take_stream(caller, call, record, parts, happened)
+            await _take_stream(caller, call, record, tally, happened)
         else:
-            _take_whole(record, parts, await caller.complete(call, record))
+            completion = await caller.complete(call, record)
+            tally.parts.append(completion.text)
+            record.take(completion)
     except ProviderError as error:
         record.fail(error)
     except asyncio.CancelledError:
         # A straggler keeps what it had said, for the trace.
-        record.output = "".join(parts)
-        record.latency_s = time.perf_counter() - started
+        _settle(record, tally, started)
         raise
     except Exception as error:  # a provider bug must not take the whole run down
         record.status, record.error = "failed", f"{type(error).__name__}: {error}"
-    record.output = "".join(parts)
-    record.latency_s = time.perf_counter() - started
+    _settle(record, tally, started)
     happened.put_nowait(record)
 
 
-def _take_whole(record: CallRecord, parts: list[str], completion: Completion) -> None:
-    parts.append(completion.text)
-    record.attempts = completion.attempts
-    record.usage = completion.usage
-    record.finish_reason = completion.finish_reason
+def _settle(record: CallRecord, tally: Tally, started: float) -> None:
+    record.output = tally.text
+    record.latency_s = time.perf_counter() - started
 
 
 async def _take_stream(
     caller: Caller,
     call: Call,
     record: CallRecord,
-    parts: list[str],
+    tally: Tally,
     happened: asyncio.Queue[ProposalDelta | CallRecord],
 ) -> None:
     async with aclosing(caller.stream(call, record)) as chunks:
         async for chunk in chunks:
-            if chunk.attempts is not None:
-                record.attempts = chunk.attempts
+            tally.add(chunk)
+            record.take(tally)
             if chunk.text:
-                parts.append(chunk.text)
                 happened.put_nowait(
                     ProposalDelta(record.layer, record.index, record.model, chunk.text)
                 )
-            record.usage = chunk.usage or record.usage
-            record.finish_reason = chunk.finish_reason or record.finish_reason

@@ -137,6 +137,7 @@ class Staircase:
                 if self.step is None or item.step != self.step.number:
                     continue  # from a step already replaced: the user never saw it
                 if isinstance(item, _Chunk):
+                    self.records[-1].take(item.chunk)  # the shown step's finish and attempts
                     if item.chunk.text:
                         self.written.append(item.chunk.text)
                         self.step.record.tokens_added += 1
@@ -176,14 +177,11 @@ class Staircase:
         return max(0, limit.max_tokens - len(self.written))
 
     def _candidate(self, index: int) -> AggregatorStarted:
-        agent = self.stage.aggregator.candidates[index]
-        record = CallRecord(
-            layer=self.stage.number, index=index, model=agent.model, role="aggregator"
-        )
+        record = self.stage.record(index, "aggregator")
         self.records.append(record)
         self.stage.result.calls.append(record)
         self.started = time.perf_counter()
-        return AggregatorStarted(self.stage.number, agent.model)
+        return AggregatorStarted(self.stage.number, record.model)
 
     def _start(self) -> None:
         record = self.records[-1]
@@ -223,9 +221,7 @@ class Staircase:
         if end.error is not None and not isinstance(end.error, ProviderError):
             raise end.error  # a configuration error or a bug: not the upstream's fault
         if end.error is None:
-            self.stage.result.text = record.output
-            self.stage.result.aggregator_model = record.model
-            self.stage.result.choices.append(
+            self.stage.answered(
                 Choice(record.output, finish_reason=record.finish_reason, model=record.model)
             )
             return True

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from moa.errors import ConfigError
-from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
+from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Tally, Usage
 
 T = TypeVar("T")
 
@@ -233,11 +233,8 @@ async def record_stream(
         async for chunk in chunks:
             yield chunk
         return
-    parts: list[str] = []
-    usage, finish = Usage(), None
+    tally = Tally()
     async for chunk in chunks:
-        parts.append(chunk.text)
-        usage = chunk.usage or usage
-        finish = chunk.finish_reason or finish
+        tally.add(chunk)
         yield chunk
-    await cache.put(provider, request, Completion("".join(parts), usage, finish))
+    await cache.put(provider, request, tally.completion())

@@ -27,7 +27,7 @@ from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldErr
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
 from moa.trace import CallRecord, CallRole, Choice, Result
-from moa.types import Answering, Message, ResponseFormat, Sampling
+from moa.types import Answering, Message, ResponseFormat, Sampling, Tally
 
 
 class AggregatorView(Protocol):
@@ -72,6 +72,19 @@ class Stage:
     @property
     def references(self) -> list[str]:
         return [p.output for p in self.proposals]
+
+    def record(self, index: int, role: CallRole) -> CallRecord:
+        """A record for a call to aggregator candidate `index` (0: the aggregator, then its
+        fallbacks in the order they are tried), for the trace."""
+        model = self.aggregator.candidates[index].model
+        return CallRecord(layer=self.number, index=index, model=model, role=role)
+
+    def answered(self, choice: Choice) -> None:
+        """The aggregator's answer is in (one of the run's `n`): every way a strategy answers
+        — streamed, replayed, a staircase's last step — ends here."""
+        self.result.choices.append(choice)
+        if self.choice == 0:
+            self.result.text, self.result.aggregator_model = choice.text, choice.model
 
     @property
     def side_overrides(self) -> Sampling:
@@ -263,32 +276,27 @@ async def stream_answer(
     contradicts it: the partial answer and the error are kept."""
     failures: list[CallRecord] = []
     for index, call in enumerate(answer_step(stage, references, prompt).calls):
-        agent = call.agent
-        record = CallRecord(layer=stage.number, index=index, model=agent.model, role="aggregator")
+        record = stage.record(index, "aggregator")
         stage.result.calls.append(record)
-        yield AggregatorStarted(stage.number, agent.model)
+        yield AggregatorStarted(stage.number, record.model)
         started = time.perf_counter()
-        answer = Answer()
+        answer, tally = Answer(), Tally()
         try:
             async with aclosing(stage.caller.stream(call, record)) as chunks:
                 async for chunk in chunks:
-                    if chunk.attempts is not None:
-                        record.attempts = chunk.attempts
+                    tally.add(chunk)
                     for event in answer.add(chunk, stage.choice):
                         yield event
-                    record.usage = chunk.usage or record.usage
-                    record.finish_reason = chunk.finish_reason or record.finish_reason
         except ProviderError as error:
             record.fail(error)
             if answer.seen:
                 record.error = f"{record.error} (after streaming part of the answer)"
         finally:
+            record.take(tally)
             record.output = answer.output()
             record.latency_s = time.perf_counter() - started
         if record.ok:
-            stage.result.choices.append(answer.choice(record.finish_reason, agent.model))
-            if stage.choice == 0:
-                stage.result.text, stage.result.aggregator_model = answer.text, agent.model
+            stage.answered(answer.choice(record.finish_reason, record.model))
             return
         failures.append(record)
         if answer.seen:
@@ -297,7 +305,7 @@ async def stream_answer(
 
 
 async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) -> CallRecord:
-    """One whole answer from `agent`, recorded on `record` (appended to the trace)."""
+    """One whole answer from `agent` to `call`, recorded on `record` (appended to the trace)."""
     stage.result.calls.append(record)
     started = time.perf_counter()
     try:
@@ -305,8 +313,8 @@ async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) 
     except ProviderError as error:
         record.fail(error)
     else:
-        record.output, record.usage = completion.text, completion.usage
-        record.finish_reason, record.attempts = completion.finish_reason, completion.attempts
+        record.output = completion.text
+        record.take(completion)
     record.latency_s = time.perf_counter() - started
     return record
 
@@ -333,9 +341,8 @@ async def consult(
         response_format=response_format,
     )
     for index, call in enumerate(step.calls):
-        agent = call.agent
-        record = CallRecord(layer=stage.number, index=index, model=agent.model, role=role)
-        tried.append(await call_once(stage, agent, record, call))
+        record = await call_once(stage, call.agent, stage.record(index, role), call)
+        tried.append(record)
         if record.ok:
             return record, tried
     return None, tried
@@ -352,9 +359,7 @@ def ask(messages: Sequence[Message], instruction: str) -> list[Message]:
 def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
     """A finished text as the answer, streamed as word-sized tokens (so clients see it as they
     see any other answer)."""
-    stage.result.choices.append(Choice(text, model=model))
-    if stage.choice == 0:
-        stage.result.text, stage.result.aggregator_model = text, model
+    stage.answered(Choice(text, model=model))
     for piece in re.findall(r"\s*\S+|\s+", text):
         yield Token(piece, stage.choice)
 

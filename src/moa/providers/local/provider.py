@@ -33,7 +33,7 @@ from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.local.batch import Scheduler, batching_enabled
 from moa.providers.local.model import LoadedModel, render_completion
 from moa.providers.local.sequence import Job
-from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
+from moa.types import ChatRequest, Completion, Message, StreamChunk, Tally, Usage
 
 
 def _wheel_file(dist: str, suffix: str) -> Path:
@@ -196,14 +196,10 @@ class LocalProvider:
         return kwargs
 
     async def complete(self, request: ChatRequest) -> Completion:
-        text_parts: list[str] = []
-        usage = Usage()
-        finish: str | None = None
+        tally = Tally()
         async for chunk in self.stream(request):
-            text_parts.append(chunk.text)
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-        return Completion(text="".join(text_parts), usage=usage, finish_reason=finish)
+            tally.add(chunk)
+        return tally.completion()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         path = resolve_model_path(request.model)
