@@ -1,4 +1,8 @@
-"""Recipes: a MoA described in TOML, the built-in ones, and turning one into a `MoA`."""
+"""Recipes: a MoA described in TOML, the built-in ones, and turning one into a `MoA`.
+
+Above the engine: may import the engine and everything below it; the faces (CLI, server,
+evaluation) read recipes.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@
 processes on one Redis pace, cap and learn together, per provider and per model. The
 embedded `local` provider keeps per-process limits (each process has its own model).
 Without Redis nothing changes. Key scheme and faults: see README "Many workers, one key".
+
+May import the policies it shares and the vocabulary; the faces (CLI, server) install it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
-"""Aggregation strategies, by name; third parties add theirs through the `moa.strategies`
-entry point group (a class, or a factory taking no arguments, whose instances have a `name`)."""
+"""Aggregation strategies, by name: how the aggregator turns the proposals into the answer
+(`base` holds the protocol, `Stage` and the shared steps; `agreement` the comparison of
+answers); third parties add theirs through the `moa.strategies` entry point group (a class,
+or a factory taking no arguments, whose instances have a `name`).
+
+Strategies call the aggregator through one call (`moa.call`) and read it through
+`AggregatorView`: they may import `moa.call` and everything below it, never the engine.
+"""
 
 from __future__ import annotations
 
