@@ -1,11 +1,13 @@
 """Compare two versions of moa on the same benchmark rows, side by side in one run:
 
-    python -m benchmarks.compare REV [--rows 1,3] [--rounds 3] [--quick]
+    python -m benchmarks.compare REV [--rows 1,3] [--rounds 3] [--quick] [--own-benchmarks]
 
 REV (any git revision) is checked out into a temporary worktree; each round runs the rows once
 with its `src/` and once with this tree's, alternating so that a busy machine slows both alike.
-The benchmark code is this tree's for both. Prints the median of each metric per version and
-the ratio this/REV.
+The benchmark code is this tree's for both, unless `--own-benchmarks`: then each version runs
+its own (needed when moa's module paths moved between them; compare only rows whose code is
+the same but for its imports). Prints the median of each metric per version and the ratio
+this/REV.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_rows(src: Path, rows: str, quick: bool, out: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
+def run_rows(src: Path, rows: str, quick: bool, out: Path, root: Path = ROOT) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{root}"}
     command = [sys.executable, "-m", "benchmarks.run", "--only", rows, "--out", str(out)]
     subprocess.run(
         [*command, *(["--quick"] if quick else [])],
         check=True,
         env=env,
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.DEVNULL,
     )
     figures: dict[str, float] = {}
@@ -46,6 +48,7 @@ def main() -> int:
     parser.add_argument("--rows", default="1,3")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--own-benchmarks", action="store_true", help="each version its own")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
@@ -58,9 +61,11 @@ def main() -> int:
         try:
             samples: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
             for round_ in range(args.rounds):
-                for label, src in (("before", before / "src"), ("after", ROOT / "src")):
+                for label, tree in (("before", before), ("after", ROOT)):
                     out = Path(tmp) / f"{label}-{round_}.json"
-                    for name, value in run_rows(src, args.rows, args.quick, out).items():
+                    root = tree if args.own_benchmarks else ROOT
+                    figures = run_rows(tree / "src", args.rows, args.quick, out, root)
+                    for name, value in figures.items():
                         samples[label].setdefault(name, []).append(value)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT)
