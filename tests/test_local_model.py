@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +210,56 @@ def test_loading_the_embedded_models_prints_nothing_on_stderr() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stderr == ""
+
+
+TWO_SMOLLM2 = """
+[[layers]]
+models = ["local:smollm2", "local:smollm2"]
+[aggregator]
+model = "local:smollm2"
+"""
+
+
+@pytest.mark.parametrize("batching", ["1", "0"])
+async def test_each_embedded_call_says_what_llama_cpp_ran_with(
+    monkeypatch: pytest.MonkeyPatch, batching: str
+) -> None:
+    """Batched or one call at a time, the trace names the threads llama.cpp computed with."""
+    monkeypatch.setenv("MOA_LOCAL_BATCH", batching)
+    monkeypatch.delenv("MOA_LOCAL_THREADS", raising=False)
+    mixture = recipes.build(recipes.parse(TWO_SMOLLM2))
+    result = await mixture.arun("Name one planet.", sampling=Sampling(max_tokens=8))
+    await mixture.aclose()
+    assert len(result.calls) == 3
+    for call in result.calls:
+        assert call.runtime is not None
+        assert call.runtime.startswith("llama.cpp: ") and " cores (" in call.runtime
+    assert result.to_dict()["calls"][0]["runtime"] == result.calls[0].runtime
+
+
+def test_moa_ask_verbose_prints_the_threads_of_every_call(tmp_path: Path) -> None:
+    recipe = tmp_path / "two.toml"
+    recipe.write_text(TWO_SMOLLM2)
+    env = {**os.environ, "MOA_LOCAL_THREADS": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moa",
+            "ask",
+            "-r",
+            str(recipe),
+            "--verbose",
+            "--max-tokens",
+            "8",
+            "Hi",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "llama.cpp: 1 of " in line]
+    assert len(lines) == 3, done.stderr  # two proposers and the aggregator
+    assert all("(MOA_LOCAL_THREADS)" in line for line in lines)

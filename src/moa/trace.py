@@ -58,12 +58,14 @@ class CallRecord:
     data: dict[str, Any] | None = None  # what a strategy parsed from the answer (analysis, …)
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
     steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
+    runtime: str | None = None  # what computed it, where the provider says (embedded threads)
 
     def take(self, answer: Tally | Completion | StreamChunk) -> None:
         """What the upstream said of the call — its usage, finish reason and the attempts it
         took — from a stream's tally so far, one chunk, or a whole answer."""
         self.usage = answer.usage or self.usage
         self.finish_reason = answer.finish_reason or self.finish_reason
+        self.runtime = answer.runtime or self.runtime
         if answer.attempts is not None:
             self.attempts = answer.attempts
 

@@ -127,6 +127,7 @@ class Completion:
     attempts: int = 1  # upstream tries it took; 0 when answered from the cache
     tool_calls: tuple[dict[str, Any], ...] = ()  # complete calls, in OpenAI's message shape
     logprobs: tuple[dict[str, Any], ...] = ()  # OpenAI's `logprobs.content` entries
+    runtime: str | None = None  # what computed it, where the provider says
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,8 @@ class StreamChunk:
     # OpenAI's tool-call deltas ({"index", "id"?, "function": {"name"?, "arguments"}}).
     tool_calls: tuple[dict[str, Any], ...] = ()
     logprobs: tuple[dict[str, Any], ...] = ()  # the `logprobs.content` entries of this piece
+    # What computed the answer, where the provider says (the embedded model: its threads).
+    runtime: str | None = None
 
 
 @dataclass(slots=True)
@@ -154,11 +157,13 @@ class Tally:
     usage: Usage | None = None
     finish_reason: str | None = None
     attempts: int | None = None
+    runtime: str | None = None
 
     def add(self, chunk: StreamChunk) -> None:
         if chunk.text:
             self.parts.append(chunk.text)
         self.usage = chunk.usage or self.usage
+        self.runtime = chunk.runtime or self.runtime
         self.finish_reason = chunk.finish_reason or self.finish_reason
         if chunk.attempts is not None:
             self.attempts = chunk.attempts
@@ -169,4 +174,6 @@ class Tally:
 
     def completion(self) -> Completion:
         """The stream as one whole answer (the text only: tool calls are assembled apart)."""
-        return Completion(self.text, self.usage or Usage(), self.finish_reason)
+        return Completion(
+            self.text, self.usage or Usage(), self.finish_reason, runtime=self.runtime
+        )

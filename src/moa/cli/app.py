@@ -150,6 +150,12 @@ def ask(
         bool, typer.Option("--json", help="Print the result and its trace as JSON instead.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Each call's line also says what computed it (threads)."
+        ),
+    ] = False,
     schema: SchemaOpt = None,
     tools: ToolsOpt = None,
 ) -> None:
@@ -181,7 +187,9 @@ def ask(
             if as_json:
                 await _ask_json(mixture, loaded.name, text, sampling, answering)
             else:
-                show = Progress(out, err, show_proposals=show_proposals, quiet=quiet)
+                show = Progress(
+                    out, err, show_proposals=show_proposals, quiet=quiet, verbose=verbose
+                )
                 await _ask_streaming(mixture, show, text, sampling, answering)
         finally:
             await mixture.aclose()

@@ -25,10 +25,19 @@ class Progress:
     streams while its proposers are still finishing, and in a terminal their lines would land
     in the middle of the answer's text."""
 
-    def __init__(self, out: Console, err: Console, *, show_proposals: bool, quiet: bool) -> None:
+    def __init__(
+        self,
+        out: Console,
+        err: Console,
+        *,
+        show_proposals: bool,
+        quiet: bool,
+        verbose: bool = False,
+    ) -> None:
         self.out, self.err = out, err
         self.show_proposals = show_proposals
         self.quiet = quiet
+        self.verbose = verbose  # each call also says what computed it (embedded threads)
         self._answering = False
         self._held: list[str] = []
 
@@ -36,7 +45,7 @@ class Progress:
         if self._answering:
             self._held.append(line)
         else:
-            self.err.print(line)
+            self.err.print(line, soft_wrap=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -60,7 +69,8 @@ class Progress:
         where = f"layer {record.layer} · {escape(record.model)} #{record.index + 1}"
         if record.ok:
             tokens = record.usage.output_tokens
-            self._note(f"  [green]✓[/green] {where} · {record.latency_s:.1f}s · {tokens} tok")
+            line = f"  [green]✓[/green] {where} · {record.latency_s:.1f}s · {tokens} tok"
+            self._note(line + self._runtime(record))
             if self.show_proposals:
                 self._note(f"[dim]{escape(record.output.strip())}[/dim]\n")
         else:
@@ -68,17 +78,28 @@ class Progress:
                 f"  [red]✗[/red] {where} · {record.latency_s:.1f}s · {escape(str(record.error))}"
             )
 
+    def _runtime(self, record: CallRecord) -> str:
+        return f" · {escape(record.runtime)}" if self.verbose and record.runtime else ""
+
     def _done(self, result: Result) -> None:
         self.out.print()
         self._answering = False
         for line in self._held:
-            self.err.print(line)
+            self.err.print(line, soft_wrap=True)
         self._held = []
         # Warnings are not progress: even --quiet shows what changed the answer's footing.
         for warning in result.warnings:
             self.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
         if self.quiet:
             return
+        if self.verbose:
+            for record in result.calls:
+                if record.role == "aggregator":
+                    self.err.print(
+                        f"[dim]aggregator · {escape(record.model)} · {record.latency_s:.1f}s · "
+                        f"{record.usage.output_tokens} tok{self._runtime(record)}[/dim]",
+                        soft_wrap=True,
+                    )
         # How the answer was reached when not the plain way: a strategy's choices, early stops.
         for note in [*result.notes, *filter(None, [result.stopped_early])]:
             self.err.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)

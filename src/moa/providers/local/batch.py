@@ -113,11 +113,14 @@ class Scheduler:
             self._advance_solo(loaded)
         except BaseException as exc:  # every caller hears of it; none waits forever
             self._fail_all(exc)
-        with self._lock:
-            busy = self._active() or self._solo or self._waiting or self._solo_waiting
-            if busy:
-                self._executor.submit(self._step)
-            self._scheduled = bool(busy)
+        finally:
+            # Always: a step that raised and left `_scheduled` set would strand every later
+            # request (seen: a request waited forever once an earlier caller's loop had closed).
+            with self._lock:
+                busy = self._active() or self._solo or self._waiting or self._solo_waiting
+                if busy:
+                    self._executor.submit(self._step)
+                self._scheduled = bool(busy)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
@@ -285,6 +288,7 @@ class _Batch:
             if last:
                 rows.append((n, s))
         batch.n_tokens = len(entries)
+        loaded.set_threads(self._ctx.ctx)
         code = llama_cpp.llama_decode(self._ctx.ctx, batch)
         if code != 0:
             error = RuntimeError(f"llama_decode returned {code} for {len(entries)} tokens")
@@ -327,7 +331,8 @@ class _Batch:
             s.job.emit(outcome)
         elif outcome is not None:
             usage = Usage(loaded.usage_input_tokens(s.job.messages), s.chunks)
-            s.job.emit(StreamChunk(usage=usage, finish_reason=outcome))
+            runtime = loaded.threads.governor.choice.describe()
+            s.job.emit(StreamChunk(usage=usage, finish_reason=outcome, runtime=runtime))
         s.job.emit(None)
 
 

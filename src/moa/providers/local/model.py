@@ -3,10 +3,14 @@ and the batch's sequences all read, so it lives below all three."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from moa.errors import MissingExtraError
+from moa.providers.local.threads import ThreadChoice, ThreadGovernor, ThreadSetter
 from moa.types import Message
 
 
@@ -26,19 +30,64 @@ def _print_only_llama_errors() -> None:
     )
 
 
+def _amx_built_in() -> bool:
+    """Whether this llama.cpp was compiled with AMX kernels (a build with -march=native on a
+    CPU that advertises AMX), and moa has not been told they run here (MOA_LOCAL_AMX=1).
+
+    On Firecracker VMs whose CPU advertises AMX, and whose kernel even grants the tile
+    permission, the first `tileloadd` raises SIGILL: llama.cpp died in its AMX matmul on the
+    first batch of more than one token (measured here: every `moa ask`). Its AMX weights are one
+    of its "extra buffer types", which load with the model; moa loads without them."""
+    if os.environ.get("MOA_LOCAL_AMX", "").strip() == "1":
+        return False
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+@contextmanager
+def _without_extra_buffers() -> Iterator[None]:
+    """llama-cpp-python's `Llama` takes no `use_extra_bufts`: the defaults it builds its
+    model parameters from are amended while it loads (on the llama thread only)."""
+    from llama_cpp import llama_cpp
+
+    default = llama_cpp.llama_model_default_params
+
+    def amended() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    llama_cpp.llama_model_default_params = amended
+    try:
+        yield
+    finally:
+        llama_cpp.llama_model_default_params = default
+
+
 class LoadedModel:
     """A GGUF loaded into llama.cpp, with what moa reads of it: its chat template, how it
-    tokenizes a prompt, and its context size. Used on the llama thread only."""
+    tokenizes a prompt, and its context size, and how many threads each decode gets
+    (`n_threads`: that many always; None: chosen from the machine's load). Used on the llama
+    thread only."""
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
         try:
             from llama_cpp import Llama
         except ImportError:
             raise MissingExtraError("llama-cpp-python", "local") from None
         _print_only_llama_errors()
-        self.llama: Any = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
-        )
+        self.threads = ThreadSetter(ThreadGovernor(n_threads))
+        first = self.threads.governor.current().threads
+        with _without_extra_buffers() if _amx_built_in() else nullcontext():
+            # Both counts: llama-cpp-python reads prompts on every core unless told otherwise.
+            self.llama: Any = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=first,
+                n_threads_batch=first,
+                verbose=False,
+            )
         self.name = path.name
         self.n_ctx = int(self.llama.n_ctx())
         template = str(self.llama.metadata.get("tokenizer.chat_template", ""))
@@ -49,6 +98,11 @@ class LoadedModel:
         )
         self._template = template
         self._formatter: Any = None
+
+    def set_threads(self, ctx: object | None = None) -> ThreadChoice:
+        """Give `ctx` (default: the `Llama`'s own context) the thread count for its next
+        decode; returns what it runs with."""
+        return self.threads.apply(self.llama._ctx.ctx if ctx is None else ctx)
 
     def _chat_formatter(self) -> Any:
         """The formatter llama-cpp-python builds from the GGUF's template (same tokens)."""

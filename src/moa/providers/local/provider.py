@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.local.batch import Scheduler, batching_enabled
 from moa.providers.local.model import LoadedModel, render_completion
 from moa.providers.local.sequence import Job
+from moa.providers.local.threads import fixed_threads
 from moa.types import ChatRequest, Completion, Message, StreamChunk, Tally, Usage
 
 
@@ -88,10 +88,10 @@ LOCAL_CAPABILITIES = Capabilities(json_schema=True, continuation="kv")
 
 # Process-wide: the one llama thread, and the models it has loaded.
 _LLAMA_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moa-llama")
-_MODELS: dict[tuple[Path, int, int], LoadedModel] = {}
+_MODELS: dict[tuple[Path, int, int | None], LoadedModel] = {}
 
 
-def _load(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
+def _load(path: Path, n_ctx: int, n_threads: int | None) -> LoadedModel:
     """Runs on the llama thread only, so no lock is needed."""
     key = (path, n_ctx, n_threads)
     if key not in _MODELS:
@@ -99,19 +99,13 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
     return _MODELS[key]
 
 
-def default_threads() -> int:
-    """llama.cpp's threads: MOA_LOCAL_THREADS, else every core. Its threads spin between
-    tokens, so on a machine busy with other work fewer threads than cores can be much faster
-    (on 2 busy cores, 1 thread beat 2 several-fold); the variable is the knob for that."""
-    value = os.environ.get("MOA_LOCAL_THREADS", "").strip()
-    if not value:
-        return max(1, os.cpu_count() or 1)
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"MOA_LOCAL_THREADS={value!r}: give a whole number of threads, 1 or more")
-    return int(value)
+def default_threads() -> int | None:
+    """llama.cpp's threads: MOA_LOCAL_THREADS, else None — chosen from the machine's load
+    before each decode (moa.providers.local.threads)."""
+    return fixed_threads()
 
 
-_SCHEDULERS: dict[tuple[Path, int, int], Scheduler] = {}
+_SCHEDULERS: dict[tuple[Path, int, int | None], Scheduler] = {}
 _SCHEDULERS_LOCK = threading.Lock()
 
 
@@ -208,7 +202,10 @@ class LocalProvider:
         stop = threading.Event()
 
         def emit(item: StreamChunk | BaseException | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the caller's event loop has closed: nobody is listening
+                stop.set()
 
         def generate(loaded: LoadedModel) -> Iterator[StreamChunk]:
             return _generate(loaded, self._kwargs(request), request.messages)
@@ -279,7 +276,9 @@ def _generate(
         if "response_format" in kwargs:  # the chat form's option; a completion takes a grammar
             kwargs["grammar"] = _grammar(kwargs.pop("response_format"))
         parts = loaded.llama.create_completion(render_completion(messages), stream=True, **kwargs)
+    runtime = loaded.set_threads()
     for part in parts:
+        runtime = loaded.set_threads()  # for the next token: the generator decodes lazily
         choice = part["choices"][0]
         finish = choice.get("finish_reason") or finish
         text = choice["text"] if "text" in choice else choice.get("delta", {}).get("content")
@@ -287,7 +286,7 @@ def _generate(
             output_tokens += 1
             yield StreamChunk(text=text)
     usage = Usage(loaded.usage_input_tokens(messages), output_tokens)
-    yield StreamChunk(usage=usage, finish_reason=finish)
+    yield StreamChunk(usage=usage, finish_reason=finish, runtime=runtime.describe())
 
 
 def _grammar(response_format: dict[str, Any]) -> Any:
