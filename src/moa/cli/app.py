@@ -78,6 +78,10 @@ MaxCostOpt = Annotated[
         "call writes max_tokens); overrides the recipe's max_cost_usd.",
     ),
 ]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Each call's line also says what computed it (threads)."),
+]
 SchemaOpt = Annotated[
     str | None, typer.Option(help="A JSON schema (inline, or a file) the answer must follow.")
 ]
@@ -150,12 +154,7 @@ def ask(
         bool, typer.Option("--json", help="Print the result and its trace as JSON instead.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose", "-v", help="Each call's line also says what computed it (threads)."
-        ),
-    ] = False,
+    verbose: VerboseOpt = False,
     schema: SchemaOpt = None,
     tools: ToolsOpt = None,
 ) -> None:
