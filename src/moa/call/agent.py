@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from moa.errors import ConfigError
@@ -24,10 +25,21 @@ class Agent:
     # Few-shot example turns (question, answer) put before the conversation: how a small model
     # is shown the form of answer wanted (a base model sees them as a Q:/A: prompt).
     examples: tuple[tuple[str, str], ...] = ()
+    # How `vote`, `medoid` and adaptive sampling find this slot's final result in its answer
+    # (a regex; None: the last "Answer: …" line, else the last number; moa.strategies.final).
+    answer_pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ConfigError(f"{self.model}: samples must be at least 1, got {self.samples}")
+        if self.answer_pattern is not None:
+            try:
+                re.compile(self.answer_pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"{self.model}: answer_pattern {self.answer_pattern!r} is not a valid "
+                    f"regex: {exc}"
+                ) from None
 
     @classmethod
     def of(cls, value: str | Agent) -> Agent:

@@ -21,6 +21,9 @@ class Aggregator:
     `chunk_growth` g > 1, has grown g-fold since the step before, whichever is more; left
     unset, both are chosen for the aggregator's provider (moa.engine.staircase_rules.spacing). Its
     providers must declare a continuation capability.
+
+    `reply="final_line"`: a strategy answering with a proposal (vote, medoid) streams only the
+    line of its final result (moa.strategies.final), not its whole reasoning.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class Aggregator:
         staircase: bool = False,
         chunk_tokens: int | None = None,
         chunk_growth: float | None = None,
+        reply: str = "whole",
     ) -> None:
         self.agent = Agent.of(agent)
         self.prompt = prompt
@@ -68,6 +72,9 @@ class Aggregator:
         # None: chosen per provider when the staircase runs (moa.engine.staircase_rules.spacing)
         self.chunk_tokens = chunk_tokens
         self.chunk_growth = chunk_growth
+        if reply not in ("whole", "final_line"):
+            raise ConfigError(f'reply is "whole" or "final_line", got {reply!r}')
+        self.reply = reply
 
     @property
     def candidates(self) -> tuple[Agent, ...]:

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Literal
 
 from moa.call.agent import Agent
@@ -25,6 +26,17 @@ from moa.trace import CallRecord
 from moa.types import Message, Sampling, Tally
 
 
+@dataclass(frozen=True, slots=True)
+class Rounds:
+    """Adaptive self-consistency (Aggarwal et al. 2023): the layer's calls drawn `first` at
+    once, then `size` at a time, until the leading final result cannot be overtaken or holds
+    `stop_share` of the answers drawn (moa.engine.adaptive)."""
+
+    first: int
+    size: int
+    stop_share: float
+
+
 class ProposalLayer:
     """Proposers that answer concurrently; from layer 2 on they see the previous answers.
 
@@ -35,7 +47,9 @@ class ProposalLayer:
 
     `stop_when="agree"`: once `agree` (a share, default 0.6) of the layer's answers agree after
     normalization, the remaining layers are skipped. `filter="cluster"`: answers far from the
-    majority are dropped before they are passed on.
+    majority are dropped before they are passed on. `adaptive=True`: its calls are drawn in
+    rounds (`first_round`, then `round_size` at a time, concurrently within a round) until the
+    leading final result cannot be overtaken or holds `stop_share` of the answers (`Rounds`).
     """
 
     def __init__(
@@ -47,6 +61,10 @@ class ProposalLayer:
         stop_when: Literal["agree"] | None = None,
         agree: float | None = None,
         filter: Literal["cluster"] | None = None,
+        adaptive: bool = False,
+        first_round: int | None = None,
+        round_size: int | None = None,
+        stop_share: float | None = None,
     ) -> None:
         if not agents:
             raise ConfigError("a proposal layer needs at least one model")
@@ -65,9 +83,32 @@ class ProposalLayer:
         if filter not in (None, "cluster"):
             raise ConfigError(f'unknown filter {filter!r} — the one filter is "cluster"')
         self.filter = filter
+        self.rounds = _rounds(self, adaptive, first_round, round_size, stop_share)
 
     def __repr__(self) -> str:
         return f"ProposalLayer({', '.join(a.model for a in self.agents)})"
+
+
+def _rounds(
+    layer: ProposalLayer,
+    adaptive: bool,
+    first_round: int | None,
+    round_size: int | None,
+    stop_share: float | None,
+) -> Rounds | None:
+    if not adaptive:
+        if (first_round, round_size, stop_share) != (None, None, None):
+            raise ConfigError("first_round, round_size and stop_share need adaptive=True")
+        return None
+    if layer.min_proposals != len(layer.agents) or layer.deadline_s is not None:
+        raise ConfigError("adaptive draws every round whole: drop min_proposals / deadline_s")
+    rounds = Rounds(first_round or 3, round_size or 2, 1.0 if stop_share is None else stop_share)
+    if rounds.first < 1 or rounds.size < 1 or not 0 < rounds.stop_share <= 1:
+        raise ConfigError(
+            f"adaptive: first_round and round_size are 1 or more, stop_share in (0, 1]; got "
+            f"{rounds.first}, {rounds.size}, {rounds.stop_share}"
+        )
+    return rounds
 
 
 def _stopping(stop_when: str | None, agree: float | None) -> tuple[str | None, float]:
@@ -89,18 +130,19 @@ async def run_layer(
     overrides: Sampling,
     records: list[CallRecord],
     deltas: bool = True,
+    draw: range | None = None,
 ) -> AsyncGenerator[Event, None]:
     """The layer's events: each proposer's start, then (with `deltas`) its `ProposalDelta`s as
-    it speaks, then its finish or failure. Its call records are appended to `records`."""
+    it speaks, then its finish or failure. Its call records are appended to `records`.
+    `draw`: only these of the layer's calls (an adaptive layer's round), all awaited."""
     loop = asyncio.get_running_loop()
     # Deltas and finished records of every proposer, in the order they happen.
     happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
-    slots = [
-        CallRecord(layer=number, index=i, model=agent.model, role="proposer")
-        for i, agent in enumerate(layer.agents)
-    ]
+    chosen = range(len(layer.agents)) if draw is None else draw
+    slots = [CallRecord(number, i, layer.agents[i].model, "proposer") for i in chosen]
     records.extend(slots)
-    calls = [Call(agent, messages, references, layer.prompt, overrides) for agent in layer.agents]
+    calls = [Call(layer.agents[i], messages, references, layer.prompt, overrides) for i in chosen]
+    quorum_size = layer.min_proposals if draw is None else len(slots)
     tasks = [
         asyncio.create_task(_propose(caller, call, slot, happened, streamed=deltas))
         for call, slot in zip(calls, slots, strict=True)
@@ -112,7 +154,7 @@ async def run_layer(
     answered = 0
     try:
         while len(arrived) < len(tasks):
-            quorum = answered >= layer.min_proposals
+            quorum = answered >= quorum_size
             if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
                 break
             if quorum and deadline is not None:

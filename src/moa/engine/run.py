@@ -13,9 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
+from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
 from moa.engine.budget import Budget, bounded
 from moa.engine.cluster import outliers
@@ -26,9 +28,10 @@ from moa.engine.staircase_rules import refuse_for_staircase
 from moa.errors import LayerFailedError
 from moa.events import Done, Event
 from moa.pricing import PriceBook, price_result
-from moa.strategies import Stage, Strategy
+from moa.strategies import Stage
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
+from moa.strategies.final import final_keys
 from moa.trace import CallRecord, Result
 from moa.types import Answering, Message, Sampling
 
@@ -53,6 +56,9 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+
+    def pattern(self, agent: Agent) -> str | None:  # its own answer_pattern, else the recipe's
+        return agent.answer_pattern or self.aggregator.agent.answer_pattern
 
     @classmethod
     async def start(
@@ -110,7 +116,8 @@ class Run:
         """Layer `number`'s calls over the proposals passed on so far (every layer's, the
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
-        return run_layer(
+        run = run_layer if layer.rounds is None else partial(run_rounds, self.result, self.pattern)
+        return run(
             self.caller, number, layer, self.messages, references, self.overrides, records, deltas
         )
 
@@ -131,8 +138,9 @@ class Run:
         if not answered:
             self.result.latency_s = time.perf_counter() - self.started
             raise LayerFailedError(number, records, price_result(self.result, self.prices))
+        patterns = [self.pattern(layer.agents[r.index]) for r in answered]
         self.agreed = _agreed(
-            number, layer, answered, self.result, len(self.layers), self.aggregator.strategy
+            number, layer, answered, patterns, self.result, len(self.layers), self.aggregator
         )
         self.proposals = _filtered(layer, answered, self.result)
 
@@ -203,15 +211,18 @@ def _agreed(
     number: int,
     layer: ProposalLayer,
     proposals: list[CallRecord],
+    patterns: list[str | None],
     result: Result,
     layers: int,
-    strategy: Strategy,
+    aggregator: Aggregator,
 ) -> CallRecord | None:
     """The first of the agreeing answers when layer `number` (of `layers`) meets its
-    `stop_when`; then the trace says what is skipped and why."""
+    `stop_when`; then the trace says what is skipped and why. Answers agree on their final
+    results (moa.strategies.final), as `vote` compares them."""
     if layer.stop_when != "agree":
         return None
-    found = agreement([p.output for p in proposals])
+    strategy = aggregator.strategy
+    found = agreement(final_keys([p.output for p in proposals], patterns)[0])
     if found.winner is None or found.share < layer.agree:
         return None
     skipped = layers - number

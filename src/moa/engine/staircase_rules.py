@@ -40,6 +40,12 @@ def check_staircase(
             "staircase aggregator reads them as they stream (what it has read and written "
             "cannot be taken back) — put the filter on an earlier layer, or turn staircase off"
         )
+    if layers[-1].rounds is not None:
+        raise ConfigError(
+            "staircase: the last layer is adaptive, but a staircase aggregator reads it as it "
+            "streams, before a round could decide to stop — make an earlier layer adaptive, "
+            "or turn staircase off"
+        )
     for agent in aggregator.candidates:
         provider = split_model_ref(agent.model)[0]
         if registry.capabilities(provider).continuation == "none":

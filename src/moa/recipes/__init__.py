@@ -100,6 +100,10 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
             stop_when=layer.stop_when,
             agree=layer.agree,
             filter=layer.filter,
+            adaptive=layer.adaptive,
+            first_round=layer.first_round,
+            round_size=layer.round_size,
+            stop_share=layer.stop_share,
         )
         for layer in recipe.layers
         for _ in range(layer.repeat)
@@ -115,6 +119,7 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
         staircase=spec.staircase,
         chunk_tokens=spec.chunk_tokens,
         chunk_growth=spec.chunk_growth,
+        reply=spec.reply,
     )
     mixture = MoA(
         *layers,
@@ -233,6 +238,7 @@ def _agent(spec: str | ModelSpec) -> Agent:
         spec.timeout_s,
         spec.samples,
         tuple(spec.examples),
+        spec.answer_pattern,
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from moa.call.prompts import AGGREGATE_AND_SYNTHESIZE
 
@@ -38,6 +39,19 @@ class ModelSpec(SamplingSpec):
     samples: Annotated[int, Field(ge=1)] = 1  # Self-MoA: calls with distinct seeds
     # Few-shot example turns before the conversation: [["question", "answer"], ...]
     examples: list[tuple[str, str]] = Field(default_factory=list)
+    # How vote / medoid / adaptive sampling find the final result (moa.strategies.final); on
+    # the aggregator: the recipe's default for every proposer that sets none.
+    answer_pattern: str | None = None
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regex: {exc}") from None
+        return value
 
 
 class LayerSpec(_Strict):
@@ -49,6 +63,13 @@ class LayerSpec(_Strict):
     stop_when: Literal["agree"] | None = None  # skip the remaining layers when …
     agree: Annotated[float, Field(gt=0, le=1)] | None = None  # … this share agrees (0.6)
     filter: Literal["cluster"] | None = None  # drop outlier answers before passing them on
+    # Adaptive self-consistency: draw the layer's calls in rounds (`first_round`, then
+    # `round_size` at a time) and stop once the leading final result cannot be overtaken by
+    # the calls left, or holds `stop_share` of the answers drawn (moa.engine.adaptive).
+    adaptive: bool = False
+    first_round: Annotated[int, Field(ge=1)] | None = None
+    round_size: Annotated[int, Field(ge=1)] | None = None
+    stop_share: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> LayerSpec:
@@ -59,6 +80,11 @@ class LayerSpec(_Strict):
             )
         if self.agree is not None and self.stop_when is None:
             raise ValueError('agree is the share for stop_when = "agree"; set stop_when too')
+        rounds = (self.first_round, self.round_size, self.stop_share)
+        if not self.adaptive and any(v is not None for v in rounds):
+            raise ValueError("first_round, round_size and stop_share need adaptive = true")
+        if self.adaptive and (self.min_proposals is not None or self.deadline_s is not None):
+            raise ValueError("adaptive draws every round whole: drop min_proposals / deadline_s")
         return self
 
 
@@ -72,6 +98,8 @@ class AggregatorSpec(ModelSpec):
     staircase: bool = False
     chunk_tokens: Annotated[int, Field(ge=1)] | None = None
     chunk_growth: Annotated[float, Field(ge=1)] | None = None
+    # vote / medoid: stream the chosen answer whole, or only the line of its final result.
+    reply: Literal["whole", "final_line"] = "whole"
 
     @model_validator(mode="after")
     def _strategy_options(self) -> AggregatorSpec:

@@ -54,6 +54,11 @@ class AggregatorView(Protocol):
     @property
     def window(self) -> int | None: ...
 
+    @property
+    def reply(self) -> str:
+        """ "whole", or "final_line": a proposal answered with is cut to its final line."""
+        ...
+
 
 @dataclass(slots=True)
 class Stage:

@@ -1,8 +1,10 @@
 """`medoid`: no model call — the proposal that agrees most with all the others, verbatim.
 
-Universal self-consistency by lexical similarity: each answer is reduced to its gist (the
-words of its first sentence that are neither in the question nor function words, numbers as
-digits — "The capital of Germany is Berlin." and "Berlin." both give {berlin}), and the answer
+Universal self-consistency by lexical similarity: each answer is reduced to its gist: the
+words of its final result where it has one (moa.strategies.final: the `answer_pattern`, the
+last "Answer: …" line or the last number), else of its first sentence, leaving out words of
+the question and function words, numbers as digits ("The capital of Germany is Berlin." and
+"Berlin." both give {berlin}); the answer
 whose gist has the largest summed Jaccard similarity to the others' wins; a tie goes to the
 earliest proposal (list the greedy one first). Where `vote` needs equal answers, this finds the
 consensus among differently worded ones; on short-answer questions with many cheap samples it
@@ -15,7 +17,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from moa.events import Event
 from moa.strategies.agreement import normalize
-from moa.strategies.base import Stage, Step, Traits, answer_with
+from moa.strategies.base import Stage, Step, Traits
+from moa.strategies.final import final_result
+from moa.strategies.picked import answer_with_pick, patterns
 
 FUNCTION_WORDS = frozenset(
     {
@@ -47,9 +51,18 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def medoid(answers: Sequence[str], question: str) -> int:
-    """The index of the answer closest to all the others (the earliest on a tie)."""
-    gists = [gist(a, question) for a in answers]
+def medoid(
+    answers: Sequence[str], question: str, patterns: Sequence[str | None] | None = None
+) -> int:
+    """The index of the answer closest to all the others (the earliest on a tie), each answer
+    read by its final result where it has one (moa.strategies.final), else its first sentence."""
+    finals = [
+        final_result(a, p) for a, p in zip(answers, patterns or [None] * len(answers), strict=True)
+    ]
+    gists = [
+        gist(f.value if f is not None else a, question)
+        for a, f in zip(answers, finals, strict=True)
+    ]
     scores = [sum(jaccard(g, other) for other in gists) for g in gists]
     return scores.index(max(scores))
 
@@ -66,7 +79,16 @@ class Medoid(Traits):
 
     async def aggregate(self, stage: Stage) -> AsyncIterator[Event]:
         question = next((m["content"] for m in reversed(stage.messages) if m["role"] == "user"), "")
-        winner = stage.proposals[medoid(stage.references, question)]
+        found = patterns(stage)
+        winner = stage.proposals[medoid(stage.references, question, found)]
+        missing = sum(
+            final_result(t, p) is None for t, p in zip(stage.references, found, strict=True)
+        )
+        if missing:
+            stage.result.notes.append(
+                f"medoid: {missing} of {len(found)} answers have no final result: read by their "
+                f"first sentence"
+            )
         why = f"medoid: the closest of {len(stage.proposals)} answers to the others"
-        async for event in answer_with(stage, winner, why):
+        async for event in answer_with_pick(stage, winner, why):
             yield event

