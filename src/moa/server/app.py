@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from moa import recipes as recipe_lib
 from moa.engine.mixture import MoA
@@ -26,6 +26,8 @@ from moa.server.chat import add_chat_route
 from moa.server.errors import ApiError, from_moa_error
 from moa.server.events_api import add_events_api
 from moa.server.limits import BodyLimit, RunSlots
+from moa.server.messages.errors import render
+from moa.server.messages.route import add_messages_route
 from moa.server.metrics import Metrics
 from moa.server.models_api import add_model_routes, add_ops_routes, model_not_found
 from moa.server.openapi import install as install_openapi
@@ -112,8 +114,10 @@ def _install_gates(
         lacking=lacking_capabilities(served.recipes, served.mixtures),
     )
     # Outermost last: auth runs before the body is buffered and measured.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error)
-    app.add_middleware(AuthGate, auth=auth, open_paths=open_paths, on_refuse=metrics.error)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refuse=metrics.error, render=render)
+    app.add_middleware(
+        AuthGate, auth=auth, open_paths=open_paths, on_refuse=metrics.error, render=render
+    )
 
 
 def _add_routes(app: FastAPI, served: Served, ui: bool) -> None:
@@ -122,6 +126,7 @@ def _add_routes(app: FastAPI, served: Served, ui: bool) -> None:
 
     add_chat_route(app, served, not_found)
     add_responses_route(app, served, not_found)
+    add_messages_route(app, served, not_found)
     add_events_api(app, served)
     if ui:
         add_ui(app)
@@ -130,34 +135,36 @@ def _add_routes(app: FastAPI, served: Served, ui: bool) -> None:
 
 
 def _install_error_handlers(app: FastAPI, metrics: Metrics, redactor: Redactor) -> None:
-    """Every error leaves in OpenAI's shape, including FastAPI's own 404/405/422."""
+    """Every error leaves in OpenAI's shape (Anthropic's under /v1/messages), including
+    FastAPI's own 404/405/422."""
 
-    def reply(error: ApiError) -> JSONResponse:
+    def reply(request: Request, error: ApiError) -> Response:
         metrics.error(error.code or error.type)
-        return error.response()
+        return render(request.url.path, error)
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return reply(exc)
+        return reply(request, exc)
 
     async def on_invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return reply(validation_error(list(exc.errors())))
+        return reply(request, validation_error(list(exc.errors())))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return reply(ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
+        error = ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
+        return reply(request, error)
 
     async def on_moa_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MoAError)
         error = from_moa_error(exc)
         error.message = redactor.text(error.message)
-        return reply(error)
+        return reply(request, error)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.error("internal error: %s", redactor.text(f"{type(exc).__name__}: {exc}"))
-        return reply(ApiError(500, "internal server error", type="server_error"))
+        return reply(request, ApiError(500, "internal server error", type="server_error"))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_invalid)

@@ -6,10 +6,10 @@ errors, the server edge decides what a client sees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from moa.errors import (
     AggregatorFailedError,
@@ -61,6 +61,15 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+# An error as the response of the API a path belongs to (OpenAI's shape, or Anthropic's under
+# /v1/messages: moa.server.messages.errors.render).
+Render = Callable[[str, "ApiError"], Response]
+
+
+def openai_shape(path: str, error: ApiError) -> Response:
+    return error.response()
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from moa.server.errors import ApiError
+from moa.server.errors import ApiError, Render, openai_shape
 
 T = TypeVar("T")
 
@@ -108,11 +108,16 @@ class BodyLimit:
     """ASGI middleware: refuse request bodies over `max_bytes` with 413, declared or not."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, on_refuse: Callable[[str], None] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        on_refuse: Callable[[str], None] | None = None,
+        render: Render = openai_shape,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.on_refuse = on_refuse
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -157,7 +162,7 @@ class BodyLimit:
         )
         if self.on_refuse is not None:
             self.on_refuse("request_too_large")
-        await error.response()(scope, receive, send)
+        await self.render(scope["path"], error)(scope, receive, send)
 
 
 async def aclose(iterator: AsyncIterable[Any]) -> None:

@@ -1,4 +1,5 @@
-"""Bearer keys for clients, and keeping upstream keys out of everything the server emits."""
+"""Client keys (`Authorization: Bearer KEY`, or `x-api-key: KEY` as Anthropic's clients send
+it), and keeping upstream keys out of everything the server emits."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from moa.providers.registry import BUILTIN_PROVIDERS
 from moa.recipes.schema import Recipe
-from moa.server.errors import ApiError
+from moa.server.errors import ApiError, Render, openai_shape
 
 REDACTED = "[redacted]"
 # Shorter values are too likely to occur in ordinary text to be worth scrubbing.
@@ -40,7 +42,8 @@ class BearerAuth:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
                 401,
-                "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
+                "(or 'x-api-key: KEY').",
                 code="missing_api_key",
             )
         candidate = token.strip().encode()
@@ -60,24 +63,34 @@ class AuthGate:
         auth: BearerAuth,
         open_paths: Iterable[str] = ("/healthz",),
         on_refuse: Callable[[str], None] | None = None,
+        render: Render = openai_shape,
     ) -> None:
         self.app = app
         self.auth = auth
         self.open_paths = frozenset(open_paths)
         self.on_refuse = on_refuse
+        self.render = render  # the refusal in the shape of the API the path belongs to
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.auth.enabled and scope["path"] not in self.open_paths:
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             try:
-                self.auth.check(header)
+                self.auth.check(_presented(dict(scope["headers"])))
             except ApiError as error:
                 error.headers.setdefault("WWW-Authenticate", "Bearer")
                 if self.on_refuse is not None:
                     self.on_refuse(error.code or "unauthorized")
-                await error.response()(scope, receive, send)
+                response: Response = self.render(scope["path"], error)
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _presented(headers: dict[bytes, bytes]) -> str:
+    """The key the client sent, as a bearer header: Anthropic's SDKs and Claude Code send
+    theirs as `x-api-key`."""
+    bearer = headers.get(b"authorization", b"").decode("latin-1")
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return bearer if bearer or not key else f"Bearer {key}"
 
 
 class Redactor:
