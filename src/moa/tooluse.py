@@ -67,10 +67,48 @@ def assemble(deltas: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if delta.get("id"):
             call["id"] = delta["id"]
         function = delta.get("function") or {}
-        if function.get("name"):
-            call["function"]["name"] += function["name"]
+        call["function"]["name"] = with_name_piece(call["function"]["name"], function.get("name"))
         call["function"]["arguments"] += function.get("arguments") or ""
     return [calls[i] for i in sorted(calls)]
+
+
+def with_name_piece(name: str, piece: str | None) -> str:
+    """A call's name after one more delta. Some servers (llama-cpp-python's among them) repeat
+    the whole name in every delta of a call: a piece equal to the name so far is that name
+    again, not its continuation (no real name is a word said twice over)."""
+    if not piece or piece == name:
+        return name
+    return name + piece
+
+
+class DeltaCleaner:
+    """One stream's tool-call deltas as OpenAI sends them: a call's `id` and name once, in its
+    first delta. Clients (the openai SDK's stream helpers, openai-agents) concatenate every
+    string a delta repeats, so a server that repeats them would give `get_weatherget_weather`."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[str, str]] = {}  # index → (id, name so far)
+
+    def __call__(self, deltas: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+        return tuple(self._clean(delta) for delta in deltas)
+
+    def _clean(self, delta: dict[str, Any]) -> dict[str, Any]:
+        index = int(delta.get("index", 0))
+        function = dict(delta.get("function") or {})
+        if index not in self.seen:
+            self.seen[index] = (str(delta.get("id") or ""), str(function.get("name") or ""))
+            return delta
+        call_id, name = self.seen[index]
+        out = {k: v for k, v in delta.items() if k not in ("id", "type", "function")}
+        if delta.get("id") and delta["id"] != call_id:
+            out["id"] = call_id = delta["id"]
+        piece = function.pop("name", None)
+        grown = with_name_piece(name, piece)
+        if grown != name:
+            function["name"] = grown[len(name) :]
+        self.seen[index] = (call_id, grown)
+        out["function"] = function
+        return out
 
 
 def as_deltas(calls: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

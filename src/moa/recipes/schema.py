@@ -16,32 +16,54 @@ class _Strict(BaseModel):
 
 class SamplingSpec(_Strict):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    """Sampling temperature, 0 to 2; unset, the provider's default."""
     max_tokens: Annotated[int, Field(ge=1)] | None = None
+    """The most tokens the answer may have (lowered to fit the context window when needed)."""
     seed: int | None = None
+    """Seed for providers that take one (the embedded model does); with `samples`, the first of the
+    seeds.
+    """
     stop: list[str] | None = None
+    """Stop sequences: the answer ends before the first of them."""
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """Nucleus sampling, 0 to 1, as in OpenAI's API; unset, the provider's default."""
 
 
 class PriceSpec(_Strict):
     """USD per million tokens, over the catalogue's price (a cost the provider reports wins)."""
 
     input: Annotated[float, Field(ge=0)]
+    """USD per million input tokens."""
     output: Annotated[float, Field(ge=0)]
+    """USD per million output tokens."""
 
 
 class ModelSpec(SamplingSpec):
     model: str
+    """`provider:model`, e.g. `together:deepseek-ai/DeepSeek-V3` or `local:smollm2`."""
     system: str | None = None
+    """This model's own system prompt."""
     system_role: bool | None = None
+    """`false` for chat templates without a system role (Gemma's): the references then go into the
+    first user turn.
+    """
     context_window: Annotated[int, Field(ge=256)] | None = None
+    """The model's context window in tokens (default: a built-in value for known models, the loaded
+    `n_ctx` for local ones, else 8192).
+    """
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds per call for this model; wins over its provider's and the recipe's."""
     price: PriceSpec | None = None
-    samples: Annotated[int, Field(ge=1)] = 1  # Self-MoA: calls with distinct seeds
-    # Few-shot example turns before the conversation: [["question", "answer"], ...]
+    """This model's price, over the catalogue's (a cost the provider reports wins)."""
+    samples: Annotated[int, Field(ge=1)] = 1
+    """Self-MoA: this many calls of the model, with seeds `seed` + 0…N−1 (else 1…N)."""
     examples: list[tuple[str, str]] = Field(default_factory=list)
-    # How vote / medoid / adaptive sampling find the final result (moa.strategies.final); on
-    # the aggregator: the recipe's default for every proposer that sets none.
+    """Few-shot turns put before the conversation: `[["question", "answer"], ...]`."""
     answer_pattern: str | None = None
+    """A regex finding the final result for vote, medoid and adaptive sampling (its first group,
+    else the match); default the last `Answer: …` line, else the last number. On the aggregator:
+    the default of every proposer that sets none.
+    """
 
     @field_validator("answer_pattern")
     @classmethod
@@ -56,20 +78,34 @@ class ModelSpec(SamplingSpec):
 
 class LayerSpec(_Strict):
     models: list[str | ModelSpec] = Field(min_length=1)
+    """The layer's proposers: `provider:model` strings or model tables."""
     repeat: Annotated[int, Field(ge=1)] = 1
+    """Run this layer this many times in a row (each sees the previous one's answers)."""
     prompt: str | None = None
+    """This layer's aggregate-and-synthesize text (default: the recipe's `prompt`)."""
     min_proposals: Annotated[int, Field(ge=1)] | None = None
+    """Quorum: move on once this many answers are in (and `deadline_s` has passed); default all."""
     deadline_s: Annotated[float, Field(gt=0)] | None = None
-    stop_when: Literal["agree"] | None = None  # skip the remaining layers when …
-    agree: Annotated[float, Field(gt=0, le=1)] | None = None  # … this share agrees (0.6)
-    filter: Literal["cluster"] | None = None  # drop outlier answers before passing them on
-    # Adaptive self-consistency: draw the layer's calls in rounds (`first_round`, then
-    # `round_size` at a time) and stop once the leading final result cannot be overtaken by
-    # the calls left, or holds `stop_share` of the answers drawn (moa.engine.adaptive).
+    """With `min_proposals`: seconds after which the layer moves on with the quorum; stragglers are
+    cancelled.
+    """
+    stop_when: Literal["agree"] | None = None
+    """`"agree"`: skip the remaining layers when the share `agree` of this layer's answers agree."""
+    agree: Annotated[float, Field(gt=0, le=1)] | None = None
+    """The share of answers that must agree for `stop_when = "agree"` (e.g. 0.6)."""
+    filter: Literal["cluster"] | None = None
+    """`"cluster"`: drop outlier answers (lexical similarity) before they are passed on."""
     adaptive: bool = False
+    """Adaptive self-consistency: draw the layer's calls in rounds (`first_round`, then
+    `round_size` at a time) and stop once the leading final result cannot be overtaken by the
+    calls left, or holds `stop_share` of the answers drawn.
+    """
     first_round: Annotated[int, Field(ge=1)] | None = None
+    """With `adaptive`: calls in the first round (default 3)."""
     round_size: Annotated[int, Field(ge=1)] | None = None
+    """With `adaptive`: calls in each later round (default 2)."""
     stop_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    """With `adaptive`: stop once the leader holds this share of the answers drawn."""
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> LayerSpec:
@@ -90,16 +126,29 @@ class LayerSpec(_Strict):
 
 class AggregatorSpec(ModelSpec):
     prompt: str | None = None
+    """The aggregator's own aggregate-and-synthesize text (default: the recipe's `prompt`)."""
     fallbacks: list[str | ModelSpec] = Field(default_factory=list)
-    strategy: str = "synthesize"  # how the proposals become the answer (moa.strategies)
-    top_k: Annotated[int, Field(ge=1)] | None = None  # `rank`: how many answers go on
-    window: Annotated[int, Field(ge=2)] | None = None  # Self-MoA-Seq: proposals per window
-    # Start on the proposals' first chunks and continue as more arrive (moa.engine.staircase).
+    """Tried in order when the aggregator fails before its first token."""
+    strategy: str = "synthesize"
+    """How the proposals become the answer: `synthesize`, `analysis`, `select`, `rank`, `vote`,
+    `medoid`, or a plugin's.
+    """
+    top_k: Annotated[int, Field(ge=1)] | None = None
+    """`rank` only: how many of the best-ranked answers are synthesized."""
+    window: Annotated[int, Field(ge=2)] | None = None
+    """Self-MoA-Seq: synthesize the answers this many at a time."""
     staircase: bool = False
+    """Start on the proposals' first chunks and continue as more arrive (needs a provider with
+    continuation).
+    """
     chunk_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Staircase: tokens per proposer before each step (default 64; 32 on the embedded model)."""
     chunk_growth: Annotated[float, Field(ge=1)] | None = None
-    # vote / medoid: stream the chosen answer whole, or only the line of its final result.
+    """Staircase: each step's chunk is this many times the previous one's (default 1; 4 on the
+    embedded model).
+    """
     reply: Literal["whole", "final_line"] = "whole"
+    """vote / medoid: stream the chosen answer whole, or only the line of its final result."""
 
     @model_validator(mode="after")
     def _strategy_options(self) -> AggregatorSpec:
@@ -121,50 +170,82 @@ class AggregatorSpec(ModelSpec):
 
 class RetrySpec(_Strict):
     max_attempts: Annotated[int, Field(ge=1)] = 4
+    """Attempts per call, the first included."""
     max_elapsed_s: Annotated[float, Field(gt=0)] = 90.0
+    """Seconds a call may spend over all its attempts."""
     base_delay_s: Annotated[float, Field(ge=0)] = 0.5
+    """First backoff wait; doubles each attempt (full jitter), unless the server says how long."""
     max_delay_s: Annotated[float, Field(ge=0)] = 20.0
+    """The longest backoff wait."""
 
 
 class RateLimitSpec(_Strict):
     rpm: Annotated[float, Field(gt=0)] | None = None
+    """Requests per minute: a ceiling (without it the limiter learns the rate from 429s)."""
     tpm: Annotated[float, Field(gt=0)] | None = None
+    """Tokens per minute (estimated before each call)."""
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    """Calls (streams) in flight at once."""
 
 
 class ProviderSpec(RateLimitSpec):
     """A new OpenAI-compatible endpoint (base_url required), or settings for a built-in one."""
 
     base_url: str | None = None
+    """The endpoint's OpenAI-compatible base URL, e.g. `http://localhost:8000/v1` (required for a
+    new provider).
+    """
     api_key_env: str | None = None
-    timeout_s: Annotated[float, Field(gt=0)] | None = None  # per call; the recipe's if unset
+    """The environment variable holding its key; omit when the server needs none."""
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Seconds per call on this provider (the recipe's if unset)."""
     retry: RetrySpec | None = None
-    # What the endpoint accepts (unset: the built-in provider's declared values, else none).
+    """This provider's own retry policy (the recipe's `[retry]` if unset)."""
     tools: bool | None = None
+    """Whether the endpoint takes `tools` (unset: the built-in provider's declared value, else no).
+    """
     json_schema: bool | None = None
+    """Whether it follows a JSON schema (`response_format`)."""
     logprobs: bool | None = None
+    """Whether it returns `logprobs`."""
     n: bool | None = None
+    """Whether it answers `n > 1` in one request."""
     continuation: Literal["none", "assistant"] | None = None
+    """`"assistant"` if it continues a trailing assistant turn (what `staircase` needs)."""
 
 
 class Recipe(_Strict):
     name: str = "custom"
+    """The recipe's name: the model name `moa serve` serves it as."""
     description: str = ""
-    prompt: str = AGGREGATE_AND_SYNTHESIZE  # default aggregate-and-synthesize text
+    """One line saying what it is (`moa recipes` lists it)."""
+    prompt: str = AGGREGATE_AND_SYNTHESIZE
+    """The aggregate-and-synthesize text every layer and the aggregator use unless they set their
+    own (default: the reference's).
+    """
     timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    # Which calls a served request's temperature / max_tokens / stop / seed apply to: the
-    # aggregator only (proposers keep the recipe's own, e.g. Self-MoA's varied temperatures),
-    # or every call of the run.
+    """Seconds per call (a model's or provider's `timeout_s` wins); `--timeout` on the command
+    line.
+    """
     request_sampling: Literal["aggregator", "all"] = "aggregator"
-    # USD a run may spend at most; each stage is refused beforehand if it could pass it.
+    """`moa serve`: a request's `temperature`, `max_tokens`, `stop` and `seed` reach the aggregator
+    only, or (`"all"`) every call.
+    """
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
-    # `moa serve` streams the proposal layers as `reasoning_content` (a chat UI's thinking
-    # block) unless a request says otherwise.
+    """USD a run may spend at most; each stage is refused beforehand if it could pass it."""
     show_layers: Literal["off", "reasoning"] = "off"
+    """`moa serve`: `"reasoning"` streams the proposal layers as `reasoning_content` (a chat UI's
+    thinking block) unless a request says otherwise.
+    """
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
+    """Sampling for every call unless a model sets its own."""
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    """The per-call retry budget (429, 5xx, timeouts, connection errors)."""
     layers: list[LayerSpec] = Field(default_factory=list)
+    """The proposal layers, in order; none: the aggregator answers alone."""
     aggregator: AggregatorSpec
+    """The model (and strategy) that writes the answer."""
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
-    # Per model, keyed "provider:model" (per provider: use [providers.NAME]).
+    """New OpenAI-compatible endpoints, or settings for built-in ones, by provider name."""
     rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)
+    """One model's own limits, keyed `"provider:model"`."""

@@ -199,6 +199,7 @@ _WITHOUT: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "logprobs": ("logprobs", {"not": {"const": True}}),
+    "n": ("n", {"not": {"type": "integer", "minimum": 2}}),
 }
 
 

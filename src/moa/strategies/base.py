@@ -240,15 +240,17 @@ async def refuse_unsupported(
 ) -> None:
     """UnsupportedFieldError, before any call, if an aggregator candidate cannot honour
     `answering` (a fallback that dropped the tools would answer something else than asked)."""
-    if answering == Answering(n=answering.n):
+    verbatim = aggregator.strategy.answers_verbatim
+    if answering == Answering(n=answering.n) and not (verbatim and answering.n > 1):
         return
-    if aggregator.strategy.answers_verbatim:
+    if verbatim:  # n answers would be n copies of the one it picks
         asked = [
             name
             for name, value in (
                 ("tools", answering.tools),
                 ("response_format", answering.response_format),
                 ("logprobs", answering.top_logprobs),
+                ("n", answering.n if answering.n > 1 else None),
             )
             if value is not None
         ]

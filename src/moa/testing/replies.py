@@ -38,6 +38,9 @@ class Reply:
     ignore_stream_options: bool = False
     # Calls to make: [{"name": ..., "arguments": "<JSON text>"}]; ids are call_0, call_1, …
     tool_calls: list[dict[str, str]] | None = None
+    # Repeat each call's id, type and name in every streamed delta, as llama-cpp-python's
+    # server does (OpenAI sends them in a call's first delta only).
+    repeat_call_names: bool = False
     hold_open_s: float = 0.0  # a stream's body ends this long after its `[DONE]`
 
     @property
@@ -172,7 +175,7 @@ async def _sse(
                 await asyncio.sleep(reply.token_delay_s)
             logprobs = {"content": _logprobs([word], body)} if body.get("logprobs") else None
             yield _chunk(body, {"content": word}, logprobs=logprobs)
-        for delta in _tool_call_deltas(reply.tool_calls or []):
+        for delta in _tool_call_deltas(reply.tool_calls or [], reply.repeat_call_names):
             yield _chunk(body, {"tool_calls": [delta]})
         yield _chunk(body, {}, reply.finish)
         wants_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -198,16 +201,21 @@ def _tool_calls(calls: list[dict[str, str]]) -> list[Body]:
     ]
 
 
-def _tool_call_deltas(calls: list[dict[str, str]]) -> list[Body]:
-    """Each call as OpenAI streams it: id and name first, then the arguments in two pieces."""
+def _tool_call_deltas(calls: list[dict[str, str]], repeat: bool = False) -> list[Body]:
+    """Each call as OpenAI streams it: id and name first, then the arguments in two pieces
+    (`repeat`: id, type and name in every piece too)."""
     deltas: list[Body] = []
     for i, call in enumerate(_tool_calls(calls)):
         arguments = call["function"]["arguments"]
         half = len(arguments) // 2
-        first = {"name": call["function"]["name"], "arguments": ""}
-        deltas.append({"index": i, "id": call["id"], "type": "function", "function": first})
+        name = call["function"]["name"]
+        head = {"index": i, "id": call["id"], "type": "function"}
+        deltas.append({**head, "function": {"name": name, "arguments": ""}})
         for piece in (arguments[:half], arguments[half:]):
-            deltas.append({"index": i, "function": {"arguments": piece}})
+            if repeat:
+                deltas.append({**head, "function": {"name": name, "arguments": piece}})
+            else:
+                deltas.append({"index": i, "function": {"arguments": piece}})
     return deltas
 
 

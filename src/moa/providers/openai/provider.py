@@ -23,7 +23,7 @@ from moa.tokens import (
     estimate_tokens,
     messages_tokens,
 )
-from moa.tooluse import as_deltas
+from moa.tooluse import DeltaCleaner, as_deltas
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 # How long the end of a stream's body may take after `[DONE]`: waiting for it is what keeps
@@ -138,6 +138,7 @@ class OpenAICompatibleProvider:
         parts: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
+        clean = DeltaCleaner()
         async with aclosing(_sse_data(lines)) as events:
             async for data in events:
                 if data == "[DONE]":
@@ -148,7 +149,7 @@ class OpenAICompatibleProvider:
                     raise ValueError("a stream event that is not a JSON object")
                 if chunk.get("error"):
                     raise self._errors.stream_error(request.model, chunk["error"])
-                piece = _piece(chunk)
+                piece = _piece(chunk, clean)
                 finish = piece.finish_reason or finish
                 usage = _usage(chunk.get("usage")) or usage
                 if piece.text or piece.finish_reason or piece.tool_calls or piece.logprobs:
@@ -196,7 +197,7 @@ def _http_library(response: object) -> Any:
     return importlib.import_module(type(response).__module__.partition(".")[0])
 
 
-def _piece(chunk: dict[str, Any]) -> StreamChunk:
+def _piece(chunk: dict[str, Any], clean: DeltaCleaner) -> StreamChunk:
     """What one chat-completion chunk adds: text, tool-call deltas, log probabilities."""
     choices = chunk.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
@@ -205,7 +206,7 @@ def _piece(chunk: dict[str, Any]) -> StreamChunk:
     return StreamChunk(
         text=delta.get("content") or "",
         finish_reason=choices[0].get("finish_reason"),
-        tool_calls=tuple(delta.get("tool_calls") or ()),
+        tool_calls=clean(delta.get("tool_calls") or ()),
         logprobs=tuple((choices[0].get("logprobs") or {}).get("content") or ()),
     )
 

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from moa.server.responses.items import call_item, message_item, new_id, text_part
+from moa.tooluse import with_name_piece
 
 
 class Numbered:
@@ -56,7 +57,8 @@ class StreamedItems:
                 out += self.close()
                 out += self._open_call(index, delta.get("id"), function.get("name") or "")
             else:  # a name sent in pieces, as moa.tooluse.assemble reads it
-                self.items[self.calls[index]]["name"] += function.get("name") or ""
+                item = self.items[self.calls[index]]
+                item["name"] = with_name_piece(item["name"], function.get("name"))
             item = self.items[self.calls[index]]
             arguments = function.get("arguments") or ""
             if arguments:
