@@ -18,7 +18,8 @@
         │   └── EmptyResponseError      an answer with nothing in it
         ├── LayerFailedError        every proposer of a layer failed
         ├── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
-        └── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        ├── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        └── DegradedRunError        members were lost and the recipe says on_degraded = "fail"
 
 Errors carry data, never side effects; they become exit codes or HTTP responses only at the
 edges (the CLI and the server).
@@ -254,4 +255,20 @@ class BudgetExceededError(RunError):
             f"budget of ${budget_usd:g} (max_cost_usd) would be exceeded: {stage} could cost up "
             f"to ${worst_case_usd:.6f} after ${spent_usd:.6f} spent — raise {knob}, or lower "
             f"max_tokens (the worst case assumes every call writes max_tokens)"
+        )
+
+
+class DegradedRunError(RunError):
+    """The run lost members it asked for (failed, timed out, cut by a deadline or a staircase,
+    a fallback aggregator answering) and the recipe says `on_degraded = "fail"`: no answer is
+    given. `result` holds the partial trace, whose `degradation` says who was lost and why."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        degradation = result.degradation
+        lost = ", ".join(f"{c.model} ({c.missing})" for c in degradation.lost)
+        super().__init__(
+            f"degraded run refused ({degradation.summary()}; lost: {lost}) because the recipe "
+            f'says on_degraded = "fail" — raise the timeouts or deadline_s, mark the members '
+            f'you cannot do without required = true, or set on_degraded = "answer"'
         )

@@ -24,6 +24,9 @@ class Agent:
     # Few-shot example turns (question, answer) put before the conversation: how a small model
     # is shown the form of answer wanted (a base model sees them as a Q:/A: prompt).
     examples: tuple[tuple[str, str], ...] = ()
+    # A layer does not move on without this slot's answer (or its failure): its quorum and
+    # deadline, `stop_when` and a staircase's early steps wait for it; its own timeout holds.
+    required: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 1:

@@ -6,12 +6,17 @@
 
 The aggregator reads the last layer's whole answers, or — with staircase — runs that layer
 itself and reads its answers as they stream. `MoA.stream()` starts a `Run` and yields its events.
+
+A run that loses a member it asked for is degraded (`Result.degradation`); with
+`on_degraded = "fail"` it ends with `DegradedRunError` as soon as the loss is known: after the
+layer, before the aggregator's fallback, or at the end (a staircase that answered first).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from moa.call.agent import Agent
@@ -23,13 +28,13 @@ from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
 from moa.engine.staircase_rules import refuse_for_staircase
-from moa.errors import LayerFailedError
-from moa.events import Done, Event
+from moa.errors import DegradedRunError, LayerFailedError
+from moa.events import AggregatorStarted, Done, Event, ProposalFailed
 from moa.pricing import PriceBook, price_result
 from moa.strategies import Stage, Strategy
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
-from moa.trace import CallRecord, Result
+from moa.trace import CallRecord, Result, asked_for
 from moa.types import Answering, Message, Sampling
 
 
@@ -53,6 +58,7 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+    fail_degraded: bool = False  # on_degraded = "fail": a lost member ends the run
 
     @classmethod
     async def start(
@@ -64,6 +70,7 @@ class Run:
         prompt: Prompt,
         options: RunOptions,
         max_cost_default: float | None = None,
+        fail_degraded: bool = False,
     ) -> Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
@@ -88,6 +95,7 @@ class Run:
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
+            fail_degraded=fail_degraded,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -97,12 +105,29 @@ class Run:
         for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             async for event in self._layer(number, layer):
                 yield event
+            self._refuse_degraded()
             if self.agreed is not None:
                 break
-        async for event in self._answer(self._stage()):
-            yield event
+        async with aclosing(self._answer(self._stage())) as answering:
+            async for event in answering:
+                # A staircase's proposer lost, or a fallback about to answer for the aggregator.
+                if isinstance(event, ProposalFailed | AggregatorStarted):
+                    self._refuse_degraded(event)
+                yield event
         self.result.latency_s = time.perf_counter() - self.started
+        self._refuse_degraded()
         yield Done(self.result)
+
+    def _refuse_degraded(self, event: Event | None = None) -> None:
+        """DegradedRunError, with the trace so far, once a member is lost under on_degraded =
+        "fail"."""
+        if self.fail_degraded and self.result.degraded:
+            if isinstance(event, AggregatorStarted):  # the fallback is recorded, never called
+                fallback = self.result.calls[-1]
+                fallback.status, fallback.cut = "cancelled", "on_degraded"
+                fallback.error = 'not called: on_degraded = "fail"'
+            self.result.latency_s = time.perf_counter() - self.started
+            raise DegradedRunError(price_result(self.result, self.prices))
 
     def _propose(
         self, number: int, layer: ProposalLayer, records: list[CallRecord], *, deltas: bool
@@ -110,8 +135,17 @@ class Run:
         """Layer `number`'s calls over the proposals passed on so far (every layer's, the
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
+        asked = asked_for(self.result, self.proposals)
         return run_layer(
-            self.caller, number, layer, self.messages, references, self.overrides, records, deltas
+            self.caller,
+            number,
+            layer,
+            self.messages,
+            references,
+            self.overrides,
+            records,
+            deltas,
+            asked,
         )
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
@@ -149,7 +183,7 @@ class Run:
             answering=self.answering,
         )
 
-    async def _answer(self, stage: Stage) -> AsyncIterator[Event]:
+    async def _answer(self, stage: Stage) -> AsyncGenerator[Event, None]:
         """The aggregator's events (with the staircase's last layer's); none when a layer agreed
         and the strategy answers with the agreed proposal (vote: the same one, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
@@ -175,7 +209,7 @@ class Run:
         stage.proposers, stage.proposals = last.agents, []
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
-        return stream_staircase(stage, self.aggregator, layer_events, limits)
+        return stream_staircase(stage, self.aggregator, layer_events, limits, last.required)
 
 
 def _filtered(

@@ -38,6 +38,9 @@ class ModelSpec(SamplingSpec):
     samples: Annotated[int, Field(ge=1)] = 1  # Self-MoA: calls with distinct seeds
     # Few-shot example turns before the conversation: [["question", "answer"], ...]
     examples: list[tuple[str, str]] = Field(default_factory=list)
+    # The layer waits for this member: its quorum, deadline and stop_when, and a staircase's
+    # early steps (its own timeout still applies).
+    required: bool = False
 
 
 class LayerSpec(_Strict):
@@ -56,6 +59,13 @@ class LayerSpec(_Strict):
         if self.min_proposals is not None and self.min_proposals > slots:
             raise ValueError(
                 f"min_proposals ({self.min_proposals}) exceeds the layer's {slots} calls"
+            )
+        required = sum(m.samples for m in self.models if not isinstance(m, str) and m.required)
+        if self.min_proposals is not None and required > self.min_proposals:
+            raise ValueError(
+                f"{required} calls of the layer are required but min_proposals is "
+                f"{self.min_proposals}: the quorum cannot be met without them — raise "
+                f"min_proposals to at least {required}, or mark fewer models required"
             )
         if self.agree is not None and self.stop_when is None:
             raise ValueError('agree is the share for stop_when = "agree"; set stop_when too')
@@ -88,6 +98,11 @@ class AggregatorSpec(ModelSpec):
             not isinstance(f, str) and f.samples != 1 for f in self.fallbacks
         ):
             raise ValueError("samples is for proposers; an aggregator answers once")
+        if self.required or any(not isinstance(f, str) and f.required for f in self.fallbacks):
+            raise ValueError(
+                "required is for proposers (a layer waits for them); the aggregator always "
+                "answers, or the run fails"
+            )
         return self
 
 
@@ -133,6 +148,10 @@ class Recipe(_Strict):
     # `moa serve` streams the proposal layers as `reasoning_content` (a chat UI's thinking
     # block) unless a request says otherwise.
     show_layers: Literal["off", "reasoning"] = "off"
+    # What a degraded run does — one that lost a member it asked for (failed, timed out, cut by
+    # a deadline or a staircase, a fallback aggregator answering): answer anyway, saying so on
+    # every surface, or fail with the partial trace (DegradedRunError).
+    on_degraded: Literal["answer", "fail"] = "answer"
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     layers: list[LayerSpec] = Field(default_factory=list)
@@ -140,3 +159,21 @@ class Recipe(_Strict):
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     # Per model, keyed "provider:model" (per provider: use [providers.NAME]).
     rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _requirements_reachable(self) -> Recipe:
+        """A required member behind a `stop_when` may be skipped with its layer: refused."""
+        expanded = [layer for layer in self.layers for _ in range(layer.repeat)]
+        stopping: int | None = None  # the first layer (1-based, repeats counted) that may stop
+        for number, layer in enumerate(expanded, 1):
+            required = [m.model for m in layer.models if not isinstance(m, str) and m.required]
+            if stopping is not None and required:
+                raise ValueError(
+                    f"layer {number}'s {required[0]} is required, but layer {stopping} has "
+                    f'stop_when = "agree", which skips the layers after it when its answers '
+                    f"agree — move the required model to layer {stopping} or before it, or "
+                    f"drop stop_when"
+                )
+            if layer.stop_when is not None and stopping is None:
+                stopping = number
+        return self
