@@ -8,7 +8,8 @@
     │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
     │   ├── MissingExtraError       an optional dependency is not installed
-    │   └── UnpricedModelError      a budget is set but a model has no known price
+    │   ├── UnpricedModelError      a budget is set but a model has no known price
+    │   └── OpenServerError         a server would listen beyond loopback with no API key
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
         │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
@@ -106,6 +107,20 @@ class UnpricedModelError(ConfigError):
             f"a budget is set but {model} has no known price, so its cost cannot be bounded "
             f"— give it `price = {{ input = …, output = … }}` (USD per million tokens) in the "
             f"recipe"
+        )
+
+
+class OpenServerError(ConfigError):
+    """A server (`moa serve`, `moa web`, the metrics endpoint with them) would listen on an
+    address other machines reach, with no API key: anyone who reaches the port would spend
+    the owner's provider keys. Refused before it listens."""
+
+    def __init__(self, command: str, host: str) -> None:
+        self.command = command
+        self.host = host
+        super().__init__(
+            f"{command}: refusing to listen on {host} without an API key — pass --api-key KEY "
+            f"(or set MOA_API_KEYS), or --no-auth to serve a trusted network open"
         )
 
 

@@ -79,8 +79,7 @@ def build_request(
     notes: list[str] = []
     if references:
         count = profile.count_tokens
-        # The prompt with its count line, if any (`asked`), about as long with any count.
-        prompt = references_block(call.prompt, (), call.asked)
+        prompt = references_block(call.prompt, (), call.asked)  # with its count line, if any
         overhead = messages_tokens(messages, count) + count(prompt) + 8
         window = agent.context_window or profile.context_window
         sampling, note = _answer_room(call, sampling, window - overhead, count, model, window)

@@ -110,14 +110,12 @@ async def run_layer(
         for i, agent in enumerate(layer.agents)
     ]
     records.extend(slots)
-    calls = [
-        Call(agent, messages, references, layer.prompt, overrides, asked=asked)
-        for agent in layer.agents
-    ]
     tasks = [
-        asyncio.create_task(_propose(caller, call, slot, happened, streamed=deltas))
-        for call, slot in zip(calls, slots, strict=True)
-    ]
+        asyncio.create_task(_propose(caller, Call(agent, messages, references, layer.prompt,
+                                                  overrides, asked=asked),
+                                     slot, happened, streamed=deltas))
+        for agent, slot in zip(layer.agents, slots, strict=True)
+    ]  # fmt: skip
     for slot in slots:
         yield ProposalStarted(number, slot.index, slot.model)
     deadline = None if layer.deadline_s is None else loop.time() + layer.deadline_s
@@ -146,12 +144,10 @@ async def run_layer(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for slot in slots:
-        if slot.index not in arrived:
-            slot.status = "cancelled"
-            slot.cut = "quorum" if layer.deadline_s is None else "deadline"
-            slot.error = f"cancelled: layer {number} moved on with {answered} answers"
-            yield ProposalFailed(slot)
+    for slot in (s for s in slots if s.index not in arrived):
+        slot.status, slot.cut = "cancelled", "quorum" if layer.deadline_s is None else "deadline"
+        slot.error = f"cancelled: layer {number} moved on with {answered} answers"
+        yield ProposalFailed(slot)
 
 
 async def _propose(

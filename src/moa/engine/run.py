@@ -105,29 +105,17 @@ class Run:
         for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             async for event in self._layer(number, layer):
                 yield event
-            self._refuse_degraded()
+            refuse_degraded(self.result, self.prices, self.fail_degraded)
             if self.agreed is not None:
                 break
         async with aclosing(self._answer(self._stage())) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
-                if isinstance(event, ProposalFailed | AggregatorStarted):
-                    self._refuse_degraded(event)
+                refuse_degraded(self.result, self.prices, self.fail_degraded, event)
                 yield event
         self.result.latency_s = time.perf_counter() - self.started
-        self._refuse_degraded()
+        refuse_degraded(self.result, self.prices, self.fail_degraded)
         yield Done(self.result)
-
-    def _refuse_degraded(self, event: Event | None = None) -> None:
-        """DegradedRunError, with the trace so far, once a member is lost under on_degraded =
-        "fail"."""
-        if self.fail_degraded and self.result.degraded:
-            if isinstance(event, AggregatorStarted):  # the fallback is recorded, never called
-                fallback = self.result.calls[-1]
-                fallback.status, fallback.cut = "cancelled", "on_degraded"
-                fallback.error = 'not called: on_degraded = "fail"'
-            self.result.latency_s = time.perf_counter() - self.started
-            raise DegradedRunError(price_result(self.result, self.prices))
 
     def _propose(
         self, number: int, layer: ProposalLayer, records: list[CallRecord], *, deltas: bool
@@ -136,17 +124,8 @@ class Run:
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
         asked = asked_for(self.result, self.proposals)
-        return run_layer(
-            self.caller,
-            number,
-            layer,
-            self.messages,
-            references,
-            self.overrides,
-            records,
-            deltas,
-            asked,
-        )
+        args = (self.messages, references, self.overrides, records, deltas, asked)
+        return run_layer(self.caller, number, layer, *args)
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on
@@ -210,6 +189,23 @@ class Run:
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
         return stream_staircase(stage, self.aggregator, layer_events, limits, last.required)
+
+
+def refuse_degraded(
+    result: Result, prices: PriceBook, fail: bool, event: Event | None = None
+) -> None:
+    """DegradedRunError, with the trace so far, once a member is lost under on_degraded =
+    "fail" (`fail`); `event`: what the run was about to yield (a proposal lost, an aggregator
+    candidate starting: the moments a loss shows)."""
+    if event is not None and not isinstance(event, ProposalFailed | AggregatorStarted):
+        return
+    if not fail or not result.degraded:
+        return
+    if isinstance(event, AggregatorStarted):  # the fallback is recorded, but never called
+        fallback = result.calls[-1]
+        fallback.status, fallback.cut = "cancelled", "on_degraded"
+        fallback.error = 'not called: on_degraded = "fail"'
+    raise DegradedRunError(price_result(result, prices))
 
 
 def _filtered(
