@@ -3,6 +3,7 @@ own answer as longer proposals arrive; the user sees one answer that is never re
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def references_of(body: dict) -> list[str]:
     system = body["messages"][0]["content"]
     assert system.startswith(AGGREGATE_AND_SYNTHESIZE)
     lines = system.removeprefix(AGGREGATE_AND_SYNTHESIZE).strip("\n").split("\n")
-    return [line.split(". ", 1)[1] for line in lines]
+    # The numbered references; not the line saying how many of how many are below.
+    return [line.split(". ", 1)[1] for line in lines if re.match(r"\d+\. ", line)]
 
 
 def continuation_of(body: dict) -> str:

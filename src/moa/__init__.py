@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from moa.errors import (
         AggregatorFailedError,
         ConfigError,
+        DegradedRunError,
         InputError,
         LayerFailedError,
         MissingAPIKeyError,
@@ -68,6 +69,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
     "moa.errors": (
         "AggregatorFailedError",
         "ConfigError",
+        "DegradedRunError",
         "InputError",
         "LayerFailedError",
         "MissingAPIKeyError",
@@ -108,6 +110,7 @@ __all__ = [
     "CallRecord",
     "Choice",
     "ConfigError",
+    "DegradedRunError",
     "Done",
     "Event",
     "InputError",

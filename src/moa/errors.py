@@ -9,7 +9,8 @@
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
     │   ├── MissingExtraError       an optional dependency is not installed
     │   ├── ModelIntegrityError     an embedded model's file does not have its pinned SHA-256
-    │   └── UnpricedModelError      a budget is set but a model has no known price
+    │   ├── UnpricedModelError      a budget is set but a model has no known price
+    │   └── OpenServerError         a server would listen beyond loopback with no API key
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
         │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
@@ -19,7 +20,8 @@
         │   └── EmptyResponseError      an answer with nothing in it
         ├── LayerFailedError        every proposer of a layer failed
         ├── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
-        └── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        ├── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        └── DegradedRunError        members were lost and the recipe says on_degraded = "fail"
 
 Errors carry data, never side effects; they become exit codes or HTTP responses only at the
 edges (the CLI and the server).
@@ -121,6 +123,20 @@ class UnpricedModelError(ConfigError):
             f"a budget is set but {model} has no known price, so its cost cannot be bounded "
             f"— give it `price = {{ input = …, output = … }}` (USD per million tokens) in the "
             f"recipe"
+        )
+
+
+class OpenServerError(ConfigError):
+    """A server (`moa serve`, `moa web`, the metrics endpoint with them) would listen on an
+    address other machines reach, with no API key: anyone who reaches the port would spend
+    the owner's provider keys. Refused before it listens."""
+
+    def __init__(self, command: str, host: str) -> None:
+        self.command = command
+        self.host = host
+        super().__init__(
+            f"{command}: refusing to listen on {host} without an API key — pass --api-key KEY "
+            f"(or set MOA_API_KEYS), or --no-auth to serve a trusted network open"
         )
 
 
@@ -270,4 +286,20 @@ class BudgetExceededError(RunError):
             f"budget of ${budget_usd:g} (max_cost_usd) would be exceeded: {stage} could cost up "
             f"to ${worst_case_usd:.6f} after ${spent_usd:.6f} spent — raise {knob}, or lower "
             f"max_tokens (the worst case assumes every call writes max_tokens)"
+        )
+
+
+class DegradedRunError(RunError):
+    """The run lost members it asked for (failed, timed out, cut by a deadline or a staircase,
+    a fallback aggregator answering) and the recipe says `on_degraded = "fail"`: no answer is
+    given. `result` holds the partial trace, whose `degradation` says who was lost and why."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        degradation = result.degradation
+        lost = ", ".join(f"{c.model} ({c.missing})" for c in degradation.lost)
+        super().__init__(
+            f"degraded run refused ({degradation.summary()}; lost: {lost}) because the recipe "
+            f'says on_degraded = "fail" — raise the timeouts or deadline_s, mark the members '
+            f'you cannot do without required = true, or set on_degraded = "answer"'
         )

@@ -59,6 +59,9 @@ class CallRecord:
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
     steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
     runtime: str | None = None  # what computed it, where the provider says (embedded threads)
+    # Why a cancelled call was cut (see LOST): "deadline" / "quorum" (its layer moved on
+    # without it), "staircase" (the answer ended before this proposal did), "budget".
+    cut: str | None = None
 
     def take(self, answer: Tally | Completion | StreamChunk) -> None:
         """What the upstream said of the call — its usage, finish reason and the attempts it
@@ -72,6 +75,16 @@ class CallRecord:
     def fail(self, error: Failure) -> None:
         self.status, self.error, self.attempts = "failed", str(error), error.attempts
         self.error_kind = error.kind
+
+    @property
+    def missing(self) -> str | None:
+        """Why this call, which the run asked for, gave nothing to the answer (None: it did).
+        A proposal dropped on purpose (`dropped`: a cluster filter) answered: not missing."""
+        if self.status == "ok":
+            return None
+        if self.status == "cancelled":
+            return self.cut or "cancelled"
+        return "timeout" if self.error_kind == "timeout" else "failed"
 
     @property
     def shortened(self) -> bool:
@@ -97,6 +110,7 @@ class CallRecord:
         data["output_tokens"] = self.usage.output_tokens
         data["usage_estimated"] = self.usage.estimated
         data["cost_usd"] = self.usage.cost_usd
+        data["missing"] = self.missing
         if self.steps:
             data["resent_input_tokens"] = self.resent_input_tokens
         else:
@@ -114,6 +128,57 @@ class Choice:
     finish_reason: str | None = None  # the aggregator's: "stop", "length", "tool_calls", …
     logprobs: list[dict[str, Any]] | None = None  # OpenAI's `logprobs.content`, when asked
     model: str | None = None  # the aggregator (or fallback) that answered
+
+
+@dataclass(frozen=True, slots=True)
+class Degradation:
+    """Whether a run lost members it asked for, and which (see `CallRecord.missing`).
+
+    `answered` of `asked` count proposer calls; a failed aggregator replaced by a fallback, or
+    a failed side call (an analysis, a ranking), degrades the run as well. Members left out on
+    purpose (a cluster filter's outliers, layers `stop_when` skipped) do not."""
+
+    answered: int
+    asked: int
+    lost: tuple[CallRecord, ...]
+    fallback: str | None = None  # the fallback aggregator that answered, if one did
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.lost)
+
+    def summary(self) -> str:
+        """`3 of 5 answered`, and the fallback when one answered."""
+        text = f"{self.answered} of {self.asked} answered"
+        return f"{text}, fallback aggregator {self.fallback} answered" if self.fallback else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "degraded": self.degraded,
+            "answered": self.answered,
+            "asked": self.asked,
+            "lost": [
+                {
+                    "layer": c.layer,
+                    "index": c.index,
+                    "model": c.model,
+                    "role": c.role,
+                    "reason": c.missing,
+                    "message": c.error,
+                }
+                for c in self.lost
+            ],
+            "fallback": self.fallback,
+        }
+
+
+def asked_for(result: Result, proposals: list[CallRecord]) -> int | None:
+    """How many answers the layer that wrote `proposals` was asked for, when it lost some
+    (None: it lost none) — what a prompt over them says it holds of how many."""
+    if not proposals:
+        return None
+    layer = result.proposals(proposals[0].layer)
+    return len(layer) if any(c.missing for c in layer) else None
 
 
 @dataclass(slots=True)
@@ -167,6 +232,20 @@ class Result:
         return [c for c in self.calls if not c.ok]
 
     @property
+    def degradation(self) -> Degradation:
+        proposals = self.proposals()
+        lost = tuple(c for c in self.calls if c.missing is not None)
+        failed_aggregator = any(c.role == "aggregator" for c in lost)
+        fallback = None
+        if failed_aggregator and self.aggregator_model is not None:
+            fallback = self.aggregator_model
+        return Degradation(sum(p.ok for p in proposals), len(proposals), lost, fallback)
+
+    @property
+    def degraded(self) -> bool:
+        return self.degradation.degraded
+
+    @property
     def warnings(self) -> list[str]:
         """What a user should know about how the answer was reached: shortened references and
         settings moa changed to make a call fit."""
@@ -199,4 +278,5 @@ class Result:
             "calls": [c.to_dict() for c in self.calls],
             "notes": list(self.notes),
             "stopped_early": self.stopped_early,
+            **self.degradation.to_dict(),
         }

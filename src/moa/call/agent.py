@@ -28,6 +28,9 @@ class Agent:
     # How `vote`, `medoid` and adaptive sampling find this slot's final result in its answer
     # (a regex; None: the last "Answer: …" line, else the last number; moa.strategies.final).
     answer_pattern: str | None = None
+    # A layer does not move on without this slot's answer (or its failure): its quorum and
+    # deadline, `stop_when` and a staircase's early steps wait for it; its own timeout holds.
+    required: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 1:

@@ -18,8 +18,16 @@ AGGREGATE_AND_SYNTHESIZE = (
 )
 
 
-def references_block(prompt: str, references: Sequence[str]) -> str:
-    return prompt + "".join(f"\n{i}. {ref}" for i, ref in enumerate(references, 1))
+def references_block(prompt: str, references: Sequence[str], asked: int | None = None) -> str:
+    """The prompt and the numbered references; with `asked` (more than were given), a line
+    saying how many of how many are below, so that the answer is written knowing it."""
+    count = ""
+    if asked is not None and asked > len(references):
+        count = (
+            f"\n{len(references)} of the {asked} requested responses are below; the others "
+            f"did not arrive (failed or timed out)."
+        )
+    return prompt + count + "".join(f"\n{i}. {ref}" for i, ref in enumerate(references, 1))
 
 
 def inject_references(
@@ -28,6 +36,7 @@ def inject_references(
     *,
     prompt: str = AGGREGATE_AND_SYNTHESIZE,
     system_role: bool = True,
+    asked: int | None = None,
 ) -> list[Message]:
     """Return a copy of `messages` carrying the numbered references.
 
@@ -38,7 +47,7 @@ def inject_references(
     out: list[Message] = [m.copy() for m in messages]
     if not references:
         return out
-    block = references_block(prompt, references)
+    block = references_block(prompt, references, asked)
     if out and out[0]["role"] == "system":
         out[0]["content"] = out[0]["content"] + "\n\n" + block
     else:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from moa.call.agent import Agent
-from moa.call.prompts import inject_references, with_examples, with_system
+from moa.call.prompts import inject_references, references_block, with_examples, with_system
 from moa.errors import ConfigError, UnsupportedFieldError
 from moa.providers.base import ModelProfile
 from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
@@ -42,6 +42,9 @@ class Call:
     # The answer's beginning, already shown to the user: sent as a final assistant message for
     # the model to continue (staircase streaming; needs a provider with continuation).
     continuation: str = ""
+    # How many answers the run asked for where `references` holds fewer because members were
+    # lost (failed, timed out, cut): the prompt then says how many of how many are below.
+    asked: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,8 @@ def build_request(
     notes: list[str] = []
     if references:
         count = profile.count_tokens
-        overhead = messages_tokens(messages, count) + count(call.prompt) + 8
+        prompt = references_block(call.prompt, (), call.asked)  # with its count line, if any
+        overhead = messages_tokens(messages, count) + count(prompt) + 8
         window = agent.context_window or profile.context_window
         sampling, note = _answer_room(call, sampling, window - overhead, count, model, window)
         notes.extend(note)
@@ -88,7 +92,9 @@ def build_request(
             references, available_tokens=room, overhead_tokens=overhead, count=count
         )
     system_role = agent.system_role if agent.system_role is not None else profile.system_role
-    shaped = inject_references(messages, references, prompt=call.prompt, system_role=system_role)
+    shaped = inject_references(
+        messages, references, prompt=call.prompt, system_role=system_role, asked=call.asked
+    )
     # A strategy's own format (a judge's verdict) is a wish: asked in words where unsupported.
     soft_format = call.response_format if profile.capabilities.json_schema else None
     if call.continuation:

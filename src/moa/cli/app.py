@@ -1,7 +1,8 @@
 """`moa` — ask (the default verb), chat, recipes, serve, web, batch, eval.
 
 Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
-1 for a run that failed (RunError), 130 for Ctrl-C.
+1 for a run that failed (RunError), 3 for a degraded run refused (on_degraded = "fail"),
+130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from moa.cli.common import (
     TopPOpt,
 )
 from moa.cli.evaluate import eval_app
+from moa.cli.exposure import NoAuthOpt
 from moa.cli.guard import fail as _fail
-from moa.cli.guard import run_guarded
+from moa.cli.guard import run_guarded, warn
 from moa.cli.web import web
 
 if TYPE_CHECKING:
@@ -123,10 +125,12 @@ def _read_prompt(prompt: str) -> str:
 
 def failed_run(exc: RunError) -> dict[str, Any]:
     """A failed run as `--json` prints it: the calls made so far, and the error."""
-    from moa.errors import AggregatorFailedError, LayerFailedError
+    from moa.errors import AggregatorFailedError, DegradedRunError, LayerFailedError
     from moa.trace import Result
 
-    if isinstance(exc, LayerFailedError):
+    if isinstance(exc, DegradedRunError):
+        kind, partial = "degraded", exc.result
+    elif isinstance(exc, LayerFailedError):
         kind, partial = "layer_failed", exc.result
     elif isinstance(exc, AggregatorFailedError):
         kind, partial = "aggregator_failed", exc.result
@@ -291,7 +295,7 @@ _ApiKeyOpt = Annotated[
     typer.Option(
         "--api-key",
         help="Accept this bearer key (repeatable); also MOA_API_KEYS, comma-separated. "
-        "Without any, the server is open.",
+        "Needed to listen beyond loopback (or --no-auth).",
     ),
 ]
 _CorsOriginOpt = Annotated[
@@ -325,8 +329,10 @@ def serve(
     ] = False,
     redis: RedisOpt = None,
     redis_optional: RedisOptionalOpt = False,
+    no_auth: NoAuthOpt = False,
 ) -> None:
     """Serve recipes as models on an OpenAI-compatible API (POST /v1/chat/completions)."""
+    from moa.cli.exposure import check_exposure
     from moa.errors import ConfigError, MissingExtraError
 
     try:
@@ -338,6 +344,8 @@ def serve(
         raise _fail(2, str(MissingExtraError("the server", "server"))) from None
     keys = [*(api_key or []), *parse_keys(os.environ.get("MOA_API_KEYS"))]
     try:
+        if (warning := check_exposure("moa serve", host, keys, no_auth=no_auth)) is not None:
+            warn(warning)
         run_server(
             recipe or ["local"],
             host=host,

@@ -114,6 +114,8 @@ def report(stats: BatchStats, what: str) -> None:
     tokens = f"{stats.usage.input_tokens:,} in / {stats.usage.output_tokens:,} out tokens"
     tokens += f" · {stats.cost_text()}"
     line = f"{what}: {stats.done} done, {stats.skipped} already done"
+    if stats.degraded:
+        line += f", [yellow]{stats.degraded} degraded[/yellow]"
     if stats.failures:
         line += f", [red]{len(stats.failures)} failed[/red]"
     err.print(f"{line} · {tokens}")

@@ -1,5 +1,6 @@
 """Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
-1 for a run that failed (RunError), 130 for Ctrl-C."""
+1 for a run that failed (RunError), 3 for a degraded run refused by `on_degraded = "fail"`
+(DegradedRunError), 130 for Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from moa.errors import ConfigError, MoAError
+from moa.errors import ConfigError, DegradedRunError, MoAError
+
+DEGRADED_EXIT = 3  # a script can tell "answered, but refused as degraded" from "failed"
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,6 +37,12 @@ def fail(code: int, message: str) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    from rich.markup import escape
+
+    _err().print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+
+
 def run_guarded(
     make: Callable[[], Coroutine[Any, Any, T]], runner: asyncio.Runner | None = None
 ) -> T:
@@ -46,6 +55,8 @@ def run_guarded(
         return runner.run(make()) if runner is not None else asyncio.run(make())
     except ConfigError as exc:
         raise fail(2, str(exc)) from None
+    except DegradedRunError as exc:
+        raise fail(DEGRADED_EXIT, str(exc)) from None
     except MoAError as exc:  # RunError and its kin: the run started and failed
         raise fail(1, str(exc)) from None
     except KeyboardInterrupt:

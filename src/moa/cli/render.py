@@ -90,6 +90,13 @@ class Progress:
         # Warnings are not progress: even --quiet shows what changed the answer's footing.
         for warning in result.warnings:
             self.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+        degradation = result.degradation
+        if degradation.degraded:  # the answer was written without members it asked for
+            lost = ", ".join(f"{c.model} ({c.missing})" for c in degradation.lost)
+            self.err.print(
+                f"[yellow]degraded:[/yellow] {escape(degradation.summary())} · lost {escape(lost)}",
+                soft_wrap=True,
+            )
         if self.quiet:
             return
         if self.verbose:

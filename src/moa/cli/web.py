@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from moa.cli.guard import fail
+from moa.cli.exposure import NoAuthOpt, check_exposure
+from moa.cli.guard import fail, warn
 from moa.errors import ConfigError, MissingExtraError
 
 
@@ -19,6 +20,13 @@ def web(
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")
     ] = False,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to listen on; beyond loopback needs MOA_API_KEYS or --no-auth."
+        ),
+    ] = "127.0.0.1",
+    no_auth: NoAuthOpt = False,
 ) -> None:
     """Open the web playground: watch every layer's proposals stream, then the answer."""
     try:
@@ -28,10 +36,14 @@ def web(
         if exc.name not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
             raise
         raise fail(2, str(MissingExtraError("the web playground", "server"))) from None
+    keys = parse_keys(os.environ.get("MOA_API_KEYS"))
     try:
+        if (warning := check_exposure("moa web", host, keys, no_auth=no_auth)) is not None:
+            warn(warning)
         run_playground(
             recipe or ["local"],
-            api_keys=parse_keys(os.environ.get("MOA_API_KEYS")),
+            host=host,
+            api_keys=keys,
             open_browser=(lambda url: None) if no_browser else _open,
         )
     except ConfigError as exc:

@@ -43,7 +43,8 @@ class ProposalLayer:
     `min_proposals` (k of n, default n) and `deadline_s` set when the layer may move on: once
     all answers are in, or once k are in and the deadline has passed (with no deadline, as soon
     as k are in). Stragglers are then cancelled and recorded as such. An agent with `samples`
-    fills that many slots.
+    fills that many slots. A `required` agent holds the layer open: neither the quorum nor the
+    deadline lets the layer move on before it has answered or failed.
 
     `stop_when="agree"`: once `agree` (a share, default 0.6) of the layer's answers agree after
     normalization, the remaining layers are skipped. `filter="cluster"`: answers far from the
@@ -78,6 +79,13 @@ class ProposalLayer:
                 f"got {min_proposals}"
             )
         self.min_proposals = min_proposals or len(self.agents)
+        self.required = frozenset(i for i, a in enumerate(self.agents) if a.required)
+        if len(self.required) > self.min_proposals:
+            raise ConfigError(
+                f"{len(self.required)} members of the layer are required but min_proposals is "
+                f"{self.min_proposals}: raise min_proposals to at least {len(self.required)}, "
+                f"or mark fewer members required"
+            )
         self.deadline_s = deadline_s
         self.stop_when, self.agree = _stopping(stop_when, agree)
         if filter not in (None, "cluster"):
@@ -131,18 +139,24 @@ async def run_layer(
     records: list[CallRecord],
     deltas: bool = True,
     draw: range | None = None,
+    asked: int | None = None,
 ) -> AsyncGenerator[Event, None]:
     """The layer's events: each proposer's start, then (with `deltas`) its `ProposalDelta`s as
     it speaks, then its finish or failure. Its call records are appended to `records`.
-    `draw`: only these of the layer's calls (an adaptive layer's round), all awaited."""
+    `draw`: only these of the layer's calls (an adaptive layer's round), all awaited;
+    `asked`: how many answers `references` should have held (see `Call.asked`)."""
     loop = asyncio.get_running_loop()
     # Deltas and finished records of every proposer, in the order they happen.
     happened: asyncio.Queue[ProposalDelta | CallRecord] = asyncio.Queue()
     chosen = range(len(layer.agents)) if draw is None else draw
     slots = [CallRecord(number, i, layer.agents[i].model, "proposer") for i in chosen]
     records.extend(slots)
-    calls = [Call(layer.agents[i], messages, references, layer.prompt, overrides) for i in chosen]
+    calls = [
+        Call(layer.agents[i], messages, references, layer.prompt, overrides, asked=asked)
+        for i in chosen
+    ]
     quorum_size = layer.min_proposals if draw is None else len(slots)
+    required = layer.required & set(chosen)
     tasks = [
         asyncio.create_task(_propose(caller, call, slot, happened, streamed=deltas))
         for call, slot in zip(calls, slots, strict=True)
@@ -154,7 +168,7 @@ async def run_layer(
     answered = 0
     try:
         while len(arrived) < len(tasks):
-            quorum = answered >= quorum_size
+            quorum = answered >= quorum_size and required <= arrived
             if quorum and happened.empty() and (deadline is None or loop.time() >= deadline):
                 break
             if quorum and deadline is not None:
@@ -175,11 +189,10 @@ async def run_layer(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for slot in slots:
-        if slot.index not in arrived:
-            slot.status = "cancelled"
-            slot.error = f"cancelled: layer {number} moved on with {answered} answers"
-            yield ProposalFailed(slot)
+    for slot in (s for s in slots if s.index not in arrived):
+        slot.status, slot.cut = "cancelled", "quorum" if layer.deadline_s is None else "deadline"
+        slot.error = f"cancelled: layer {number} moved on with {answered} answers"
+        yield ProposalFailed(slot)
 
 
 async def _propose(

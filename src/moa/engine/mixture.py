@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Unpack
+from typing import Literal, Unpack
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
@@ -59,7 +59,11 @@ class MoA(Lifecycle):
         cache: Cache | None = None,
         prices: PriceBook | None = None,
         max_cost_usd: float | None = None,
+        on_degraded: Literal["answer", "fail"] = "answer",
     ) -> None:
+        if on_degraded not in ("answer", "fail"):
+            raise ConfigError(f'on_degraded is "answer" or "fail", got {on_degraded!r}')
+        self.on_degraded = on_degraded  # what a run that lost members does (moa.engine.run)
         if not stages or not isinstance(stages[-1], Aggregator):
             raise ConfigError("a MoA ends with exactly one Aggregator")
         layers = stages[:-1]
@@ -106,6 +110,7 @@ class MoA(Lifecycle):
             prompt,
             options,
             self.max_cost_usd,
+            fail_degraded=self.on_degraded == "fail",
         )
         async for event in run.events():
             yield event

@@ -6,14 +6,18 @@
 
 The aggregator reads the last layer's whole answers, or — with staircase — runs that layer
 itself and reads its answers as they stream. `MoA.stream()` starts a `Run` and yields its events.
+
+A run that loses a member it asked for is degraded (`Result.degradation`); with
+`on_degraded = "fail"` it ends with `DegradedRunError` as soon as the loss is known: after the
+layer, before the aggregator's fallback, or at the end (a staircase that answered first).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from functools import partial
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
@@ -25,14 +29,14 @@ from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
 from moa.engine.staircase_rules import refuse_for_staircase
-from moa.errors import LayerFailedError
-from moa.events import Done, Event
+from moa.errors import DegradedRunError, LayerFailedError
+from moa.events import AggregatorStarted, Done, Event, ProposalFailed
 from moa.pricing import PriceBook, price_result
 from moa.strategies import Stage
 from moa.strategies.agreement import agreement
 from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
 from moa.strategies.final import final_keys
-from moa.trace import CallRecord, Result
+from moa.trace import CallRecord, Result, asked_for
 from moa.types import Answering, Message, Sampling
 
 
@@ -56,6 +60,7 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+    fail_degraded: bool = False  # on_degraded = "fail": a lost member ends the run
 
     def pattern(self, agent: Agent) -> str | None:  # its own answer_pattern, else the recipe's
         return agent.answer_pattern or self.aggregator.agent.answer_pattern
@@ -70,6 +75,7 @@ class Run:
         prompt: Prompt,
         options: RunOptions,
         max_cost_default: float | None = None,
+        fail_degraded: bool = False,
     ) -> Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
@@ -94,6 +100,7 @@ class Run:
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
+            fail_degraded=fail_degraded,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -103,11 +110,16 @@ class Run:
         for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             async for event in self._layer(number, layer):
                 yield event
+            refuse_degraded(self.result, self.prices, self.fail_degraded)
             if self.agreed is not None:
                 break
-        async for event in self._answer(self._stage()):
-            yield event
+        async with aclosing(self._answer(self._stage())) as answering:
+            async for event in answering:
+                # A staircase's proposer lost, or a fallback about to answer for the aggregator.
+                refuse_degraded(self.result, self.prices, self.fail_degraded, event)
+                yield event
         self.result.latency_s = time.perf_counter() - self.started
+        refuse_degraded(self.result, self.prices, self.fail_degraded)
         yield Done(self.result)
 
     def _propose(
@@ -116,10 +128,22 @@ class Run:
         """Layer `number`'s calls over the proposals passed on so far (every layer's, the
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
-        run = run_layer if layer.rounds is None else partial(run_rounds, self.result, self.pattern)
-        return run(
-            self.caller, number, layer, self.messages, references, self.overrides, records, deltas
-        )
+        if layer.rounds is not None:
+            return run_rounds(
+                self.result,
+                self.pattern,
+                self.caller,
+                number,
+                layer,
+                self.messages,
+                references,
+                self.overrides,
+                records,
+                deltas,
+            )
+        asked = asked_for(self.result, self.proposals)
+        args = (self.messages, references, self.overrides, records, deltas)
+        return run_layer(self.caller, number, layer, *args, asked=asked)
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on
@@ -157,7 +181,7 @@ class Run:
             answering=self.answering,
         )
 
-    async def _answer(self, stage: Stage) -> AsyncIterator[Event]:
+    async def _answer(self, stage: Stage) -> AsyncGenerator[Event, None]:
         """The aggregator's events (with the staircase's last layer's); none when a layer agreed
         and the strategy answers with the agreed proposal (vote: the same one, at no cost)."""
         if self.aggregator.staircase and self.agreed is None:
@@ -183,7 +207,24 @@ class Run:
         stage.proposers, stage.proposals = last.agents, []
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
-        return stream_staircase(stage, self.aggregator, layer_events, limits)
+        return stream_staircase(stage, self.aggregator, layer_events, limits, last.required)
+
+
+def refuse_degraded(
+    result: Result, prices: PriceBook, fail: bool, event: Event | None = None
+) -> None:
+    """DegradedRunError, with the trace so far, once a member is lost under on_degraded =
+    "fail" (`fail`); `event`: what the run was about to yield (a proposal lost, an aggregator
+    candidate starting: the moments a loss shows)."""
+    if event is not None and not isinstance(event, ProposalFailed | AggregatorStarted):
+        return
+    if not fail or not result.degraded:
+        return
+    if isinstance(event, AggregatorStarted):  # the fallback is recorded, but never called
+        fallback = result.calls[-1]
+        fallback.status, fallback.cut = "cancelled", "on_degraded"
+        fallback.error = 'not called: on_degraded = "fail"'
+    raise DegradedRunError(price_result(result, prices))
 
 
 def _filtered(

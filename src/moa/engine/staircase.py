@@ -8,7 +8,9 @@ has sent a further chunk.
 Each step re-sends the whole prompt with the answer shown so far as a final assistant message
 to continue; a step is stopped when the next one is ready, so what the user has seen is never
 rewritten. The answer ends when the aggregator stops on its own or when the step that saw the
-complete proposals ends. A proposer that fails drops out; the others carry on.
+complete proposals ends. A proposer that fails drops out; the others carry on. A step that
+ends on its own while a `required` proposer is still running does not end the answer: the
+next step continues it once that proposal is in (or has failed).
 """
 
 from __future__ import annotations
@@ -46,12 +48,17 @@ class Partials:
     state: list[str]  # "running", "done" or "failed"
     # Each proposer's max_tokens: one that has streamed as many chunks is about to end.
     ceilings: list[int | None]
+    required: frozenset[int] = frozenset()  # proposers the answer may not end without
     seen: bool = False  # any event yet
 
     @classmethod
-    def of(cls, ceilings: list[int | None]) -> Partials:
+    def of(cls, ceilings: list[int | None], required: frozenset[int] = frozenset()) -> Partials:
         size = len(ceilings)
-        return cls([[] for _ in range(size)], ["running"] * size, ceilings)
+        return cls([[] for _ in range(size)], ["running"] * size, ceilings, required)
+
+    @property
+    def awaiting_required(self) -> bool:
+        return any(self.state[i] == "running" for i in self.required)
 
     def take(self, event: Event) -> None:
         if isinstance(event, ProposalDelta):
@@ -93,6 +100,11 @@ class Partials:
     def references(self) -> list[str]:
         return [text for i in self.live if (text := "".join(self.pieces[i]))]
 
+    @property
+    def asked(self) -> int | None:
+        """The layer's size once a proposer has failed (the prompt's count), else None."""
+        return len(self.state) if "failed" in self.state else None
+
 
 @dataclass(slots=True)
 class _Step:
@@ -128,6 +140,7 @@ class Staircase:
     step: _Step | None = None
     threshold: int = 0
     started: float = field(default_factory=time.perf_counter)
+    held: bool = False  # a step ended before a required proposal did: the next one continues
 
     async def run(self) -> AsyncIterator[Event]:
         self.threshold = self.spacing.chunk_tokens
@@ -155,6 +168,10 @@ class Staircase:
             if self.step is None and not self.records:
                 if self.partials.ready(self.threshold):
                     yield self._candidate(0)
+                    self._start()
+            elif self.held:
+                if not self.partials.awaiting_required:
+                    self.held = False
                     self._start()
             elif self._next_step_ready():
                 await self._stop()
@@ -199,6 +216,7 @@ class Staircase:
             self.stage.aggregator.prompt,
             overrides,
             continuation=prefix,
+            asked=self.partials.asked,
         )
         step = AggregatorStep(len(prefix), sum(map(len, references)), final=self.partials.complete)
         number = self.step.number + 1 if self.step else 1
@@ -220,6 +238,9 @@ class Staircase:
         record.output = "".join(self.written)
         if end.error is not None and not isinstance(end.error, ProviderError):
             raise end.error  # a configuration error or a bug: not the upstream's fault
+        if end.error is None and self.partials.awaiting_required:
+            self.held = True
+            return False
         if end.error is None:
             self.stage.answered(
                 Choice(record.output, finish_reason=record.finish_reason, model=record.model)
@@ -241,6 +262,7 @@ class Staircase:
             if self.partials.state[record.index] == "running":
                 record.status = "cancelled"
                 record.output = "".join(self.partials.pieces[record.index])
+                record.cut = "staircase"
                 record.error = "cancelled: the staircase ended before this proposal did"
 
 
@@ -286,11 +308,13 @@ async def stream_staircase(
     aggregator: Aggregator,
     layer: AsyncGenerator[Event, None],
     ceilings: list[int | None],
+    required: frozenset[int] = frozenset(),
 ) -> AsyncIterator[Event]:
     """The last layer's events (`layer`, filling `stage.proposals`) and `aggregator`'s
-    answer's tokens, as they happen; `ceilings`: each proposer's max_tokens."""
+    answer's tokens, as they happen; `ceilings`: each proposer's max_tokens; `required`: the
+    proposers (by index) the answer may not end without."""
     first = spacing(aggregator, aggregator.agent.model, stage.caller.registry)
-    staircase = Staircase(stage, aggregator, first, Partials.of(ceilings))
+    staircase = Staircase(stage, aggregator, first, Partials.of(ceilings, required))
 
     async def pump() -> None:
         async with aclosing(layer):

@@ -109,6 +109,7 @@ class BatchStats:
     truncated_bytes: int = 0  # a partial last line cut off on resume
     budget_usd: float | None = None
     not_started: int = 0  # items left for a rerun because the budget would have been passed
+    degraded: int = 0  # items answered by a run that lost members (their lines say so)
 
     def add(self, usage: Usage) -> None:
         self.done += 1
@@ -157,7 +158,16 @@ def answer_job(mixture: MoA, sampling: Sampling | None = None, **extra: Any) -> 
 
     async def job(item: Item) -> tuple[dict[str, Any], Usage]:
         result = await mixture.arun(list(item.messages), sampling=sampling)
-        return {**extra, "answer": result.text, "trace": result.to_dict()}, result.usage
+        degradation = result.degradation
+        return {
+            **extra,
+            "answer": result.text,
+            # Beside the answer, so a filter over the file need not read the trace.
+            "degraded": degradation.degraded,
+            "answered": degradation.answered,
+            "asked": degradation.asked,
+            "trace": result.to_dict(),
+        }, result.usage
 
     return job
 
@@ -210,6 +220,7 @@ async def run_items(
                 gate.settle(worst, usage.cost_usd)
                 log.append({"id": item.id, **record})
                 stats.add(usage)
+                stats.degraded += bool(record.get("degraded"))
                 bar.update(task, advance=1, tokens=_tokens(stats))
 
         workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]

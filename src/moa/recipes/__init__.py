@@ -131,6 +131,7 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
         cache=cache,
         prices=price_book(recipe, registry),
         max_cost_usd=recipe.max_cost_usd,
+        on_degraded=recipe.on_degraded,
     )
     if recipe.max_cost_usd is not None:
         # A budget needs every price: say so now, not on the first run.
@@ -239,6 +240,7 @@ def _agent(spec: str | ModelSpec) -> Agent:
         spec.samples,
         tuple(spec.examples),
         spec.answer_pattern,
+        spec.required,
     )
 
 

@@ -75,6 +75,10 @@ class ModelSpec(SamplingSpec):
                 raise ValueError(f"not a valid regex: {exc}") from None
         return value
 
+    required: bool = False
+    """The layer waits for this member: its quorum, deadline and `stop_when`, and a staircase's
+    early steps (its own timeout still applies)."""
+
 
 class LayerSpec(_Strict):
     models: list[str | ModelSpec] = Field(min_length=1)
@@ -113,6 +117,13 @@ class LayerSpec(_Strict):
         if self.min_proposals is not None and self.min_proposals > slots:
             raise ValueError(
                 f"min_proposals ({self.min_proposals}) exceeds the layer's {slots} calls"
+            )
+        required = sum(m.samples for m in self.models if not isinstance(m, str) and m.required)
+        if self.min_proposals is not None and required > self.min_proposals:
+            raise ValueError(
+                f"{required} calls of the layer are required but min_proposals is "
+                f"{self.min_proposals}: the quorum cannot be met without them — raise "
+                f"min_proposals to at least {required}, or mark fewer models required"
             )
         if self.agree is not None and self.stop_when is None:
             raise ValueError('agree is the share for stop_when = "agree"; set stop_when too')
@@ -165,6 +176,11 @@ class AggregatorSpec(ModelSpec):
             not isinstance(f, str) and f.samples != 1 for f in self.fallbacks
         ):
             raise ValueError("samples is for proposers; an aggregator answers once")
+        if self.required or any(not isinstance(f, str) and f.required for f in self.fallbacks):
+            raise ValueError(
+                "required is for proposers (a layer waits for them); the aggregator always "
+                "answers, or the run fails"
+            )
         return self
 
 
@@ -237,6 +253,11 @@ class Recipe(_Strict):
     """`moa serve`: `"reasoning"` streams the proposal layers as `reasoning_content` (a chat UI's
     thinking block) unless a request says otherwise.
     """
+    on_degraded: Literal["answer", "fail"] = "answer"
+    """What a degraded run does — one that lost a member it asked for (failed, timed out, cut by a
+    deadline or a staircase, a fallback aggregator answering): `"answer"` anyway, saying so on
+    every surface, or `"fail"` with the partial trace (DegradedRunError).
+    """
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     """Sampling for every call unless a model sets its own."""
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -249,3 +270,21 @@ class Recipe(_Strict):
     """New OpenAI-compatible endpoints, or settings for built-in ones, by provider name."""
     rate_limits: dict[str, RateLimitSpec] = Field(default_factory=dict)
     """One model's own limits, keyed `"provider:model"`."""
+
+    @model_validator(mode="after")
+    def _requirements_reachable(self) -> Recipe:
+        """A required member behind a `stop_when` may be skipped with its layer: refused."""
+        expanded = [layer for layer in self.layers for _ in range(layer.repeat)]
+        stopping: int | None = None  # the first layer (1-based, repeats counted) that may stop
+        for number, layer in enumerate(expanded, 1):
+            required = [m.model for m in layer.models if not isinstance(m, str) and m.required]
+            if stopping is not None and required:
+                raise ValueError(
+                    f"layer {number}'s {required[0]} is required, but layer {stopping} has "
+                    f'stop_when = "agree", which skips the layers after it when its answers '
+                    f"agree — move the required model to layer {stopping} or before it, or "
+                    f"drop stop_when"
+                )
+            if layer.stop_when is not None and stopping is None:
+                stopping = number
+        return self

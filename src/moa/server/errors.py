@@ -15,12 +15,14 @@ from moa.errors import (
     AggregatorFailedError,
     BudgetExceededError,
     ConfigError,
+    DegradedRunError,
     InputError,
     LayerFailedError,
     MoAError,
     ProviderError,
     UnpricedModelError,
 )
+from moa.server.extension import degraded_header
 
 
 class ApiError(Exception):
@@ -88,6 +90,10 @@ def from_moa_error(exc: MoAError) -> ApiError:
     if isinstance(exc, ConfigError):
         # The request was fine; the server's recipe or environment is not.
         return ApiError(500, str(exc), type="server_error", code="moa_config_error")
+    if isinstance(exc, DegradedRunError):
+        # Members lost upstream, and the recipe refuses to answer without them.
+        headers = degraded_header(exc.result)
+        return ApiError(502, str(exc), type="server_error", code="degraded", headers=headers)
     if isinstance(exc, LayerFailedError):
         code = "layer_failed"
     elif isinstance(exc, AggregatorFailedError):

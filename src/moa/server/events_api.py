@@ -6,7 +6,7 @@
     data: {"type": "proposal.finished", "layer": 1, "index": 0, "model": "fake:a", "call": {…}}
     data: {"type": "aggregator.started", "layer": 2, "model": "fake:agg"}
     data: {"type": "answer.delta", "text": "Paris"}
-    data: {"type": "done", "trace": {…}, "usage": {…}}
+    data: {"type": "done", "trace": {…}, "usage": {…}, "degraded": false, "answered": 2, …}
 
 A request the server refuses (unknown model, bad body, too many runs) gets an HTTP error as on
 /v1/chat/completions; once the stream has started, a failed run ends with an `error` event
@@ -183,6 +183,8 @@ def to_json(item: Event) -> dict[str, Any]:
     done: dict[str, Any] = {"type": "done", "trace": trace, "usage": trace["usage"]}
     # The run's USD cost; None when a call's price is unknown (each call has its own).
     done["cost_usd"] = trace.get("cost_usd")
+    # Whether members were lost, as the `moa` extension says it (the trace has who and why).
+    done.update(degraded=trace["degraded"], answered=trace["answered"], asked=trace["asked"])
     return done
 
 

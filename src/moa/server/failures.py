@@ -4,7 +4,8 @@ Like OpenRouter Fusion's `failureReason`: `rate_limited` (back off), `timeout`, 
 (retry later), `context_length` (shorten the conversation), `auth` (the server's key),
 `malformed` / `empty` (the upstream answered badly), `cancelled` (a layer moved on without
 the call), and for a whole run `all_proposers_failed`, `aggregator_failed`,
-`budget_exceeded`. Derived from the error's type and its typed `kind`, never its text.
+`budget_exceeded`, `degraded` (members lost under `on_degraded = "fail"`). Derived from the
+error's type and its typed `kind`, never its text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from moa.errors import (
     AggregatorFailedError,
     BudgetExceededError,
+    DegradedRunError,
     LayerFailedError,
     ProviderError,
 )
@@ -28,6 +30,8 @@ def failure_reason(error: BaseException) -> str:
         return "aggregator_failed"
     if isinstance(error, BudgetExceededError):
         return "budget_exceeded"
+    if isinstance(error, DegradedRunError):
+        return "degraded"
     if isinstance(error, ProviderError):
         return error.kind
     return "internal"
@@ -48,4 +52,5 @@ def _failure(call: CallRecord) -> dict[str, Any]:
         "index": call.index,
         "reason": call.error_kind or ("cancelled" if call.status == "cancelled" else "internal"),
         "message": call.error,
+        "missing": call.missing,
     }

@@ -74,17 +74,27 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
-        self.unpriced_calls = Counter(
-            "moa_unpriced_calls",
-            "Upstream calls whose cost is unknown (no reported cost, no known price).",
-            ["upstream_model"],
-            registry=self.registry,
-        )
+        self._outcomes()
         self.runs_in_progress = Gauge(
             "moa_runs_in_progress",
             "MoA runs currently in flight.",
             registry=self.registry,
             multiprocess_mode="livesum",  # the sum over the workers that are alive
+        )
+
+    def _outcomes(self) -> None:
+        """What a run's answer stands on: members lost, costs unknown."""
+        self.degraded = Counter(
+            "moa_degraded_runs",
+            "Runs that lost a member they asked for (failed, timed out, cut), by recipe.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.unpriced_calls = Counter(
+            "moa_unpriced_calls",
+            "Upstream calls whose cost is unknown (no reported cost, no known price).",
+            ["upstream_model"],
+            registry=self.registry,
         )
 
     def request(self, model: str, stream: bool, status: int, seconds: float | None) -> None:
@@ -105,6 +115,8 @@ class Metrics:
         self.tokens.labels(model, "input").inc(usage.input_tokens)
         self.tokens.labels(model, "output").inc(usage.output_tokens)
         self.cost.labels(model).inc(result.known_cost_usd)
+        if result.degraded:
+            self.degraded.labels(model).inc()
         for call in result.unpriced:
             self.unpriced_calls.labels(call.model).inc()
 

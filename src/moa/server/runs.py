@@ -24,7 +24,7 @@ from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, Tool
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
-from moa.server.extension import extension, failure_extension
+from moa.server.extension import degraded_header, extension, failure_extension
 from moa.server.limits import (
     ClientGone,
     EventStream,
@@ -122,7 +122,7 @@ class ChatRun:
         except MoAError as exc:
             return self._failed(False, exc).response()
         self._finish(False, 200, result, None)
-        return JSONResponse(self._body(result))
+        return JSONResponse(self._body(result), headers=degraded_header(result))
 
     def _body(self, result: Result) -> dict[str, Any]:
         """The whole answer as one body (the Responses API shapes its own)."""
@@ -161,12 +161,17 @@ class ChatRun:
                     yield text
             if result is None:
                 raise AssertionError("MoA.stream() always ends with Done or an exception")
+            ext = self.redactor.data(extension(result))
+            last = len(result.choices) - 1
             for index, choice in enumerate(result.choices):
                 yield completion.finish_chunk(
-                    choice_finish(choice), with_usage=usage_nulls, index=index
+                    choice_finish(choice),
+                    with_usage=usage_nulls,
+                    index=index,
+                    moa=ext if index == last else None,
                 )
             if self.include_usage:
-                yield completion.usage_chunk(result.usage, self.redactor.data(extension(result)))
+                yield completion.usage_chunk(result.usage, ext)
             trace = self._trace(result)
             if trace is not None:
                 yield completion.trace_event(trace)

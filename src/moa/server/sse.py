@@ -88,6 +88,7 @@ class Completion:
         with_usage: bool = False,
         index: int = 0,
         logprobs: tuple[dict[str, Any], ...] = (),
+        moa: dict[str, Any] | None = None,
     ) -> str:
         payload: dict[str, Any] = {
             "id": self.id,
@@ -106,13 +107,24 @@ class Completion:
         if with_usage:
             # OpenAI sends `usage: null` on every chunk when usage was asked for.
             payload["usage"] = None
+        if moa is not None:
+            payload["moa"] = moa
         return event(payload)
 
     def role_chunk(self, *, with_usage: bool, index: int = 0) -> str:
         return self.chunk({"role": "assistant", "content": ""}, with_usage=with_usage, index=index)
 
-    def finish_chunk(self, finish_reason: str, *, with_usage: bool, index: int = 0) -> str:
-        return self.chunk({}, finish_reason, with_usage=with_usage, index=index)
+    def finish_chunk(
+        self,
+        finish_reason: str,
+        *,
+        with_usage: bool,
+        index: int = 0,
+        moa: dict[str, Any] | None = None,
+    ) -> str:
+        """A choice's last chunk; the run's last one carries the `moa` extension (whether the
+        run was degraded, what it cost), as a stream's headers left before the run ended."""
+        return self.chunk({}, finish_reason, with_usage=with_usage, index=index, moa=moa)
 
     def usage_chunk(self, usage: Usage, moa: dict[str, Any] | None = None) -> str:
         payload: dict[str, Any] = {

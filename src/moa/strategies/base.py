@@ -26,7 +26,7 @@ from moa.call.request import Call, check_answering
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
-from moa.trace import CallRecord, CallRole, Choice, Result
+from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
 from moa.types import Answering, Message, ResponseFormat, Sampling, Tally
 
 
@@ -77,6 +77,12 @@ class Stage:
     @property
     def references(self) -> list[str]:
         return [p.output for p in self.proposals]
+
+    @property
+    def asked(self) -> int | None:
+        """How many proposals the layer read here was asked for, when members were lost (None:
+        none was), for the prompt's count (`Call.asked`)."""
+        return asked_for(self.result, self.proposals)
 
     def record(self, index: int, role: CallRole) -> CallRecord:
         """A record for a call to aggregator candidate `index` (0: the aggregator, then its
@@ -183,7 +189,9 @@ def aggregator_step(
     reads: tuple[Step, ...] = (),
 ) -> Step:
     """A call to the aggregator (any of its candidates), as `consult` and `stream_answer`
-    make it: `overrides` default to the side calls' (`Stage.side_overrides`)."""
+    make it: `overrides` default to the side calls' (`Stage.side_overrides`). Over all the
+    stage's proposals, the prompt says how many of how many arrived when some were lost."""
+    asked = stage.asked if len(references) == len(stage.proposals) else None
     calls = tuple(
         Call(
             agent,
@@ -193,6 +201,7 @@ def aggregator_step(
             stage.side_overrides if overrides is None else overrides,
             response_format,
             answering=answering,
+            asked=asked,
         )
         for agent in stage.aggregator.candidates
     )

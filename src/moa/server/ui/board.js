@@ -57,7 +57,8 @@ class Card {
       this.text = "";
       this.append(call.output);
     }
-    this.status(call.status, call.status === "ok" ? "done" : call.status);
+    // A lost member says why: failed, timeout, deadline, staircase, …
+    this.status(call.status, call.status === "ok" ? "done" : call.missing || call.status);
     if (call.error) this.body.append(el("p", "card-error", call.error));
     const facts = [seconds(call.latency_s)];
     if (call.input_tokens || call.output_tokens) {
@@ -177,7 +178,9 @@ export class RunView {
     this.trace = event.trace;
     this.answerText = event.trace.text;
     this.markdown.innerHTML = renderMarkdown(this.answerText);
-    this.setAnswerStatus("ok", "done");
+    const summary = `degraded: ${event.answered} of ${event.asked} answered`;
+    if (event.degraded) this.setAnswerStatus("degraded", summary);
+    else this.setAnswerStatus("ok", "done");
     const last = event.trace.calls[event.trace.calls.length - 1];
     if (this.aggregatorCard && last) this.aggregatorCard.settle(last);
     if (this.aggregatorCard) this.aggregatorCard.body.textContent = "Answer below.";
@@ -190,12 +193,14 @@ export class RunView {
     ];
     if (event.cost_usd !== undefined && event.cost_usd !== null) facts.push(money(event.cost_usd));
     if (failed) facts.push(`${failed} failed`);
+    if (event.degraded) facts.push(summary);
     this.totals.replaceChildren(...facts.map((f) => el("span", "fact", f)));
   }
 
   fail(event) {
     if (event.trace) this.trace = event.trace;
-    this.setAnswerStatus("failed");
+    const refused = event.error?.code === "degraded"; // on_degraded = "fail"
+    this.setAnswerStatus("failed", refused ? "refused: degraded" : "failed");
     this.aggregatorCard?.status("failed");
     const message = event.error?.message || "the run failed";
     this.answer.append(el("p", "answer-error", message));
