@@ -141,9 +141,8 @@ async def run_layer(
     draw: range | None = None,
     asked: int | None = None,
 ) -> AsyncGenerator[Event, None]:
-    """The layer's events: each proposer's start, then (with `deltas`) its `ProposalDelta`s as
-    it speaks, then its finish or failure. Its call records are appended to `records`.
-    `draw`: only these of the layer's calls (an adaptive layer's round), all awaited;
+    """Each proposer's start, its `ProposalDelta`s (with `deltas`), its finish or failure; its
+    record goes in `records`. `draw`: only these calls (an adaptive round), all awaited;
     `asked`: how many answers `references` should have held (see `Call.asked`)."""
     loop = asyncio.get_running_loop()
     # Deltas and finished records of every proposer, in the order they happen.
@@ -151,12 +150,9 @@ async def run_layer(
     chosen = range(len(layer.agents)) if draw is None else draw
     slots = [CallRecord(number, i, layer.agents[i].model, "proposer") for i in chosen]
     records.extend(slots)
-    calls = [
-        Call(layer.agents[i], messages, references, layer.prompt, overrides, asked=asked)
-        for i in chosen
-    ]
     quorum_size = layer.min_proposals if draw is None else len(slots)
     required = layer.required & set(chosen)
+    calls = _calls(layer, chosen, messages, references, overrides, asked)
     tasks = [
         asyncio.create_task(_propose(caller, call, slot, happened, streamed=deltas))
         for call, slot in zip(calls, slots, strict=True)
@@ -193,6 +189,20 @@ async def run_layer(
         slot.status, slot.cut = "cancelled", "quorum" if layer.deadline_s is None else "deadline"
         slot.error = f"cancelled: layer {number} moved on with {answered} answers"
         yield ProposalFailed(slot)
+
+
+def _calls(
+    layer: ProposalLayer,
+    chosen: range,
+    messages: list[Message],
+    references: list[str],
+    overrides: Sampling,
+    asked: int | None,
+) -> list[Call]:
+    return [
+        Call(layer.agents[i], messages, references, layer.prompt, overrides, asked=asked)
+        for i in chosen
+    ]
 
 
 async def _propose(

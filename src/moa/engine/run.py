@@ -113,7 +113,7 @@ class Run:
             refuse_degraded(self.result, self.prices, self.fail_degraded)
             if self.agreed is not None:
                 break
-        async with aclosing(self._answer(self._stage())) as answering:
+        async with aclosing(self._answer(_stage(self))) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
                 refuse_degraded(self.result, self.prices, self.fail_degraded, event)
@@ -128,22 +128,10 @@ class Run:
         """Layer `number`'s calls over the proposals passed on so far (every layer's, the
         staircase's last one included), filling `records`."""
         references = [r.output for r in self.proposals]
+        args = (self.caller, number, layer, self.messages, references, self.overrides)
         if layer.rounds is not None:
-            return run_rounds(
-                self.result,
-                self.pattern,
-                self.caller,
-                number,
-                layer,
-                self.messages,
-                references,
-                self.overrides,
-                records,
-                deltas,
-            )
-        asked = asked_for(self.result, self.proposals)
-        args = (self.messages, references, self.overrides, records, deltas)
-        return run_layer(self.caller, number, layer, *args, asked=asked)
+            return run_rounds(self.result, self.pattern, *args, records, deltas)
+        return run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on
@@ -167,19 +155,6 @@ class Run:
             number, layer, answered, patterns, self.result, len(self.layers), self.aggregator
         )
         self.proposals = _filtered(layer, answered, self.result)
-
-    def _stage(self) -> Stage:
-        return Stage(
-            number=len(self.layers) + 1,
-            messages=self.messages,
-            proposals=self.proposals,  # a staircase replaces them with the last layer's
-            aggregator=self.aggregator,
-            caller=self.caller,
-            overrides=self.final,
-            result=self.result,
-            proposers=self.proposers,
-            answering=self.answering,
-        )
 
     async def _answer(self, stage: Stage) -> AsyncGenerator[Event, None]:
         """The aggregator's events (with the staircase's last layer's); none when a layer agreed
@@ -208,6 +183,21 @@ class Run:
         layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
         limits = ceilings(last, self.overrides, self.caller.defaults)
         return stream_staircase(stage, self.aggregator, layer_events, limits, last.required)
+
+
+def _stage(run: Run) -> Stage:
+    """What the aggregator's stage reads of a run whose proposal layers are done."""
+    return Stage(
+        number=len(run.layers) + 1,
+        messages=run.messages,
+        proposals=run.proposals,  # a staircase replaces them with the last layer's
+        aggregator=run.aggregator,
+        caller=run.caller,
+        overrides=run.final,
+        result=run.result,
+        proposers=run.proposers,
+        answering=run.answering,
+    )
 
 
 def refuse_degraded(
