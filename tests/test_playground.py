@@ -86,10 +86,11 @@ def ask(page, prompt: str) -> None:
     page.press("#prompt", "Enter")
 
 
-def wait_answered(page, turn: int = 1) -> None:
-    """The mixture's answer (the first panel) of the turn is complete."""
+def wait_answered(page, turn: int = 1, status: str = "ok") -> None:
+    """The mixture's answer (the first panel) of the turn is complete (`status`: "degraded"
+    when it lost members)."""
     mixture = f".turn:nth-of-type({turn}) .answers > .answer:first-child"
-    page.wait_for_selector(f"{mixture}[data-status='ok'] .totals .fact")
+    page.wait_for_selector(f"{mixture}[data-status='{status}'] .totals .fact")
 
 
 def test_the_page_loads_with_no_console_errors(page) -> None:
@@ -158,12 +159,13 @@ def test_a_failing_proposer_is_shown_as_failed_and_the_run_goes_on(
 ) -> None:
     upstream.script("b", Reply(status=500))
     ask(page, "Capital of France?")
-    wait_answered(page)
+    wait_answered(page, status="degraded")
     failed = page.locator(".card[data-model='fake:b']")
     assert failed.get_attribute("data-status") == "failed"
     assert failed.locator(".pill").inner_text().lower() == "failed"
     assert "500" in failed.locator(".card-error").inner_text()
-    assert "1 failed" in page.locator(".answer .totals").inner_text()
+    totals = page.locator(".answer .totals").inner_text()
+    assert "1 failed" in totals and "degraded: 1 of 2 answered" in totals
 
 
 def test_a_straggler_cut_by_the_layer_deadline_is_shown_as_cancelled(
@@ -176,7 +178,7 @@ def test_a_straggler_cut_by_the_layer_deadline_is_shown_as_cancelled(
     upstream.script("b", Reply("too late", delay_s=30))
     page = open_page(serve_moa(recipe))
     ask(page, "Capital of France?")
-    wait_answered(page)
+    wait_answered(page, status="degraded")
     late = page.locator(".card[data-model='fake:b']")
     assert late.get_attribute("data-status") == "cancelled"
     assert "cancelled" in late.locator(".card-error").inner_text()

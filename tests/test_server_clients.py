@@ -46,7 +46,14 @@ def test_sdk_sync_completion_returns_the_aggregate_with_usage_summed_over_every_
     assert completion.usage.total_tokens == 73
     # No trace unless asked for: the `moa` extension says only what the run cost (the fake
     # models have no price) and what failed.
-    assert (completion.model_extra or {})["moa"] == {"cost_usd": None, "failed_models": []}
+    assert (completion.model_extra or {})["moa"] == {
+        "cost_usd": None,
+        "failed_models": [],
+        "degraded": False,
+        "answered": 2,
+        "asked": 2,
+        "fallback": None,
+    }
 
 
 def test_sdk_sync_stream_yields_role_then_content_then_finish(
