@@ -19,6 +19,7 @@ from moa.errors import InputError
 from moa.evaluation.batch import Item, Job
 from moa.evaluation.jsonl import read_jsonl
 from moa.evaluation.stats import wilson
+from moa.strategies import final
 from moa.types import Message, Sampling, Usage
 
 MIXTURE = "mixture"
@@ -39,7 +40,11 @@ def load(path: Path) -> list[Item]:
             or not all(isinstance(a, str) and normalize(a) for a in answers)
         ):
             raise InputError(f"{path}:{number}: needs a `question` and non-empty `answers`")
-        data = {"question": question, "answers": answers}
+        # "final": only the answer's final result counts (reasoning answers; see is_correct).
+        scoring = row.get("scoring", "words")
+        if scoring not in ("words", "final"):
+            raise InputError(f'{path}:{number}: `scoring` is "words" or "final", not {scoring!r}')
+        data = {"question": question, "answers": answers, "scoring": scoring}
         items.append(Item(row.get("id", number), (Message(role="user", content=question),), data))
     if not items:
         raise InputError(f"{path} holds no questions")
@@ -50,7 +55,12 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
-def is_correct(output: str, answers: list[str]) -> bool:
+def is_correct(output: str, answers: list[str], scoring: str = "words") -> bool:
+    """`words`: an accepted answer appears as whole words; `final`: the output's final result
+    (the last "Answer: …" line, else its last number, as `vote` reads it) is one of them — a
+    number met along the way does not count."""
+    if scoring == "final":
+        return final.is_correct(output, answers)
     padded = f" {normalize(output)} "
     return any(f" {normalize(a)} " in padded for a in answers)
 
@@ -78,7 +88,8 @@ def job(mixture: MoA, sampling: Sampling | None = None) -> Job:
         answers = item.data["answers"]
         outputs = {names[p.index]: p.output if p.ok else "" for p in result.proposals(layer=1)}
         outputs[MIXTURE] = result.text
-        graded = {name: is_correct(text, answers) for name, text in outputs.items()}
+        scoring = item.data.get("scoring", "words")
+        graded = {name: is_correct(text, answers, scoring) for name, text in outputs.items()}
         # A proposer that gave no answer scores as wrong; the reason is kept for the reader.
         errors = {names[p.index]: p.error for p in result.proposals(layer=1) if not p.ok}
         cost = {
