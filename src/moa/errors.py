@@ -257,8 +257,8 @@ class AggregatorFailedError(RunError):
         self.result = result
         detail = "; ".join(str(f.error) for f in failures)
         super().__init__(
-            f"the aggregator failed ({detail}); the proposals are kept in the trace "
-            f"(--json shows them) — add aggregator fallbacks to the recipe"
+            f"the aggregator failed ({detail}); the proposals are kept in the trace — add "
+            f"`fallbacks` to the recipe's [aggregator]"
         )
 
 

@@ -204,7 +204,7 @@ def _learn_success(limiters: tuple[Limiter, ...], sent_at: float) -> None:
 def _timeout(provider: str, request: ChatRequest) -> UpstreamTimeoutError:
     return UpstreamTimeoutError(
         f"{provider}:{request.model} gave no answer within {request.timeout_s:g}s "
-        f"(raise it with --timeout, or `timeout_s` on the model, provider or recipe)",
+        f"(raise `timeout_s` on the model, its provider or the recipe)",
         provider=provider,
         model=request.model,
     )

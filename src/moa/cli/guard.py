@@ -43,6 +43,20 @@ def warn(message: str) -> None:
     _err().print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
+def cli_hint(exc: MoAError) -> str:
+    """What the command line adds to an engine error: its own flags for the recipe keys the
+    message names (the message itself is the same on every face, the server's included)."""
+    from moa.errors import AggregatorFailedError, LayerFailedError, UpstreamTimeoutError
+
+    failures = getattr(exc, "failures", [])
+    hints = []
+    if isinstance(exc, UpstreamTimeoutError) or any(f.error_kind == "timeout" for f in failures):
+        hints.append("--timeout sets the recipe's timeout_s")
+    if isinstance(exc, AggregatorFailedError | LayerFailedError):
+        hints.append("--json shows the trace")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def run_guarded(
     make: Callable[[], Coroutine[Any, Any, T]], runner: asyncio.Runner | None = None
 ) -> T:
@@ -58,7 +72,7 @@ def run_guarded(
     except DegradedRunError as exc:
         raise fail(DEGRADED_EXIT, str(exc)) from None
     except MoAError as exc:  # RunError and its kin: the run started and failed
-        raise fail(1, str(exc)) from None
+        raise fail(1, str(exc) + cli_hint(exc)) from None
     except KeyboardInterrupt:
         _err().print("[yellow]cancelled[/yellow]")
         raise typer.Exit(130) from None

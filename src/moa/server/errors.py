@@ -98,6 +98,8 @@ def from_moa_error(exc: MoAError) -> ApiError:
         code = "layer_failed"
     elif isinstance(exc, AggregatorFailedError):
         code = "aggregator_failed"
+        message = f'{exc} (send "moa_trace": true to get the trace with the error)'
+        return ApiError(502, message, type="server_error", code=code)
     elif isinstance(exc, ProviderError):
         code = "upstream_failed"
     else:

@@ -4,8 +4,10 @@ Like OpenRouter Fusion's `failureReason`: `rate_limited` (back off), `timeout`, 
 (retry later), `context_length` (shorten the conversation), `auth` (the server's key),
 `malformed` / `empty` (the upstream answered badly), `cancelled` (a layer moved on without
 the call), and for a whole run `all_proposers_failed`, `aggregator_failed`,
-`budget_exceeded`, `degraded` (members lost under `on_degraded = "fail"`). Derived from the
-error's type and its typed `kind`, never its text.
+`budget_exceeded`, `degraded` (members lost under `on_degraded = "fail"`); a refused
+request's, `unsupported_field` (the recipe cannot give what it asks), `invalid_request`,
+`price_unknown` or `config` (the server's recipe or environment). Derived from the error's
+type and its typed `kind`, never its text.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from typing import Any
 from moa.errors import (
     AggregatorFailedError,
     BudgetExceededError,
+    ConfigError,
     DegradedRunError,
+    InputError,
     LayerFailedError,
     ProviderError,
+    UnpricedModelError,
+    UnsupportedFieldError,
 )
 from moa.trace import CallRecord, Result
 
@@ -34,6 +40,15 @@ def failure_reason(error: BaseException) -> str:
         return "degraded"
     if isinstance(error, ProviderError):
         return error.kind
+    # Refusals: the request (or the server's recipe) is at fault, not moa.
+    if isinstance(error, UnsupportedFieldError):
+        return "unsupported_field"
+    if isinstance(error, UnpricedModelError):
+        return "price_unknown"
+    if isinstance(error, InputError):
+        return "invalid_request"
+    if isinstance(error, ConfigError):
+        return "config"
     return "internal"
 
 

@@ -30,7 +30,7 @@ class Errors:
         message = error.get("message") if isinstance(error, dict) else error
         status = error.get("code") if isinstance(error, dict) else None
         return UpstreamStatusError(
-            f"{self.name}:{model}: error in the stream: {message}",
+            f"{self.name}:{model}: error in the stream: {clip(str(message))}",
             provider=self.name,
             model=model,
             status_code=status if isinstance(status, int) else None,
@@ -95,5 +95,16 @@ def _error_message(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])[:300]
-    return exc.message[:300]
+            return clip(str(inner["message"]))
+    return clip(exc.message)
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """An upstream's message, at most about `limit` characters, cut between words and saying
+    so (a message cut mid-word reads as a different word)."""
+    if len(text) <= limit:
+        return text
+    whole = text[limit].isspace() or text[limit - 1].isspace()
+    cut = text[:limit] if whole else text[:limit].rsplit(None, 1)[0]
+    cut = cut.rstrip(" ,;:")
+    return f"{cut} […cut: {len(cut)} of {len(text)} characters]"
