@@ -27,6 +27,7 @@ from moa.cli.common import (
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
+from moa.cli.queue import queue_app, worker
 from moa.cli.web import web
 
 if TYPE_CHECKING:
@@ -388,6 +389,8 @@ app.command()(batch)
 app.command()(web)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
 app.add_typer(eval_app, name="eval")
+app.command()(worker)
+app.add_typer(queue_app, name="queue")
 
 
 def _commands() -> set[str]:
