@@ -29,6 +29,7 @@ from moa.cli.evaluate import eval_app
 from moa.cli.exposure import NoAuthOpt
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded, warn
+from moa.cli.queue import queue_app, worker
 from moa.cli.web import web
 
 if TYPE_CHECKING:
@@ -403,6 +404,8 @@ app.command()(batch)
 app.command()(web)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
 app.add_typer(eval_app, name="eval")
+app.command()(worker)
+app.add_typer(queue_app, name="queue")
 
 
 def _commands() -> set[str]:

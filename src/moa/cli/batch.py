@@ -25,6 +25,7 @@ from moa.cli.common import (
     stderr,
 )
 from moa.cli.guard import run_guarded
+from moa.cli.queue import QueueOpt, VisibilityOpt
 from moa.errors import ConfigError, RunError
 
 _AggregatorOpt = Annotated[
@@ -67,6 +68,8 @@ def batch(
     redis: RedisOpt = None,
     redis_optional: RedisOptionalOpt = False,
     shard: _ShardOpt = None,
+    queue: QueueOpt = None,
+    visibility_timeout: VisibilityOpt = 30.0,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs."""
@@ -76,6 +79,7 @@ def batch(
         from moa.cli.options import apply_overrides
         from moa.cli.session import open_session
         from moa.evaluation.batch import answer_job, load_input, run_items, worst_case_budget
+        from moa.evaluation.queued import QueuedRun
         from moa.evaluation.shard import pick
         from moa.types import Sampling
 
@@ -84,6 +88,13 @@ def batch(
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be a positive amount of USD")
         sampling = Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
+        if queue is not None:
+            from moa.cli.queue import QueueOptions, batch_on_queue
+
+            where = QueueOptions(queue, visibility_timeout, concurrency, quiet, shard, budget)
+            shared = (no_cache, cache, redis, redis_optional)
+            await batch_on_queue(items, out, QueuedRun(loaded, sampling, no_cache), where, shared)
+            return
         async with open_session(no_cache, cache, redis, redis_optional) as session:
             mixture = session.build(loaded)
             stats = await run_items(
