@@ -1,4 +1,4 @@
-"""`moa` — ask (the default verb), chat, recipes, serve, web, batch, eval.
+"""`moa` — ask (the default verb), chat, recipes, serve, web, mcp, batch, eval.
 
 Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
 1 for a run that failed (RunError), 130 for Ctrl-C.
@@ -27,6 +27,7 @@ from moa.cli.common import (
 from moa.cli.evaluate import eval_app
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded
+from moa.cli.mcp import mcp
 from moa.cli.web import web
 
 if TYPE_CHECKING:
@@ -386,6 +387,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
 
 app.command()(batch)
 app.command()(web)
+app.command()(mcp)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
 app.add_typer(eval_app, name="eval")
 
