@@ -25,6 +25,7 @@ HEAVY = (
     "llama_cpp",
     "matplotlib",
     "redis",
+    "mcp",
     "pydantic",
     "sqlite3",
 )

@@ -1,4 +1,4 @@
-"""`moa` — ask (the default verb), chat, recipes, serve, web, batch, eval.
+"""`moa` — ask (the default verb), chat, recipes, serve, web, mcp, batch, eval.
 
 Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
 1 for a run that failed (RunError), 3 for a degraded run refused (on_degraded = "fail"),
@@ -29,6 +29,7 @@ from moa.cli.evaluate import eval_app
 from moa.cli.exposure import NoAuthOpt
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded, warn
+from moa.cli.mcp import mcp
 from moa.cli.queue import queue_app, worker
 from moa.cli.web import web
 
@@ -402,6 +403,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
 
 app.command()(batch)
 app.command()(web)
+app.command()(mcp)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
 app.add_typer(eval_app, name="eval")
 app.command()(worker)

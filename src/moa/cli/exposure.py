@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from moa.errors import OpenServerError
+from moa.errors import ConfigError, OpenServerError
 
 NoAuthOpt = Annotated[
     bool,
@@ -44,6 +44,10 @@ def check_exposure(
 ) -> str | None:
     """Refuse (OpenServerError) a non-loopback `host` with no `keys` unless `no_auth`; return
     the warning to print on start when `no_auth` leaves it open, else None."""
+    if no_auth and any(keys):
+        raise ConfigError(
+            f"{command}: --no-auth and --api-key / MOA_API_KEYS contradict each other: drop one"
+        )
     if is_loopback(host) or any(keys):
         return None
     if not no_auth:
