@@ -8,7 +8,8 @@
     │   ├── UnknownProviderError    `foo:model` where no provider `foo` is registered
     │   ├── MissingAPIKeyError      the provider's key variable is unset (raised before any call)
     │   ├── MissingExtraError       an optional dependency is not installed
-    │   └── UnpricedModelError      a budget is set but a model has no known price
+    │   ├── UnpricedModelError      a budget is set but a model has no known price
+    │   └── BatchAPIError           `--batch-api`: no Batch API there, a request over its limits
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
         │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
@@ -18,7 +19,8 @@
         │   └── EmptyResponseError      an answer with nothing in it
         ├── LayerFailedError        every proposer of a layer failed
         ├── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
-        └── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        ├── BudgetExceededError     the next layer's worst case would pass max_cost_usd
+        └── BatchJobError           a Batch API job failed (validation errors, by request)
 
 Errors carry data, never side effects; they become exit codes or HTTP responses only at the
 edges (the CLI and the server).
@@ -106,6 +108,11 @@ class UnpricedModelError(ConfigError):
             f"— give it `price = {{ input = …, output = … }}` (USD per million tokens) in the "
             f"recipe"
         )
+
+
+class BatchAPIError(ConfigError):
+    """`moa batch --batch-api` cannot send a layer as Batch API jobs: the provider offers no
+    Batch API (404 on /v1/files), or a request does not fit its limits."""
 
 
 class RunError(MoAError):
@@ -255,3 +262,7 @@ class BudgetExceededError(RunError):
             f"to ${worst_case_usd:.6f} after ${spent_usd:.6f} spent — raise {knob}, or lower "
             f"max_tokens (the worst case assumes every call writes max_tokens)"
         )
+
+
+class BatchJobError(RunError):
+    """A Batch API job ended `failed` (its file did not validate): the errors, by request."""

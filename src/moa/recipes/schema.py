@@ -104,6 +104,15 @@ class RateLimitSpec(_Strict):
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
 
 
+class BatchAPISpec(_Strict):
+    """The provider's OpenAI-format Batch API; unset fields: the built-in's, else OpenAI's."""
+
+    max_requests: Annotated[int, Field(ge=1)] | None = None
+    max_bytes: Annotated[int, Field(ge=1024)] | None = None
+    discount: Annotated[float, Field(ge=0, lt=1)] | None = None  # 0.5: half the real-time price
+    completion_window: str | None = None
+
+
 class ProviderSpec(RateLimitSpec):
     """A new OpenAI-compatible endpoint (base_url required), or settings for a built-in one."""
 
@@ -117,6 +126,8 @@ class ProviderSpec(RateLimitSpec):
     logprobs: bool | None = None
     n: bool | None = None
     continuation: Literal["none", "assistant"] | None = None
+    # `moa batch --batch-api`: true (the built-in's limits, else OpenAI's), false, or limits
+    batch_api: bool | BatchAPISpec | None = None
 
 
 class Recipe(_Strict):
