@@ -10,7 +10,8 @@
     │   ├── MissingExtraError       an optional dependency is not installed
     │   ├── ModelIntegrityError     an embedded model's file does not have its pinned SHA-256
     │   ├── UnpricedModelError      a budget is set but a model has no known price
-    │   └── OpenServerError         a server would listen beyond loopback with no API key
+    │   ├── OpenServerError         a server would listen beyond loopback with no API key
+    │   └── BatchAPIError           `--batch-api`: no Batch API there, a request over its limits
     └── RunError                    exit 1: something failed while answering
         ├── ProviderError           one upstream call failed (status, headers, retry-after)
         │   ├── UpstreamStatusError     an HTTP error status (ContextLengthError: prompt too long)
@@ -21,7 +22,8 @@
         ├── LayerFailedError        every proposer of a layer failed
         ├── AggregatorFailedError   the aggregator (and its fallbacks) failed; proposals kept
         ├── BudgetExceededError     the next layer's worst case would pass max_cost_usd
-        └── DegradedRunError        members were lost and the recipe says on_degraded = "fail"
+        ├── DegradedRunError        members were lost and the recipe says on_degraded = "fail"
+        └── BatchJobError           a Batch API job failed (validation errors, by request)
 
 Errors carry data, never side effects; they become exit codes or HTTP responses only at the
 edges (the CLI and the server).
@@ -138,6 +140,11 @@ class OpenServerError(ConfigError):
             f"{command}: refusing to listen on {host} without an API key — pass --api-key KEY "
             f"(or set MOA_API_KEYS), or --no-auth to serve a trusted network open"
         )
+
+
+class BatchAPIError(ConfigError):
+    """`moa batch --batch-api` cannot send a layer as Batch API jobs: the provider offers no
+    Batch API (404 on /v1/files), or a request does not fit its limits."""
 
 
 class RunError(MoAError):
@@ -303,3 +310,7 @@ class DegradedRunError(RunError):
             f'says on_degraded = "fail" — raise the timeouts or deadline_s, mark the members '
             f'you cannot do without required = true, or set on_degraded = "answer"'
         )
+
+
+class BatchJobError(RunError):
+    """A Batch API job ended `failed` (its file did not validate): the errors, by request."""

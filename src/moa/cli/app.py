@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from moa.cli.batch import batch, batch_merge
+from moa.cli.batch import batch, batch_cancel, batch_merge
 from moa.cli.common import (
     MaxTokensOpt,
     ProposerOpt,
@@ -405,6 +405,7 @@ app.command()(batch)
 app.command()(web)
 app.command()(mcp)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()
+app.command("batch-cancel", hidden=True)(batch_cancel)  # `moa batch cancel`
 app.add_typer(eval_app, name="eval")
 app.command()(worker)
 app.add_typer(queue_app, name="queue")
@@ -418,8 +419,8 @@ def _commands() -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `moa "PROMPT"` is short for `moa ask "PROMPT"`."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:2] == ["batch", "merge"]:
-        args[:2] = ["batch-merge"]  # a subcommand of a command that takes an argument
+    if args[:2] in (["batch", "merge"], ["batch", "cancel"]):
+        args[:2] = [f"batch-{args[1]}"]  # a subcommand of a command that takes an argument
     # Only the first word can name a verb: `moa` has no options of its own, so in
     # `moa -q -r serve "hi"` everything, `serve` (a recipe) included, belongs to `ask`.
     if args and args[0] not in _commands() and args[0] not in ("--help", "-h"):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from moa.evaluation.batch import Item
+    from moa.recipes.schema import Recipe
+    from moa.types import Sampling
 
 from moa.cli.common import (
     CacheOpt,
@@ -24,7 +31,7 @@ from moa.cli.common import (
     report,
     stderr,
 )
-from moa.cli.guard import run_guarded
+from moa.cli.guard import fail, run_guarded
 from moa.cli.queue import QueueOpt, VisibilityOpt
 from moa.errors import ConfigError, RunError
 
@@ -51,6 +58,28 @@ _ShardOpt = Annotated[
 ]
 
 
+_BatchAPIOpt = Annotated[
+    bool,
+    typer.Option(
+        "--batch-api",
+        help="Send each layer's calls as provider Batch API jobs (about half the price, "
+        "answers within the provider's window); a rerun resumes the same jobs.",
+    ),
+]
+_RealtimeFallbackOpt = Annotated[
+    bool,
+    typer.Option(
+        "--realtime-fallback",
+        help="With --batch-api: send the requests an expired or cancelled job left unrun "
+        "real-time (default: resubmit them as a new job).",
+    ),
+]
+_PollOpt = Annotated[
+    float,
+    typer.Option("--poll-every", metavar="SECONDS", help="With --batch-api: poll jobs this often."),
+]
+
+
 def batch(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="id + prompt/messages")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Results JSONL (appended).")],
@@ -70,15 +99,24 @@ def batch(
     shard: _ShardOpt = None,
     queue: QueueOpt = None,
     visibility_timeout: VisibilityOpt = 30.0,
+    batch_api: _BatchAPIOpt = False,
+    realtime_fallback: _RealtimeFallbackOpt = False,
+    poll_every: _PollOpt = 30.0,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
-    `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs."""
+    `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs; `moa batch cancel
+    OUTPUT` cancels the Batch API jobs of a `--batch-api` run."""
+    if batch_api:
+        sampling = (temperature, max_tokens, top_p)
+        return _batch_api(input_path, output, recipe, proposer, aggregator, sampling, budget,
+                          quiet, shard, realtime_fallback, poll_every)  # fmt: skip
+    if realtime_fallback:
+        raise fail(2, "--realtime-fallback is for --batch-api runs")
 
     async def main() -> None:
         from moa import recipes
         from moa.cli.options import apply_overrides
-        from moa.cli.session import open_session
-        from moa.evaluation.batch import answer_job, load_input, run_items, worst_case_budget
+        from moa.evaluation.batch import load_input
         from moa.evaluation.queued import QueuedRun
         from moa.evaluation.shard import pick
         from moa.types import Sampling
@@ -95,22 +133,39 @@ def batch(
             shared = (no_cache, cache, redis, redis_optional)
             await batch_on_queue(items, out, QueuedRun(loaded, sampling, no_cache), where, shared)
             return
-        async with open_session(no_cache, cache, redis, redis_optional) as session:
-            mixture = session.build(loaded)
-            stats = await run_items(
-                items,
-                answer_job(mixture, sampling, recipe=loaded.name),
-                out,
-                concurrency=concurrency,
-                console=console_for(quiet),
-                label=loaded.name,
-                budget=worst_case_budget(budget, mixture, sampling),
-            )
-            report(stats, f"{out}")
-            stderr().print(f"  {session.cache_note()}")
-        check_failures(stats)
+        shared = (no_cache, cache, redis, redis_optional)
+        await _here(items, out, loaded, sampling, (concurrency, quiet, budget), shared)
 
     run_guarded(main)
+
+
+async def _here(
+    items: Sequence[Item],
+    out: Path,
+    loaded: Recipe,
+    sampling: Sampling,
+    how: tuple[int, bool, float | None],
+    shared: tuple[bool, str | None, str | None, bool],
+) -> None:
+    """The prompts answered by this process alone (no queue, no Batch API)."""
+    from moa.cli.session import open_session
+    from moa.evaluation.batch import answer_job, run_items, worst_case_budget
+
+    concurrency, quiet, budget = how
+    async with open_session(*shared) as session:
+        mixture = session.build(loaded)
+        stats = await run_items(
+            items,
+            answer_job(mixture, sampling, recipe=loaded.name),
+            out,
+            concurrency=concurrency,
+            console=console_for(quiet),
+            label=loaded.name,
+            budget=worst_case_budget(budget, mixture, sampling),
+        )
+        report(stats, f"{out}")
+        stderr().print(f"  {session.cache_note()}")
+    check_failures(stats)
 
 
 def batch_merge(
@@ -139,5 +194,70 @@ def batch_merge(
                 f"{len(merged.missing)} input id(s) are in no shard output ({shown}); rerun "
                 f"their shards, then merge again"
             )
+
+    run_guarded(main)
+
+
+def _batch_api(
+    input_path: Path,
+    output: Path,
+    recipe: str,
+    proposer: list[str] | None,
+    aggregator: str | None,
+    sampling: tuple[float | None, int | None, float | None],
+    budget: float | None,
+    quiet: bool,
+    shard: str | None,
+    realtime_fallback: bool,
+    poll_every: float,
+) -> None:
+    async def main() -> None:
+        from moa import recipes
+        from moa.cli.options import apply_overrides
+        from moa.evaluation.batch import load_input
+        from moa.evaluation.batch_api.run import cost_lines, run_batch_api
+        from moa.evaluation.shard import pick
+        from moa.types import Sampling
+
+        items, out = pick(load_input(input_path), output, shard)
+        loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
+        if budget is not None and budget <= 0:
+            raise ConfigError("--budget must be a positive amount of USD")
+        if poll_every <= 0:
+            raise ConfigError("--poll-every must be a positive number of seconds")
+        temperature, max_tokens, top_p = sampling
+        # No response cache: a Batch API answer is paid once and kept beside the output.
+        async with recipes.build(loaded) as mixture:
+            stats = await run_batch_api(
+                items,
+                mixture,
+                out,
+                sampling=Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p),
+                console=console_for(quiet),
+                recipe=loaded.name,
+                poll_s=poll_every,
+                realtime_fallback=realtime_fallback,
+                budget_usd=budget,
+            )
+        report(stats, f"{out}")
+        for line in cost_lines(stats):
+            stderr().print(f"  {line}")
+        check_failures(stats)
+
+    run_guarded(main)
+
+
+def batch_cancel(
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT.jsonl", help="A --batch-api output.")],
+) -> None:
+    """Cancel the Batch API jobs of a `moa batch --batch-api` run that are still running."""
+
+    async def main() -> None:
+        from moa.evaluation.batch_api import cancel_jobs
+
+        cancelled = await cancel_jobs(output)
+        for job_id, status in cancelled:
+            stderr().print(f"{job_id}: {status}")
+        stderr().print(f"{output}: {len(cancelled)} job(s) cancelled")
 
     run_guarded(main)

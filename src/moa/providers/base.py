@@ -16,6 +16,18 @@ Continuation = Literal["none", "assistant", "kv"]
 
 
 @dataclass(frozen=True, slots=True)
+class BatchAPI:
+    """An OpenAI-format Batch API (`/v1/files` + `/v1/batches`) and its documented limits:
+    `moa batch --batch-api` splits each layer's jobs at them and prices its calls at
+    `discount` off the real-time price (0.5: half price)."""
+
+    max_requests: int = 50_000
+    max_bytes: int = 200 * 1024 * 1024
+    discount: float = 0.5
+    completion_window: str = "24h"
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What an endpoint accepts beyond plain chat, declared per provider rather than guessed
     per call (a recipe may declare them for its own `[providers.NAME]`)."""
@@ -25,6 +37,7 @@ class Capabilities:
     logprobs: bool = False
     n: bool = False
     continuation: Continuation = "none"
+    batch_api: BatchAPI | None = None  # None: no Batch API (calls are real-time only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,16 @@ import asyncio
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.policies.ratelimit import Limits, RateLimit
 from moa.policies.retry import RetryPolicy
-from moa.providers.base import Capabilities, Provider
+from moa.providers.base import BatchAPI, Capabilities, Provider
+
+if TYPE_CHECKING:
+    from moa.providers.openai.batches import BatchClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,8 @@ class ProviderConfig:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(max_concurrency=16))
     retry: RetryPolicy | None = None  # None: the recipe's policy
 
+
+MB = 1024 * 1024
 
 # What each hosted API takes, from its docs (a recipe's `[providers.NAME]` may say otherwise).
 # Tools and JSON schemas are per model on every one of them: a model that cannot returns the
@@ -48,6 +54,8 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 n=True,  # documented `n`
                 # its chat API answers after a trailing assistant message; no continue flag
                 continuation="none",
+                # Batch API docs: 50,000 requests and 100 MB a file, up to 50% off
+                batch_api=BatchAPI(50_000, 100 * MB, 0.5),
             ),
         ),
         ProviderConfig(
@@ -57,7 +65,13 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
             # The reference API: every field is its own.
             # continuation "none": no assistant prefill; a trailing assistant turn is answered.
             capabilities=Capabilities(
-                tools=True, json_schema=True, logprobs=True, n=True, continuation="none"
+                tools=True,
+                json_schema=True,
+                logprobs=True,
+                n=True,
+                continuation="none",
+                # Batch API reference: 50,000 requests and 200 MB a file, 50% off, 24 h
+                batch_api=BatchAPI(50_000, 200 * MB, 0.5),
             ),
         ),
         ProviderConfig(
@@ -70,6 +84,8 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 logprobs=False,  # "logprobs, top_logprobs … result in a 400" (OpenAI compat page)
                 n=False,  # "If N is supplied, it must be equal to 1"
                 continuation="none",  # documents no prefill / continue for its chat endpoint
+                # its Batch API takes OpenAI's files (50,000 lines, 200 MB), at 50% off
+                batch_api=BatchAPI(50_000, 200 * MB, 0.5),
             ),
         ),
         ProviderConfig(
@@ -98,6 +114,9 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 # prefill works for some upstreams (Anthropic's) and not others, chosen per
                 # request by its router: not something moa can rely on
                 continuation="none",
+                # OpenRouter's batch limits are 5,000 requests / 200 MB a file; its discount
+                # depends on the routed upstream, so none is assumed (a recipe may set one)
+                batch_api=BatchAPI(5_000, 200 * MB, 0.0),
             ),
         ),
         # No client cap: Ollama queues requests itself (OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
@@ -264,6 +283,19 @@ class Registry:
             api_key_env=config.api_key_env,
             capabilities=config.capabilities,
         )
+
+    def batch_client(self, name: str) -> BatchClient:
+        """Provider `name`'s Batch API (an OpenAI-compatible endpoint's, same key)."""
+        from moa.providers.openai.batches import BatchClient
+        from moa.providers.openai.provider import OpenAICompatibleProvider
+
+        provider = self.provider(name)
+        if not isinstance(provider, OpenAICompatibleProvider):
+            raise ConfigError(
+                f"provider {name!r} is not an OpenAI-compatible API, so moa cannot send it "
+                f"Batch API jobs: run without --batch-api"
+            )
+        return BatchClient(provider, self.retry_policy(name))
 
     async def aclose(self) -> None:
         instances, self._instances = self._instances, {}

@@ -22,8 +22,16 @@ from moa.errors import RecipeError, UnpricedModelError
 from moa.policies.ratelimit import RateLimit
 from moa.policies.retry import RetryPolicy
 from moa.pricing import Price, PriceBook
+from moa.providers.base import BatchAPI
 from moa.providers.registry import ProviderConfig, Registry
-from moa.recipes.schema import AggregatorSpec, ModelSpec, ProviderSpec, Recipe, SamplingSpec
+from moa.recipes.schema import (
+    AggregatorSpec,
+    BatchAPISpec,
+    ModelSpec,
+    ProviderSpec,
+    Recipe,
+    SamplingSpec,
+)
 from moa.types import Sampling, Usage
 
 if TYPE_CHECKING:  # the engine loads with the first `build`, not for `moa recipes`
@@ -197,11 +205,13 @@ def _provider_config(
         )
     base = builtin or ProviderConfig(name, spec.base_url or "")
     limit = base.rate_limit
-    declared = {
+    declared: dict[str, Any] = {
         key: value
         for key in ("tools", "json_schema", "logprobs", "n", "continuation")
         if (value := getattr(spec, key)) is not None
     }
+    if spec.batch_api is not None:
+        declared["batch_api"] = _batch_api(spec.batch_api, base.capabilities.batch_api)
     return ProviderConfig(
         name,
         spec.base_url or base.base_url,
@@ -215,6 +225,16 @@ def _provider_config(
         ),
         RetryPolicy(**spec.retry.model_dump()) if spec.retry else base.retry,
     )
+
+
+def _batch_api(spec: bool | BatchAPISpec, builtin: BatchAPI | None) -> BatchAPI | None:
+    if spec is False:
+        return None
+    base = builtin or BatchAPI()
+    if spec is True:
+        return base
+    given = {k: v for k, v in spec.model_dump().items() if v is not None}
+    return replace(base, **given)
 
 
 def _sampling(spec: SamplingSpec) -> Sampling:

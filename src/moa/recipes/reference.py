@@ -73,6 +73,12 @@ SECTIONS: tuple[tuple[str, str, type[BaseModel], str], ...] = (
         schema.RateLimitSpec,
         "One model's own limits (a provider's go under `[providers.NAME]`).",
     ),
+    (
+        "`batch_api` (of a provider)",
+        "batch-api",
+        schema.BatchAPISpec,
+        "The provider's Batch API limits and discount, for `moa batch --batch-api`.",
+    ),
 )
 _ANCHORS = {model: anchor for _, anchor, model, _ in SECTIONS}
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}

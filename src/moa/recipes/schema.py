@@ -204,6 +204,19 @@ class RateLimitSpec(_Strict):
     """Calls (streams) in flight at once."""
 
 
+class BatchAPISpec(_Strict):
+    """The provider's OpenAI-format Batch API; unset fields: the built-in's, else OpenAI's."""
+
+    max_requests: Annotated[int, Field(ge=1)] | None = None
+    """Requests per job at most (OpenAI: 50,000); a layer's calls are split into more jobs."""
+    max_bytes: Annotated[int, Field(ge=1024)] | None = None
+    """Bytes of a job's input file at most (OpenAI: 200 MB)."""
+    discount: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """The share taken off the real-time price (0.5: half price)."""
+    completion_window: str | None = None
+    """The completion window asked for (OpenAI: `"24h"`)."""
+
+
 class ProviderSpec(RateLimitSpec):
     """A new OpenAI-compatible endpoint (base_url required), or settings for a built-in one."""
 
@@ -228,6 +241,8 @@ class ProviderSpec(RateLimitSpec):
     """Whether it answers `n > 1` in one request."""
     continuation: Literal["none", "assistant"] | None = None
     """`"assistant"` if it continues a trailing assistant turn (what `staircase` needs)."""
+    batch_api: bool | BatchAPISpec | None = None
+    """--batch-api: `true` (the built-in's limits, else OpenAI's), `false`, or limits."""
 
 
 class Recipe(_Strict):

@@ -9,6 +9,8 @@
         up.calls  # when each request arrived, got its first byte and finished
         up.connections  # how many connections the requests came on
 
+`up.batches` is OpenAI's Batch API over the same scripts (see `moa.testing.batch_api`).
+
 A reply may call tools (`Reply(tool_calls=[{"name": "f", "arguments": '{"x": 1}'}])`, streamed
 as OpenAI's deltas, arguments in two pieces). A request with `logprobs: true` gets a log
 probability for each word (and `top_logprobs` alternatives).
@@ -33,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from moa.testing.batch_api import FakeBatchAPI
 from moa.testing.latency import Profile
 from moa.testing.loopback import LoopbackServer
 from moa.testing.replies import (
@@ -43,6 +46,7 @@ from moa.testing.replies import (
     continuing,
     rate_limited,
     respond,
+    whole,
     words,
 )
 
@@ -61,9 +65,12 @@ class FakeUpstream(LoopbackServer):
         self.calls: list[Call] = []
         self._profiles: dict[str | None, Profile] = {}
         self._rate: _Window | None = None
+        # OpenAI's Batch API (moa.testing.batch_api), answering from the same scripts.
+        self.batches = FakeBatchAPI(self._batch_answer)
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
+            *self.batches.routes(),
         ]
         super().__init__(Starlette(routes=routes), host=host)
         self.base_url = f"http://{host}:{self.port}/v1"
@@ -98,6 +105,7 @@ class FakeUpstream(LoopbackServer):
             self.requests.clear()
             self.disconnects = 0
             self.max_active = 0
+        self.batches.reset()
 
     @property
     def request_times(self) -> dict[str, list[float]]:
@@ -130,6 +138,13 @@ class FakeUpstream(LoopbackServer):
         key = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
         delay = profile.first_token_s(model, key)
         return replace(reply, delay_s=delay, token_delay_s=profile.token_delay_s)
+
+    def _batch_answer(self, body: Body) -> tuple[int, Body]:
+        """One request of a Batch API job, answered as the chat endpoint would (whole)."""
+        model = str(body.get("model", ""))
+        reply = self._next_reply(model, body)
+        text = reply.text(body) if callable(reply.text) else reply.text
+        return whole(reply, f"answer from {model}" if text is None else text, body)
 
     # -- HTTP --------------------------------------------------------------------------------
 

@@ -133,6 +133,22 @@ def respond(
     return JSONResponse(payload, headers=reply.headers)
 
 
+def whole(reply: Reply, text: str, body: Body) -> tuple[int, Body]:
+    """`reply` to `body` as a status and a JSON body, never streamed: what a Batch API job's
+    output (or error) file holds for that request."""
+    if reply.status >= 400:
+        error = {
+            "message": f"scripted HTTP {reply.status}",
+            "type": "fake_error",
+            "param": None,
+            "code": reply.error_code,
+        }
+        return reply.status, {"error": error}
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    usage = _usage(reply.usage or (prompt_tokens, len(text.split())), reply.cost)
+    return 200, _completion(text, reply, usage, body)
+
+
 def _completion(text: str, reply: Reply, usage: Body, body: Body) -> Body:
     message: Body = {"role": "assistant", "content": None if reply.content_null else text}
     if reply.tool_calls:
