@@ -125,6 +125,9 @@ class Result:
     notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
     choices: list[Choice] = field(default_factory=list)
+    # Under `invocation = "auto"`: whether the aggregator convened the layers (None: the
+    # recipe always convenes them).
+    panel_convened: bool | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -197,4 +200,5 @@ class Result:
             "calls": [c.to_dict() for c in self.calls],
             "notes": list(self.notes),
             "stopped_early": self.stopped_early,
+            "panel_convened": self.panel_convened,
         }

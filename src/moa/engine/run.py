@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.engine.aggregator import Aggregator
-from moa.engine.budget import Budget, bounded
+from moa.engine.budget import Budget, bounded, layers_worst_case
 from moa.engine.cluster import outliers
+from moa.engine.invocation import Invocation, auto_worst_case, decide, refuse_without_tools
 from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
@@ -53,6 +54,7 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+    invocation: Invocation = "always"  # "auto": the aggregator decides whether to convene
 
     @classmethod
     async def start(
@@ -64,6 +66,7 @@ class Run:
         prompt: Prompt,
         options: RunOptions,
         max_cost_default: float | None = None,
+        invocation: Invocation = "always",
     ) -> Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
@@ -76,6 +79,8 @@ class Run:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
             refuse_for_staircase(answering)
+        if invocation == "auto":
+            await refuse_without_tools(caller, aggregator, answering.n)
         return cls(
             layers=layers,
             aggregator=aggregator,
@@ -88,21 +93,56 @@ class Run:
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
+            invocation=invocation,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
         """What happens, as it happens; the last event is `Done`."""
+        if self.invocation == "auto":
+            answer = self._decide()
+        else:
+            async for event in self._convene():
+                yield event
+            answer = self._answer(self._stage())
+        async for event in answer:
+            yield event
+        self.result.latency_s = time.perf_counter() - self.started
+        yield Done(self.result)
+
+    async def _convene(self) -> AsyncIterator[Event]:
+        """The proposal layers (a staircase aggregator runs the last one itself)."""
         staircase = self.aggregator.staircase
-        # A staircase aggregator runs the last layer itself.
         for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
             async for event in self._layer(number, layer):
                 yield event
             if self.agreed is not None:
                 break
-        async for event in self._answer(self._stage()):
-            yield event
-        self.result.latency_s = time.perf_counter() - self.started
-        yield Done(self.result)
+
+    async def _decide(self) -> AsyncIterator[Event]:
+        """`invocation = "auto"` (moa.engine.invocation): the aggregator is asked first, and
+        convenes the layers only if it calls for them; a budget is checked against the path
+        that spends most, before the first call."""
+        stage = self._stage()
+        if self.budget is not None:
+            every, _, references = await layers_worst_case(
+                self.caller, self.layers, self.messages, self.overrides
+            )
+            asked = await auto_worst_case(
+                self.caller,
+                self.aggregator,
+                self.messages,
+                references,
+                self.final,
+                self.answering,
+                self.prices,
+            )
+            what = "invocation auto: the aggregator's question, every layer and its answer"
+            self.budget.check(what, [asked[0], *every, asked[1]], self.result)
+        try:
+            async for event in decide(stage, self._convene, lambda: self.proposals):
+                yield event
+        finally:
+            price_result(self.result, self.prices)
 
     def _propose(
         self, number: int, layer: ProposalLayer, records: list[CallRecord], *, deltas: bool

@@ -133,6 +133,9 @@ class Recipe(_Strict):
     # `moa serve` streams the proposal layers as `reasoning_content` (a chat UI's thinking
     # block) unless a request says otherwise.
     show_layers: Literal["off", "reasoning"] = "off"
+    # "auto": the aggregator is asked first, with a private `consult_the_panel` tool, and the
+    # layers run only when it calls it (moa.engine.invocation); "always": they always run.
+    invocation: Literal["always", "auto"] = "always"
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     layers: list[LayerSpec] = Field(default_factory=list)

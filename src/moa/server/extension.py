@@ -3,7 +3,8 @@
     "moa": {"cost_usd": 0.0123,            # null: cost unknown (a model without a price)
             "failed_models": [{"model": "together:…", "role": "proposer", "layer": 1,
                                "index": 0, "reason": "rate_limited", "message": "…"}],
-            "failure_reason": "all_proposers_failed"}   # error responses only
+            "failure_reason": "all_proposers_failed",   # error responses only
+            "panel_convened": false}   # invocation = "auto" only: did the aggregator convene
 
 `usage` keeps OpenAI's fields only; cost lives here (OpenRouter Fusion reports the same as
 `failedModels` / `failureReason`).
@@ -19,7 +20,10 @@ from moa.trace import Result
 
 
 def extension(result: Result) -> dict[str, Any]:
-    return {"cost_usd": result.cost_usd, "failed_models": failed_models(result)}
+    data = {"cost_usd": result.cost_usd, "failed_models": failed_models(result)}
+    if result.panel_convened is not None:  # a recipe with invocation = "auto"
+        data["panel_convened"] = result.panel_convened
+    return data
 
 
 def failure_extension(exc: MoAError) -> dict[str, Any]:
