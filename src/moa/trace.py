@@ -192,6 +192,9 @@ class Result:
     notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
     choices: list[Choice] = field(default_factory=list)
+    # Under `invocation = "auto"`: whether the aggregator convened the layers (None: the
+    # recipe always convenes them).
+    panel_convened: bool | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -279,4 +282,5 @@ class Result:
             "notes": list(self.notes),
             "stopped_early": self.stopped_early,
             **self.degradation.to_dict(),
+            "panel_convened": self.panel_convened,
         }

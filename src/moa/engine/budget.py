@@ -122,6 +122,28 @@ class Budget:
         return f"budget {format_usd(self.max_cost_usd)}"
 
 
+async def layers_worst_case(
+    caller: Caller,
+    layers: Sequence[ProposalLayer],
+    messages: Sequence[Message],
+    overrides: Sampling,
+) -> tuple[list[PlannedCall], list[PlannedCall], list[str]]:
+    """Every call of the proposal layers, each writing its ceiling, so that every reference a
+    later layer reads is as long as it can be: all the planned calls, the last layer's, and the
+    references it passes on."""
+    references: list[str] = []
+    every: list[PlannedCall] = []
+    calls: list[PlannedCall] = []
+    for layer in layers:
+        calls = [
+            await plan_call(caller, Call(a, messages, references, layer.prompt, overrides))
+            for a in layer.agents
+        ]
+        every += calls
+        references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
+    return every, calls, references
+
+
 def worst_case(calls: Sequence[PlannedCall], prices: PriceBook) -> float:
     """What the calls cost if each writes its ceiling; ConfigError for a model without a price."""
     total = 0.0

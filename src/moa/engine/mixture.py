@@ -17,15 +17,14 @@ from typing import Literal, Unpack
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
-from moa.call.request import Call
 from moa.engine.aggregator import Aggregator
 from moa.engine.budget import (
-    PlannedCall,
-    plan_call,
+    layers_worst_case,
     staircase_steps,
     strategy_worst_case,
     worst_case,
 )
+from moa.engine.invocation import Invocation, auto_worst_case, check_invocation
 from moa.engine.layer import ProposalLayer
 from moa.engine.lifecycle import Lifecycle
 from moa.engine.options import Options, Prompt, RunOptions, as_messages
@@ -38,9 +37,8 @@ from moa.policies.retry import RetryPolicy
 from moa.pricing import PriceBook
 from moa.providers.registry import Registry
 from moa.strategies import Stage
-from moa.tokens import CHARS_PER_TOKEN
 from moa.trace import CallRecord, Result
-from moa.types import Message, Sampling
+from moa.types import Answering, Message, Sampling
 
 
 class MoA(Lifecycle):
@@ -60,6 +58,7 @@ class MoA(Lifecycle):
         prices: PriceBook | None = None,
         max_cost_usd: float | None = None,
         on_degraded: Literal["answer", "fail"] = "answer",
+        invocation: Invocation = "always",
     ) -> None:
         if on_degraded not in ("answer", "fail"):
             raise ConfigError(f'on_degraded is "answer" or "fail", got {on_degraded!r}')
@@ -85,6 +84,10 @@ class MoA(Lifecycle):
             self._caller.check(agent)
         if self.aggregator.staircase:
             check_staircase(self.layers, self.aggregator, self.registry)
+        # "auto": the aggregator decides per request whether to convene the layers
+        # (moa.engine.invocation).
+        check_invocation(invocation, self.layers, self.aggregator)
+        self.invocation: Invocation = invocation
 
     @property
     def caller(self) -> Caller:
@@ -116,6 +119,7 @@ class MoA(Lifecycle):
             options,
             self.max_cost_usd,
             fail_degraded=self.on_degraded == "fail",
+            invocation=self.invocation,
         )
         async for event in run.events():
             yield event
@@ -156,16 +160,14 @@ class MoA(Lifecycle):
 
 
 async def _run_worst_case(moa: MoA, messages: list[Message], overrides: Sampling) -> float:
-    references: list[str] = []
-    calls: list[PlannedCall] = []
-    total = 0.0
-    for layer in moa.layers:
-        calls = [
-            await plan_call(moa.caller, Call(a, messages, references, layer.prompt, overrides))
-            for a in layer.agents
-        ]
-        total += worst_case(calls, moa.prices)
-        references = ["x" * int(c.max_output_tokens * CHARS_PER_TOKEN) for c in calls]
+    every, calls, references = await layers_worst_case(moa.caller, moa.layers, messages, overrides)
+    total = worst_case(every, moa.prices)
+    if moa.invocation == "auto":
+        # The aggregator's question and its answer after the panel, over every layer.
+        asked = await auto_worst_case(
+            moa.caller, moa.aggregator, messages, references, overrides, Answering(), moa.prices
+        )
+        return total + worst_case(asked, moa.prices)
     if moa.aggregator.staircase:
         steps = await staircase_steps(
             moa.caller, moa.aggregator, messages, calls, overrides, moa.prices

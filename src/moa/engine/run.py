@@ -23,8 +23,9 @@ from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
-from moa.engine.budget import Budget, bounded
+from moa.engine.budget import Budget, bounded, layers_worst_case
 from moa.engine.cluster import outliers
+from moa.engine.invocation import Invocation, auto_worst_case, decide, refuse_without_tools
 from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
 from moa.engine.staircase import ceilings, stream_staircase
@@ -61,6 +62,7 @@ class Run:
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
     fail_degraded: bool = False  # on_degraded = "fail": a lost member ends the run
+    invocation: Invocation = "always"  # "auto": the aggregator decides whether to convene
 
     def pattern(self, agent: Agent) -> str | None:  # its own answer_pattern, else the recipe's
         return agent.answer_pattern or self.aggregator.agent.answer_pattern
@@ -76,6 +78,7 @@ class Run:
         options: RunOptions,
         max_cost_default: float | None = None,
         fail_degraded: bool = False,
+        invocation: Invocation = "always",
     ) -> Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
@@ -88,6 +91,8 @@ class Run:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
         if aggregator.staircase:
             refuse_for_staircase(answering)
+        if invocation == "auto":
+            await refuse_without_tools(caller, aggregator, answering.n)
         return cls(
             layers=layers,
             aggregator=aggregator,
@@ -101,19 +106,18 @@ class Run:
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
             fail_degraded=fail_degraded,
+            invocation=invocation,
         )
 
     async def events(self) -> AsyncGenerator[Event, None]:
         """What happens, as it happens; the last event is `Done`."""
-        staircase = self.aggregator.staircase
-        # A staircase aggregator runs the last layer itself.
-        for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
-            async for event in self._layer(number, layer):
+        if self.invocation == "auto":
+            answer = _decide(self)
+        else:
+            async for event in self._convene():
                 yield event
-            refuse_degraded(self.result, self.prices, self.fail_degraded)
-            if self.agreed is not None:
-                break
-        async with aclosing(self._answer(_stage(self))) as answering:
+            answer = self._answer(_stage(self))
+        async with aclosing(answer) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
                 refuse_degraded(self.result, self.prices, self.fail_degraded, event)
@@ -121,6 +125,16 @@ class Run:
         self.result.latency_s = time.perf_counter() - self.started
         refuse_degraded(self.result, self.prices, self.fail_degraded)
         yield Done(self.result)
+
+    async def _convene(self) -> AsyncIterator[Event]:
+        """The proposal layers (a staircase aggregator runs the last one itself)."""
+        staircase = self.aggregator.staircase
+        for number, layer in enumerate(self.layers[:-1] if staircase else self.layers, 1):
+            async for event in self._layer(number, layer):
+                yield event
+            refuse_degraded(self.result, self.prices, self.fail_degraded)
+            if self.agreed is not None:
+                break
 
     def _propose(
         self, number: int, layer: ProposalLayer, records: list[CallRecord], *, deltas: bool
@@ -162,7 +176,7 @@ class Run:
         if self.aggregator.staircase and self.agreed is None:
             if self.budget is not None:  # the last layer and the aggregator, bounded together
                 await self.budget.check_staircase(stage, self.aggregator, self.layers[-1])
-            events = self._staircase(stage)
+            events = _staircase(self, stage)
         elif self.agreed is not None and self.aggregator.strategy.answers_agreement:
             why = f"stop_when agree with {self.aggregator.strategy.name}: no aggregator call"
             events = answer_with(stage, self.agreed, why)
@@ -176,13 +190,36 @@ class Run:
         finally:
             price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
 
-    def _staircase(self, stage: Stage) -> AsyncIterator[Event]:
-        """The last layer runs under the aggregator, which reads its proposals as they stream."""
-        last = self.layers[-1]
-        stage.proposers, stage.proposals = last.agents, []
-        layer_events = self._propose(stage.number - 1, last, stage.proposals, deltas=True)
-        limits = ceilings(last, self.overrides, self.caller.defaults)
-        return stream_staircase(stage, self.aggregator, layer_events, limits, last.required)
+
+def _staircase(run: Run, stage: Stage) -> AsyncIterator[Event]:
+    """The last layer runs under the aggregator, which reads its proposals as they stream."""
+    last = run.layers[-1]
+    stage.proposers, stage.proposals = last.agents, []
+    layer_events = run._propose(stage.number - 1, last, stage.proposals, deltas=True)
+    limits = ceilings(last, run.overrides, run.caller.defaults)
+    return stream_staircase(stage, run.aggregator, layer_events, limits, last.required)
+
+
+async def _decide(run: Run) -> AsyncGenerator[Event, None]:
+    """`invocation = "auto"` (moa.engine.invocation): the aggregator is asked first, and
+    convenes the layers only if it calls for them; a budget is checked against the path that
+    spends most, before the first call."""
+    stage = _stage(run)
+    if run.budget is not None:
+        every, _, references = await layers_worst_case(
+            run.caller, run.layers, run.messages, run.overrides
+        )
+        asked = await auto_worst_case(
+            run.caller, run.aggregator, run.messages, references, run.final, run.answering,
+            run.prices,
+        )  # fmt: skip
+        what = "invocation auto: the aggregator's question, every layer and its answer"
+        run.budget.check(what, [asked[0], *every, asked[1]], run.result)
+    try:
+        async for event in decide(stage, run._convene, lambda: run.proposals):
+            yield event
+    finally:
+        price_result(run.result, run.prices)
 
 
 def _stage(run: Run) -> Stage:

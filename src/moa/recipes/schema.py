@@ -273,6 +273,9 @@ class Recipe(_Strict):
     deadline or a staircase, a fallback aggregator answering): `"answer"` anyway, saying so on
     every surface, or `"fail"` with the partial trace (DegradedRunError).
     """
+    invocation: Literal["always", "auto"] = "always"
+    """`"auto"`: the aggregator is asked first, with a private `consult_the_panel` tool, and the
+    layers run only when it calls it; `"always"`: they always run."""
     defaults: SamplingSpec = Field(default_factory=SamplingSpec)
     """Sampling for every call unless a model sets its own."""
     retry: RetrySpec = Field(default_factory=RetrySpec)

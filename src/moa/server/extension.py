@@ -6,7 +6,8 @@
                                "missing": "failed"}],
             "degraded": true, "answered": 3, "asked": 4,   # every response, also streamed
             "fallback": null,                  # the fallback aggregator that answered
-            "failure_reason": "all_proposers_failed"}   # error responses only
+            "failure_reason": "all_proposers_failed",   # error responses only
+            "panel_convened": false}   # invocation = "auto" only: did the aggregator convene
 
 `missing` says why the member gave nothing to the answer (moa.trace.CallRecord.missing):
 failed, timeout, deadline / quorum (its layer moved on), staircase (the answer ended first).
@@ -26,7 +27,7 @@ from moa.trace import Result
 
 def extension(result: Result) -> dict[str, Any]:
     degradation = result.degradation
-    return {
+    data: dict[str, Any] = {
         "cost_usd": result.cost_usd,
         "failed_models": failed_models(result),
         "degraded": degradation.degraded,
@@ -34,6 +35,9 @@ def extension(result: Result) -> dict[str, Any]:
         "asked": degradation.asked,
         "fallback": degradation.fallback,
     }
+    if result.panel_convened is not None:  # a recipe with invocation = "auto"
+        data["panel_convened"] = result.panel_convened
+    return data
 
 
 def degraded_header(result: Result | None) -> dict[str, str]:
