@@ -152,7 +152,7 @@ class ChatRun:
         pieces = Pieces(completion, usage_nulls)
         try:
             yield pieces.start(0)  # first, so a thinking block has a message to belong to
-            async for item in _chain(head, events):
+            async for item in chain(head, events):
                 if isinstance(item, Done):
                     result = item.result
                 elif narrator is not None and (thought := narrator.feed(item)):
@@ -278,8 +278,12 @@ async def _until_first_token(events: AsyncIterator[Event], reasoning: bool) -> l
     return head
 
 
-async def _chain(head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+async def chain(head: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The events read before the headers went out, then the rest of the run's (none after a
+    `Done` among the first)."""
     for item in head:
         yield item
-    async for item in events:
+        if isinstance(item, Done):
+            return
+    async for item in rest:
         yield item

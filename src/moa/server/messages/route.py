@@ -32,7 +32,7 @@ from moa.server.messages.request import (
 )
 from moa.server.messages.stream import Blocks, event
 from moa.server.reasoning import REASONING, LayerNarrator, layers_mode, narrate
-from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, new_run, wants_trace
+from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, chain, new_run, wants_trace
 from moa.tokens import estimate_tokens, messages_tokens
 from moa.trace import Result
 
@@ -62,7 +62,7 @@ class MessagesRun(ChatRun):
             start = reply.message(self.id, self.model, [], None, None)
             yield event("message_start", message=start)
             yield event("ping")
-            async for item in _chain(head, events):
+            async for item in chain(head, events):
                 if isinstance(item, Done):
                     result = item.result
                 elif narrator is not None and (thought := narrator.feed(item)):
@@ -95,15 +95,6 @@ class MessagesRun(ChatRun):
                 if aclose is not None:
                     await aclose()
             self._finish(True, status, result, code)
-
-
-async def _chain(head: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    for item in head:
-        yield item
-        if isinstance(item, Done):
-            return
-    async for item in rest:
-        yield item
 
 
 def _layers(body: MessagesRequest, header: str | None, recipe_value: str) -> bool:

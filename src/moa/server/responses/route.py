@@ -34,7 +34,7 @@ from moa.server.responses.items import (
     tools_echo,
 )
 from moa.server.responses.stream import Numbered, StreamedItems
-from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, new_run, wants_trace
+from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, chain, new_run, wants_trace
 from moa.server.sse import finish_reason
 from moa.trace import Result
 from moa.types import Answering, Message, Sampling, Usage
@@ -163,7 +163,7 @@ class ResponsesRun(ChatRun):
         try:
             yield write("response.created", response=self.response("in_progress", []))
             yield write("response.in_progress", response=self.response("in_progress", []))
-            async for item in _chain(head, events):
+            async for item in chain(head, events):
                 if isinstance(item, Token) and item.choice == 0:
                     for text in items.add_text(item.text):
                         yield text
@@ -195,15 +195,6 @@ class ResponsesRun(ChatRun):
                 with suppress(Exception):
                     await aclose()
             self._finish(True, status, result, code)
-
-
-async def _chain(head: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    for item in head:
-        yield item
-        if isinstance(item, Done):
-            return
-    async for item in rest:
-        yield item
 
 
 def _status(result: Result) -> str:
