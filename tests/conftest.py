@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import ipaddress
 import os
 import socket
@@ -34,6 +35,30 @@ def _have_local() -> bool:
 needs_local = pytest.mark.skipif(
     not _have_local() and not os.environ.get("CI"), reason="needs moa[local]"
 )
+
+
+def missing_extras(recipe: Any) -> list[str]:
+    """The extras a recipe's embedded models need that this environment lacks. The README's
+    test command installs `.[local,dev]` only, so a recipe on Qwen (the `qwen` extra) must
+    skip there, whatever model files an older run left in `~/.cache/moa/models`."""
+    from moa.providers.local.chunks import QWEN_CODER
+
+    specs = [*(m for layer in recipe.layers for m in layer.models), recipe.aggregator]
+    models = {spec if isinstance(spec, str) else spec.model for spec in specs}
+    missing = set()
+    for model in models:
+        provider, _, name = model.partition(":")
+        if provider != "local":
+            continue
+        if not _have_local():
+            missing.add("local")
+        if chunked := QWEN_CODER.get(name):
+            try:
+                importlib.metadata.distribution(chunked.dist_name(1))
+            except importlib.metadata.PackageNotFoundError:
+                missing.add(chunked.extra)
+    return sorted(missing)
+
 
 # -- no test reaches a real provider -----------------------------------------------------------
 

@@ -24,6 +24,7 @@ from moa import Registry, recipes
 from moa.cli.app import app
 from moa.providers.registry import BUILTIN_PROVIDERS
 from moa.recipes import reference
+from conftest import missing_extras
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -148,6 +149,6 @@ def test_a_key_without_a_docstring_stops_the_reference() -> None:
 @pytest.mark.parametrize("name", recipes.builtin_names())
 def test_every_builtin_recipe_builds_with_keys(name: str) -> None:
     recipe = recipes.load(name)
-    if name == "local":
-        pytest.importorskip("llama_cpp")
+    if missing := missing_extras(recipe):
+        pytest.skip(f"{name} needs moa[{','.join(missing)}], which `.[local,dev]` does not install")
     recipes.build(recipe, Registry(env=KEYS))
