@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import typer.main
 
+from conftest import missing_extras
 from moa import Registry, recipes
 from moa.cli.app import app
 from moa.providers.registry import BUILTIN_PROVIDERS
 from moa.recipes import reference
-from conftest import missing_extras
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -31,6 +31,7 @@ from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded, warn
 from moa.cli.mcp import mcp
 from moa.cli.queue import queue_app, worker
+from moa.cli.tune import tune
 from moa.cli.web import web
 
 if TYPE_CHECKING:
@@ -402,6 +403,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
 
 
 app.command()(batch)
+app.command()(tune)
 app.command()(web)
 app.command()(mcp)
 app.command("batch-merge", hidden=True)(batch_merge)  # `moa batch merge`, see main()

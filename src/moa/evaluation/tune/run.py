@@ -1,0 +1,126 @@
+"""`moa tune`: sample once, score every picking configuration offline, run the writers on the
+leading panels, and judge the winner on prompts it never tuned on.
+
+Work files sit in a folder beside the recipe written (`RECIPE.tune/`): `samples.jsonl` (the
+sampling pass), `writers/` and `heldout/` (recipes run over the samples), `settings.json` (what
+the samples were drawn with). Rerunning the same command resumes: nothing on disk is asked for
+again. The search reads the tuning split only; the held-out split is read once a winner is
+chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from moa.engine.mixture import MoA
+from moa.errors import ConfigError, InputError
+from moa.evaluation.batch import Item, records, run_items, worst_case_budget
+from moa.evaluation.jsonl import AppendLog
+from moa.evaluation.tune import decide, samples, search
+from moa.evaluation.tune.found import Build, Calls, Found, Settings
+from moa.evaluation.tune.samples import DEV, HELDOUT, Prompt
+from moa.pricing import format_usd
+from moa.recipes.schema import Recipe
+
+MIN_HELDOUT = 30  # fewer held-out prompts than this give a wide interval, and a warning
+
+
+async def tune(settings: Settings, work: Path, build: Build, console: Console | None) -> Found:
+    items = _items(settings)
+    _claim(work, settings)
+    sampler = settings.sampler()
+    mixture = build(Recipe.model_validate(sampler.draw_recipe()))
+    out = work / "samples.jsonl"
+    await _refuse_over_budget(mixture, items, out, settings.budget)
+    stats = await run_items(
+        items,
+        samples.job(mixture, sampler),
+        out,
+        concurrency=settings.concurrency,
+        console=console,
+        label="sampling",
+        budget=worst_case_budget(settings.budget, mixture),
+    )
+    drawn = samples.prompts(records(out))
+    skipped = _unreachable(drawn, settings.models)
+    models = [m for m in settings.models if m not in skipped]
+    if not models:
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        raise ConfigError(f"no candidate answered any prompt ({reasons})")
+    dev = [p for p in drawn if p.split == DEV]
+    held = [p for p in drawn if p.split == HELDOUT]
+    if not dev or not held:
+        raise InputError("the sampling pass left one side of the split empty: rerun to resume it")
+    found = Found(settings, stats, dev, held, skipped, [])
+    found.scores = search.score(list(search.configurations(models, settings.samples + 1)), dev)
+    if len(held) < MIN_HELDOUT:
+        found.notes.append(
+            f"only {len(held)} held-out prompts (fewer than {MIN_HELDOUT}): the intervals are wide"
+        )
+    budget = Calls(settings.max_calls)
+    by_id = {it.id: it for it in items}
+    steps = decide.Steps(found, sampler, build, by_id, budget, work, console)
+    await steps.writers()
+    await steps.judge()
+    found.calls_after_sampling = budget.used
+    return found
+
+
+def _items(settings: Settings) -> list[Item]:
+    if not settings.models:
+        raise InputError("tune needs at least one candidate model (-m MODEL)")
+    if len(set(settings.models)) != len(settings.models):
+        raise InputError("a candidate is named twice: give each -m MODEL once")
+    if settings.samples < 1:
+        raise InputError("--samples must be at least 1")
+    return samples.split(samples.load(settings.data), settings.holdout, settings.seed)
+
+
+def _claim(work: Path, settings: Settings) -> None:
+    """The work folder is this tuning's: samples drawn with other settings are not mixed in."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "settings.json"
+    wanted = settings.drawn_with()
+    if path.exists():
+        had = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in wanted if had.get(k) != wanted[k])
+        if changed:
+            raise InputError(
+                f"{work} holds samples drawn with other {', '.join(changed)}: write to another "
+                f"-o RECIPE.toml, or delete {work} to draw again"
+            )
+        return
+    path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+
+
+async def _refuse_over_budget(
+    mixture: MoA, items: Sequence[Item], out: Path, budget: float | None
+) -> None:
+    """Refused before any call: a sampling pass whose worst case passes `--budget`."""
+    if budget is None:
+        return
+    if budget <= 0:
+        raise ConfigError("--budget must be a positive amount of USD")
+    with AppendLog(out) as log:
+        todo = [it for it in items if it.id not in log]
+    worst = sum([await mixture.worst_case_usd(list(it.messages)) for it in todo])
+    if worst > budget:
+        raise ConfigError(
+            f"the sampling pass could cost up to {format_usd(worst)} ({len(todo)} prompts × "
+            f"{len(mixture.layers[0].agents)} calls), over --budget {format_usd(budget)}: raise "
+            f"--budget, or lower --samples, the candidates or the prompts"
+        )
+
+
+def _unreachable(drawn: Sequence[Prompt], models: Sequence[str]) -> dict[str, str]:
+    """Candidates that gave no sample at all, each with its first error."""
+    out = {}
+    for model in models:
+        draws = [d for p in drawn for d in p.draws.get(model, [])]
+        if draws and not any(d.ok for d in draws):
+            out[model] = next((d.error for d in draws if d.error), "no answer")
+    return out

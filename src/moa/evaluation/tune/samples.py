@@ -1,0 +1,172 @@
+"""Step 1 of `moa tune`: the data, its seeded split, and one sampling pass over both splits.
+
+Every candidate answers every prompt once at temperature 0 and `samples` times at the sampling
+temperature with seeds 1…K. The calls are the ones a written recipe makes (same model, system
+prompt, temperature, seed and max_tokens), so they are reproducible and the response cache
+answers them again for free when a writing aggregator or the held-out check runs a recipe over
+them: new calls are spent only where new text is written.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moa.engine.mixture import MoA
+from moa.errors import InputError
+from moa.evaluation.batch import Item, Job
+from moa.evaluation.jsonl import read_jsonl
+from moa.evaluation.quick import is_correct, normalize
+from moa.types import Message, Usage
+
+DEV, HELDOUT = "dev", "heldout"
+
+
+@dataclass(frozen=True, slots=True)
+class Sampler:
+    """How each candidate is asked: the sampling pass and every recipe tune writes agree."""
+
+    models: tuple[str, ...]
+    samples: int = 5
+    temperature: float = 0.7
+    max_tokens: int | None = None
+    system: str | None = None
+    providers: dict[str, Any] = field(default_factory=dict)  # a recipe's [providers.NAME]
+    prices: dict[str, Any] = field(default_factory=dict)  # model -> a recipe's `price` table
+
+    def entry(self, model: str, draw: int) -> dict[str, Any]:
+        """Draw 0 is the greedy answer; draw d >= 1 the sample with seed d."""
+        spec: dict[str, Any] = {"model": model}
+        if draw == 0:
+            spec["temperature"] = 0.0
+        else:
+            spec["temperature"], spec["seed"] = self.temperature, draw
+        if self.max_tokens is not None:
+            spec["max_tokens"] = self.max_tokens
+        if self.system is not None:
+            spec["system"] = self.system
+        if model in self.prices:
+            spec["price"] = self.prices[model]
+        return spec
+
+    def draw_recipe(self) -> dict[str, Any]:
+        """The sampling pass as a recipe: one layer of every call, picked by `medoid` (which
+        makes no call of its own)."""
+        entries = [self.entry(m, d) for m in self.models for d in range(self.samples + 1)]
+        return {
+            "name": "tune-samples",
+            "on_degraded": "answer",
+            "layers": [{"models": entries}],
+            "aggregator": {"model": self.models[0], "strategy": "medoid"},
+            **self.extra(),
+        }
+
+    def extra(self) -> dict[str, Any]:
+        """What every recipe of this tuning carries besides its layers: the providers."""
+        return {"providers": self.providers} if self.providers else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    text: str
+    ok: bool
+    correct: bool
+    tokens: int
+    seconds: float
+    usd: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    id: Any
+    question: str
+    split: str
+    draws: dict[str, list[Draw]]  # per model: the greedy answer, then the samples
+
+
+def load(path: Path) -> list[Item]:
+    """`moa eval quick`'s rows: `question` or `prompt`, `answers` (a string or a list), and an
+    optional `"scoring": "final"`."""
+    items = []
+    for number, row in read_jsonl(path):
+        question = row.get("question", row.get("prompt"))
+        answers = row.get("answers")
+        if isinstance(answers, str):
+            answers = [answers]
+        if not isinstance(question, str) or not question.strip():
+            raise InputError(f"{path}:{number}: needs a `question` (or `prompt`)")
+        if not isinstance(answers, list) or not answers:
+            raise InputError(
+                f"{path}:{number}: has no gold `answers` — tune needs them to score the "
+                f"configurations (add `answers` to every row)"
+            )
+        if not all(isinstance(a, str) and normalize(a) for a in answers):
+            raise InputError(f"{path}:{number}: every accepted answer must be non-empty text")
+        scoring = row.get("scoring", "words")
+        if scoring not in ("words", "final"):
+            raise InputError(f'{path}:{number}: `scoring` is "words" or "final", not {scoring!r}')
+        data = {"question": question, "answers": answers, "scoring": scoring}
+        items.append(Item(row.get("id", number), (Message(role="user", content=question),), data))
+    if not items:
+        raise InputError(f"{path} holds no prompts")
+    ids = [item.id for item in items]
+    if len(set(map(str, ids))) != len(ids):
+        raise InputError(
+            f"{path}: two rows share an id; tune resumes by id, so each must be unique"
+        )
+    return items
+
+
+def split(items: Sequence[Item], holdout: float, seed: int = 0) -> list[Item]:
+    """The items with `data["split"]` set: a seeded `holdout` share held out (at least one
+    on each side), the rest to tune on. The same file and seed always give the same split."""
+    if not 0 < holdout < 1:
+        raise InputError(f"--holdout is a fraction between 0 and 1, not {holdout}")
+    if len(items) < 2:
+        raise InputError("tune needs at least two prompts: one to tune on, one to check on")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    count = min(len(items) - 1, max(1, round(len(items) * holdout)))
+    held = set(order[:count])
+    return [
+        Item(it.id, it.messages, {**it.data, "split": HELDOUT if i in held else DEV})
+        for i, it in enumerate(items)
+    ]
+
+
+def job(mixture: MoA, sampler: Sampler) -> Job:
+    """One prompt's sampling pass: every candidate's greedy answer and samples, each graded."""
+    per_model = sampler.samples + 1
+
+    async def run(item: Item) -> tuple[dict[str, Any], Usage]:
+        result = await mixture.arun(list(item.messages))
+        answers, scoring = item.data["answers"], item.data["scoring"]
+        draws: dict[str, list[dict[str, Any]]] = {m: [] for m in sampler.models}
+        for p in sorted(result.proposals(layer=1), key=lambda c: c.index):
+            model = sampler.models[p.index // per_model]
+            draws[model].append(
+                {
+                    "text": p.output if p.ok else "",
+                    "ok": p.ok,
+                    "correct": p.ok and is_correct(p.output, answers, scoring),
+                    "tokens": p.usage.total_tokens,
+                    "seconds": round(p.latency_s, 4),
+                    "usd": p.usage.cost_usd,
+                    "error": p.error,
+                }
+            )
+        return {**item.data, "draws": draws}, result.usage
+
+    return run
+
+
+def prompts(rows: Sequence[dict[str, Any]]) -> list[Prompt]:
+    out = []
+    for row in rows:
+        draws = {m: [Draw(**d) for d in listed] for m, listed in row["draws"].items()}
+        out.append(Prompt(row["id"], row["question"], row["split"], draws))
+    return out
