@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from moa import ProviderConfig, Registry, recipes
+from moa.cli.app import app
 from moa.errors import ConfigError, InputError
 from moa.evaluation.tune import Settings, Tuned, tune_to
 from moa.evaluation.tune.recipe import Candidate
@@ -205,7 +207,7 @@ def test_a_budget_the_sampling_pass_would_pass_is_refused_before_any_call(world,
         ("fake:strong",),
         budget=0.01,
         max_tokens=100,
-        prices={"fake:strong": {"input": 1.0, "output": 10.0}},
+        specs={"fake:strong": {"price": {"input": 1.0, "output": 10.0}}},
     )
     # 40 prompts × 6 calls × up to 100 output tokens at $10 a million: up to $0.24 and more.
     with pytest.raises(ConfigError, match=r"could cost up to \$0\.2.* over --budget \$0\.01"):
@@ -299,3 +301,43 @@ def test_every_panel_and_draw_count_is_a_configuration() -> None:
     )
     scored = score(configs, [prompt])
     assert all(s.usd is None for s in scored if any(m.model == "a" for m in s.config.members))
+
+
+def test_moa_tune_on_the_command_line_writes_a_recipe_moa_ask_loads(world, tmp_path) -> None:
+    config = tmp_path / "tune.toml"
+    config.write_text(
+        f'[providers.fake]\nbase_url = "{world.base_url}"\n\n'
+        '[models."fake:strong"]\nsystem = "Add the numbers."\nmax_tokens = 64\n'
+    )
+    data = write_data(tmp_path / "data.jsonl", 100)
+    env = {"MOA_CACHE": str(tmp_path / "cache.sqlite")}
+    args = [
+        "tune",
+        str(data),
+        "-m",
+        "fake:strong",
+        "-m",
+        "fake:weak",
+        "-o",
+        str(tmp_path / "mine.toml"),
+    ]
+    done = CliRunner().invoke(app, [*args, "--config", str(config), "--json", "-q"], env=env)
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["verdict"] == "mixture"
+    assert summary["calls"]["sampling"] == 1200 and summary["calls"]["after_sampling"] == 0
+    assert summary["heldout_rows"][0]["system"] == "chosen"
+    written = recipes.load(tmp_path / "mine.toml")
+    assert all(m.system == "Add the numbers." for m in written.layers[0].models)
+    before = len(world.requests)
+    asked = CliRunner().invoke(
+        app, ["ask", "-r", str(tmp_path / "mine.toml"), "What is 1 plus 2?"], env=env
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "Answer:" in asked.stdout and len(world.requests) > before
+
+
+def test_a_candidate_table_may_not_set_what_tune_chooses(world, tmp_path) -> None:
+    with pytest.raises(InputError, match="which tune chooses itself"):
+        run(world, tmp_path, ("strong",), specs={"fake:strong": {"temperature": 0.3}})
+    assert world.requests == []

@@ -62,11 +62,12 @@ def tune(
     system: Annotated[
         str | None, typer.Option(help="System prompt of every candidate (e.g. step by step).")
     ] = None,
-    providers: Annotated[
+    config: Annotated[
         Path | None,
         typer.Option(
-            help="TOML with [providers.NAME] tables (as in a recipe) and a [prices] table "
-            '("provider:model" = { input = USD, output = USD } per million tokens).'
+            "--config",
+            help='TOML: [providers.NAME] tables as in a recipe, and [models."provider:model"] '
+            "tables of a candidate's own keys (system, examples, stop, max_tokens, price…).",
         ),
     ] = None,
     cache: CacheOpt = None,
@@ -84,11 +85,11 @@ def tune(
         from moa.evaluation.tune import Settings, atune_to
 
         tables: dict[str, Any] = {}
-        if providers is not None:
+        if config is not None:
             try:
-                tables = tomllib.loads(providers.read_text(encoding="utf-8"))
+                tables = tomllib.loads(config.read_text(encoding="utf-8"))
             except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"--providers {providers}: {exc}") from None
+                raise ConfigError(f"--config {config}: {exc}") from None
         settings = Settings(
             data,
             tuple(models),
@@ -103,7 +104,7 @@ def tune(
             budget=budget,
             concurrency=concurrency,
             providers=tables.get("providers", {}),
-            prices=tables.get("prices", {}),
+            specs=tables.get("models", {}),
         )
         tuned = await atune_to(
             settings,

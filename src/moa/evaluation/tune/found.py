@@ -32,8 +32,9 @@ class Settings:
     leaders: int = 2  # how many leading panels the writers are tried on
     # `[providers.NAME]` tables (as a recipe has them) every recipe tune builds and writes holds.
     providers: dict[str, Any] = field(default_factory=dict)
-    # A model's price (USD per million tokens, `{input = …, output = …}`) over the catalogue's.
-    prices: dict[str, Any] = field(default_factory=dict)
+    # A candidate's own model-table keys, as a recipe writes them: system, examples, stop,
+    # max_tokens, price (USD per million tokens, over the catalogue's), answer_pattern, …
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def sampler(self) -> Sampler:
         return Sampler(
@@ -43,12 +44,13 @@ class Settings:
             self.max_tokens,
             self.system,
             self.providers,
-            self.prices,
+            self.specs,
         )
 
     def drawn_with(self) -> dict[str, Any]:
         """What the samples on disk depend on: a rerun with other values cannot reuse them."""
-        keep = ("models", "samples", "temperature", "holdout", "seed", "max_tokens", "system")
+        keep = {"models", "samples", "temperature", "holdout", "seed", "max_tokens", "system"}
+        keep.add("specs")
         values = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if k in keep}
 

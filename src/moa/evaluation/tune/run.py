@@ -77,6 +77,13 @@ def _items(settings: Settings) -> list[Item]:
         raise InputError("a candidate is named twice: give each -m MODEL once")
     if settings.samples < 1:
         raise InputError("--samples must be at least 1")
+    for model, spec in settings.specs.items():
+        fixed = sorted({"model", "temperature", "seed", "samples"} & set(spec))
+        if fixed:
+            raise InputError(
+                f"[models.{model!r}] sets {', '.join(fixed)}, which tune chooses itself "
+                f"(--temperature, seeds 1…--samples): leave them out"
+            )
     return samples.split(samples.load(settings.data), settings.holdout, settings.seed)
 
 

@@ -35,21 +35,21 @@ class Sampler:
     max_tokens: int | None = None
     system: str | None = None
     providers: dict[str, Any] = field(default_factory=dict)  # a recipe's [providers.NAME]
-    prices: dict[str, Any] = field(default_factory=dict)  # model -> a recipe's `price` table
+    # A candidate's own model-table keys (system, examples, stop, max_tokens, price, …).
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def entry(self, model: str, draw: int) -> dict[str, Any]:
         """Draw 0 is the greedy answer; draw d >= 1 the sample with seed d."""
         spec: dict[str, Any] = {"model": model}
-        if draw == 0:
-            spec["temperature"] = 0.0
-        else:
-            spec["temperature"], spec["seed"] = self.temperature, draw
         if self.max_tokens is not None:
             spec["max_tokens"] = self.max_tokens
         if self.system is not None:
             spec["system"] = self.system
-        if model in self.prices:
-            spec["price"] = self.prices[model]
+        spec |= self.specs.get(model, {})
+        if draw == 0:
+            spec["temperature"] = 0.0
+        else:
+            spec["temperature"], spec["seed"] = self.temperature, draw
         return spec
 
     def draw_recipe(self) -> dict[str, Any]:
