@@ -137,7 +137,9 @@ class Steps:
     async def judge(self) -> None:
         """The winner on the tuning split, then it and the baselines on the held-out split."""
         found = self.found
-        winner = choose([*found.scores, *found.written])
+        everything = [*found.scores, *found.written]
+        winner = choose(everything)
+        found.top = min(everything, key=rank_key)
         chosen = found.candidate(winner)
         alone = [s for s in found.scores if s.config.strategy == ALONE]
         best = min(alone, key=rank_key).config

@@ -49,8 +49,16 @@ class Settings:
 
     def drawn_with(self) -> dict[str, Any]:
         """What the samples on disk depend on: a rerun with other values cannot reuse them."""
-        keep = {"models", "samples", "temperature", "holdout", "seed", "max_tokens", "system"}
-        keep.add("specs")
+        keep = {
+            "models",
+            "samples",
+            "temperature",
+            "holdout",
+            "seed",
+            "max_tokens",
+            "system",
+            "specs",
+        }
         values = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if k in keep}
 
@@ -70,6 +78,7 @@ class Found:
     notes: list[str] = field(default_factory=list)
     calls_after_sampling: int = 0
     chosen: Candidate | None = None
+    top: Score | None = None  # the most accurate on the tuning split (chosen may be cheaper)
     baselines: dict[str, Candidate] = field(default_factory=dict)
     heldout: dict[str, Score] = field(default_factory=dict)  # system -> score, chosen first
 

@@ -96,9 +96,18 @@ def headline(found: Found, v: Verdict) -> str:
             f"{_diff(v.against_best)}, McNemar p = {v.against_best.p_value:.3g}."
         )
     if found.chosen == found.baselines[BEST]:
+        top = found.top
+        if top is None or top.config == found.chosen.config:
+            why = f"nothing scored above {best}"
+        else:
+            alone = next(s for s in found.scores if s.config == found.chosen.config)
+            why = (
+                f"nothing beat {best} ({_pct(alone.accuracy)}) by more than a standard error "
+                f"(the most accurate, {found.candidate(top).label}, scored {_pct(top.accuracy)})"
+            )
         return (
-            f"No mixture beats the best member: on the tuning split nothing scored above {best}, "
-            f"so the recipe written is that model alone."
+            f"No mixture beats the best member: on the tuning split {why}, so the recipe "
+            f"written is that model alone."
         )
     return (
         f"No mixture beats the best member ({best}) on the held-out split: the best "

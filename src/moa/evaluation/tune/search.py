@@ -198,7 +198,7 @@ def score(configs: Sequence[Config], prompts: Sequence[Prompt]) -> list[Score]:
 def pareto(scores: Sequence[Score]) -> list[Score]:
     """The frontier: no other configuration is as accurate for fewer calls a prompt, or more
     accurate for as many. Cheapest first."""
-    ranked = sorted(scores, key=lambda s: (s.mean("calls"), -s.accuracy))
+    ranked = sorted(scores, key=lambda s: (s.mean("calls"), -s.accuracy, s.mean("tokens")))
     frontier: list[Score] = []
     for s in ranked:
         if not frontier or s.accuracy > frontier[-1].accuracy:
