@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -121,3 +122,46 @@ def test_moa_providers_lists_each_with_its_key_state_and_never_the_key(
     ]
     assert rows["local"][-2:] == ["none", "needed"]
     assert set(KEYS) <= set(rows)
+
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "providers.md"
+
+
+def test_the_capabilities_table_on_the_providers_page_is_the_declarations() -> None:
+    from moa.providers.local.provider import LOCAL_CAPABILITIES
+
+    rows = {
+        cells[0].strip("`"): cells[1:]
+        for line in PAGE.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 9
+    }
+    declared = {"local": LOCAL_CAPABILITIES} | {
+        name: config.capabilities for name, config in BUILTIN_PROVIDERS.items()
+    }
+    assert set(rows) == set(declared)
+    for name, caps in declared.items():
+        flags = [caps.tools, caps.json_schema, caps.logprobs, caps.n, caps.seed, caps.stream_usage]
+        assert rows[name][:6] == ["yes" if f else "no" for f in flags], name
+        assert rows[name][6] == caps.continuation, name
+        batch = caps.batch_api
+        assert (rows[name][7] == "—") is (batch is None), name
+        if batch is not None:
+            assert rows[name][7].startswith(f"{batch.max_requests:,} / "), name
+            assert rows[name][7].endswith(f", {round(batch.discount * 100)}% off"), name
+
+
+def test_the_moa_providers_output_on_the_providers_page_is_a_real_run() -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    shown = text.split("$ moa providers\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {k: v for k, v in env.items() if not k.startswith("MOA_")}
+    env |= {"TOGETHER_API_KEY": "...", "MOA_VLLM_BASE_URL": "http://gpu-box:8000/v1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "moa.cli.app", "providers"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.stdout == shown
