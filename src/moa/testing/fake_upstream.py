@@ -159,14 +159,8 @@ class FakeUpstream(LoopbackServer):
         body: Body = await request.json()
         model = str(body.get("model", ""))
         port = request.client.port if request.client else None
-        auth = request.headers.get("authorization", "")
-        call = Call(
-            model,
-            time.monotonic(),
-            client_port=port,
-            streamed=bool(body.get("stream")),
-            api_key=auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None,
-        )
+        call = Call(model, time.monotonic(), client_port=port, streamed=bool(body.get("stream")))
+        call.api_key = _bearer(request)
         wait = self._arrived(call, body)
         if wait is not None:
             return rate_limited(wait)
@@ -240,3 +234,9 @@ async def _sleep_unless_gone(request: Request, seconds: float) -> bool:
         return watcher not in done
     finally:
         watcher.cancel()
+
+
+def _bearer(request: Request) -> str | None:
+    """The key a request carried as `Authorization: Bearer KEY`, as OpenAI's SDK sends it."""
+    auth = request.headers.get("authorization", "")
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
