@@ -3,6 +3,7 @@ shape — checked without a server, since `chat_params` is pure."""
 
 from __future__ import annotations
 
+from moa.providers.base import Capabilities
 from moa.providers.openai.params import chat_params
 from moa.types import ChatRequest, Message, ResponseFormat, Sampling, Tools
 
@@ -47,3 +48,12 @@ def test_a_trailing_assistant_message_is_continued_not_answered() -> None:
 def test_a_stream_asks_for_usage_in_its_last_chunk() -> None:
     params = chat_params(ChatRequest("m", USER), stream=True)
     assert params["stream"] is True and params["stream_options"] == {"include_usage": True}
+
+
+def test_a_provider_that_refuses_seed_and_stream_options_is_sent_neither() -> None:
+    """Mistral answers 422 to either as an unknown input: its declaration keeps them off."""
+    refuses = Capabilities(seed=False, stream_usage=False)
+    request = ChatRequest("m", USER, Sampling(seed=3))
+    params = chat_params(request, stream=True, accepts=refuses)
+    assert "seed" not in params and "stream_options" not in params and params["stream"] is True
+    assert chat_params(request, stream=True)["seed"] == 3  # an API that takes them gets both

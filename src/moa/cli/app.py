@@ -1,4 +1,4 @@
-"""`moa` — ask (the default verb), chat, recipes, serve, web, mcp, batch, eval.
+"""`moa` — ask (the default verb), chat, recipes, providers, serve, web, mcp, batch, eval.
 
 Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
 1 for a run that failed (RunError), 3 for a degraded run refused (on_degraded = "fail"),
@@ -30,6 +30,7 @@ from moa.cli.exposure import NoAuthOpt
 from moa.cli.guard import fail as _fail
 from moa.cli.guard import run_guarded, warn
 from moa.cli.mcp import mcp
+from moa.cli.providers import providers
 from moa.cli.queue import queue_app, worker
 from moa.cli.tune import tune
 from moa.cli.web import web
@@ -402,6 +403,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A built-in recipe nam
         raise _fail(2, str(exc)) from None
 
 
+app.command()(providers)
 app.command()(batch)
 app.command()(tune)
 app.command()(web)

@@ -38,6 +38,12 @@ class Capabilities:
     n: bool = False
     continuation: Continuation = "none"
     batch_api: BatchAPI | None = None  # None: no Batch API (calls are real-time only)
+    # Two fields the OpenAI-compatible adapter has always sent, so True unless an API is known
+    # to refuse or ignore them (Mistral refuses both as unknown inputs). False: not sent —
+    # seeded samples still differ by temperature but are not reproducible, and a stream's
+    # usage is read from its chunks if the API sends it anyway, else estimated (and marked so).
+    seed: bool = True  # OpenAI's `seed`
+    stream_usage: bool = True  # `stream_options: {"include_usage": true}`
 
 
 @dataclass(frozen=True, slots=True)

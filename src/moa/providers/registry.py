@@ -5,134 +5,30 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.policies.ratelimit import Limits, RateLimit
 from moa.policies.retry import RetryPolicy
-from moa.providers.base import BatchAPI, Capabilities, Provider
+from moa.providers.base import Capabilities, Provider
+from moa.providers.builtin import BUILTIN_PROVIDERS, ProviderConfig
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "ProviderConfig",
+    "Registry",
+    "base_url_variable",
+    "split_model_ref",
+]
 
 if TYPE_CHECKING:
     from moa.providers.openai.batches import BatchClient
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """An OpenAI-compatible endpoint. `api_key_env=None` means no key is needed (local servers)."""
-
-    name: str
-    base_url: str
-    api_key_env: str | None = None
-    timeout_s: float | None = None  # per call; None: the recipe's (a model's own wins over both)
-    capabilities: Capabilities = field(default_factory=Capabilities)
-    # No request rate by default: the limiter learns it from the first 429 (see ratelimit.py).
-    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(max_concurrency=16))
-    retry: RetryPolicy | None = None  # None: the recipe's policy
-
-
-MB = 1024 * 1024
-
-# What each hosted API takes, from its docs (a recipe's `[providers.NAME]` may say otherwise).
-# Tools and JSON schemas are per model on every one of them: a model that cannot returns the
-# provider's own 400, which moa passes on. Where the docs were unclear, the value is False:
-# a request refused by moa is better than a field silently dropped upstream.
-BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
-    c.name: c
-    for c in (
-        # continuation (staircase streaming) per provider: "none" unless the API documents
-        # that a trailing assistant message is continued rather than answered.
-        ProviderConfig(
-            "together",
-            "https://api.together.xyz/v1",
-            "TOGETHER_API_KEY",
-            capabilities=Capabilities(
-                tools=True,  # function calling on its tool-capable models
-                json_schema=True,  # response_format json_schema ("JSON mode" docs)
-                logprobs=False,  # its `logprobs` is an integer 0-20, not OpenAI's boolean
-                n=True,  # documented `n`
-                # its chat API answers after a trailing assistant message; no continue flag
-                continuation="none",
-                # Batch API docs: 50,000 requests and 100 MB a file, up to 50% off
-                batch_api=BatchAPI(50_000, 100 * MB, 0.5),
-            ),
-        ),
-        ProviderConfig(
-            "openai",
-            "https://api.openai.com/v1",
-            "OPENAI_API_KEY",
-            # The reference API: every field is its own.
-            # continuation "none": no assistant prefill; a trailing assistant turn is answered.
-            capabilities=Capabilities(
-                tools=True,
-                json_schema=True,
-                logprobs=True,
-                n=True,
-                continuation="none",
-                # Batch API reference: 50,000 requests and 200 MB a file, 50% off, 24 h
-                batch_api=BatchAPI(50_000, 200 * MB, 0.5),
-            ),
-        ),
-        ProviderConfig(
-            "groq",
-            "https://api.groq.com/openai/v1",
-            "GROQ_API_KEY",
-            capabilities=Capabilities(
-                tools=True,  # tool use on most of its models
-                json_schema=True,  # structured outputs on some models (others: its 400)
-                logprobs=False,  # "logprobs, top_logprobs … result in a 400" (OpenAI compat page)
-                n=False,  # "If N is supplied, it must be equal to 1"
-                continuation="none",  # documents no prefill / continue for its chat endpoint
-                # its Batch API takes OpenAI's files (50,000 lines, 200 MB), at 50% off
-                batch_api=BatchAPI(50_000, 200 * MB, 0.5),
-            ),
-        ),
-        ProviderConfig(
-            "fireworks",
-            "https://api.fireworks.ai/inference/v1",
-            "FIREWORKS_API_KEY",
-            capabilities=Capabilities(
-                tools=True,  # function calling on its tool-capable models
-                json_schema=True,  # response_format json_schema (grammar-based)
-                logprobs=False,  # unsure its chat endpoint returns OpenAI's shape: not assumed
-                n=True,
-                # no continue flag documented for chat (its raw completions API would do it,
-                # but moa speaks chat only)
-                continuation="none",
-            ),
-        ),
-        ProviderConfig(
-            "openrouter",
-            "https://openrouter.ai/api/v1",
-            "OPENROUTER_API_KEY",
-            capabilities=Capabilities(
-                tools=True,  # routed to providers that support tools
-                json_schema=True,  # structured outputs, on the models that support them
-                logprobs=False,  # passed through only by some providers: not assumed
-                n=False,  # not supported by its API
-                # prefill works for some upstreams (Anthropic's) and not others, chosen per
-                # request by its router: not something moa can rely on
-                continuation="none",
-                # OpenRouter's batch limits are 5,000 requests / 200 MB a file; its discount
-                # depends on the routed upstream, so none is assumed (a recipe may set one)
-                batch_api=BatchAPI(5_000, 200 * MB, 0.0),
-            ),
-        ),
-        # No client cap: Ollama queues requests itself (OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
-        # and a cap below a layer's width would only add latency. Its OpenAI-compatible API
-        # takes tools and json_schema formats (per model); logprobs not assumed. continuation
-        # "assistant": Ollama continues a final assistant message (its maintainers,
-        # ollama/ollama#6778), and /v1 is translated into the same chat request (not tried here
-        # against a real Ollama: a recipe may declare "none" if a version answers it instead).
-        ProviderConfig(
-            "ollama",
-            "http://localhost:11434/v1",
-            rate_limit=RateLimit(),
-            capabilities=Capabilities(tools=True, json_schema=True, continuation="assistant"),
-        ),
-    )
-}
+def base_url_variable(provider: str) -> str:
+    """The environment variable that moves a provider's endpoint (`MOA_OLLAMA_BASE_URL`)."""
+    return f"MOA_{provider.upper()}_BASE_URL"
 
 
 def local_concurrency() -> int:
@@ -196,6 +92,20 @@ class Registry:
 
     def config(self, name: str) -> ProviderConfig | None:
         return self._configs.get(name)
+
+    def base_url(self, name: str) -> str | None:
+        """Where OpenAI-compatible provider `name` is called (its variable's value, if set)."""
+        config = self._configs.get(name)
+        if config is None:
+            return None
+        return self._env.get(base_url_variable(name), config.base_url)
+
+    def has_key(self, name: str) -> bool:
+        """Whether provider `name`'s key variable is set (true for one that needs no key)."""
+        config = self._configs.get(name)
+        return (
+            config is None or config.api_key_env is None or bool(self._env.get(config.api_key_env))
+        )
 
     def capabilities(self, name: str) -> Capabilities:
         """What provider `name` declares (without creating its client or loading a model);
@@ -266,7 +176,7 @@ class Registry:
         return provider, model
 
     def _openai_compatible(self, config: ProviderConfig) -> Provider:
-        base_url = self._env.get(f"MOA_{config.name.upper()}_BASE_URL", config.base_url)
+        base_url = self._env.get(base_url_variable(config.name), config.base_url)
         if config.api_key_env is None:
             api_key = "not-needed"
         else:

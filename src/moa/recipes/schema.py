@@ -241,6 +241,11 @@ class ProviderSpec(RateLimitSpec):
     """Whether it answers `n > 1` in one request."""
     continuation: Literal["none", "assistant"] | None = None
     """`"assistant"` if it continues a trailing assistant turn (what `staircase` needs)."""
+    seed: bool | None = None
+    """Whether it takes OpenAI's `seed` (unset: the built-in's, else yes); `false`: not sent."""
+    stream_usage: bool | None = None
+    """Whether it takes `stream_options.include_usage` (unset: the built-in's, else yes);
+    `false`: not sent, and a stream's usage is read from its chunks or estimated."""
     batch_api: bool | BatchAPISpec | None = None
     """--batch-api: `true` (the built-in's limits, else OpenAI's), `false`, or limits."""
 

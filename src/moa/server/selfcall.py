@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from moa.errors import ConfigError
-from moa.providers.registry import BUILTIN_PROVIDERS, split_model_ref
+from moa.providers.registry import BUILTIN_PROVIDERS, base_url_variable, split_model_ref
 from moa.recipes.schema import Recipe
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}
@@ -37,7 +37,7 @@ def _endpoints(recipe: Recipe, env: Mapping[str, str]) -> dict[str, str]:
         declared = recipe.providers.get(name)
         url = declared.base_url if declared is not None else None
         url = url or (builtin.base_url if builtin is not None else None)
-        url = env.get(f"MOA_{name.upper()}_BASE_URL", url)
+        url = env.get(base_url_variable(name), url)
         if url:
             urls[name] = url
     return urls

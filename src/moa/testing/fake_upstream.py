@@ -6,7 +6,7 @@
         ... point a provider at up.base_url ...
         up.requests_for("slow")  # the JSON bodies it received
         up.latency("p1", Profile(ttft=LogNormal(0.05, 0.8), tokens_per_s=200))  # see latency.py
-        up.calls  # when each request arrived, got its first byte and finished
+        up.calls  # when each request arrived, got its first byte and finished (and its key)
         up.connections  # how many connections the requests came on
 
 `up.batches` is OpenAI's Batch API over the same scripts (see `moa.testing.batch_api`).
@@ -160,6 +160,7 @@ class FakeUpstream(LoopbackServer):
         model = str(body.get("model", ""))
         port = request.client.port if request.client else None
         call = Call(model, time.monotonic(), client_port=port, streamed=bool(body.get("stream")))
+        call.api_key = _bearer(request)
         wait = self._arrived(call, body)
         if wait is not None:
             return rate_limited(wait)
@@ -233,3 +234,9 @@ async def _sleep_unless_gone(request: Request, seconds: float) -> bool:
         return watcher not in done
     finally:
         watcher.cancel()
+
+
+def _bearer(request: Request) -> str | None:
+    """The key a request carried as `Authorization: Bearer KEY`, as OpenAI's SDK sends it."""
+    auth = request.headers.get("authorization", "")
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None

@@ -63,6 +63,7 @@ class Call:
     status: int = 200
     client_port: int | None = None  # the client's end of the connection it came on
     streamed: bool = False  # it asked for server-sent events (`"stream": true`)
+    api_key: str | None = None  # the bearer token it carried (`Authorization: Bearer …`)
 
 
 def continuing(answer: str) -> Callable[[Body], str]:

@@ -110,7 +110,8 @@ class BatchCaller(Caller):
         window: int,
     ) -> Waiter:
         assert self.collector is not None
-        line_body = BatchClient.line("", request)
+        accepts = self.registry.capabilities(provider)
+        line_body = BatchClient.line("", request, accepts)
         cid = self.collector.custom_id(item, provider, line_body.decode())
         prompt = messages_tokens(request.messages)
         ceiling = request.sampling.max_tokens or max(window - prompt, 1)
@@ -124,7 +125,7 @@ class BatchCaller(Caller):
             provider,
             call.agent.model,
             request,
-            BatchClient.line(cid, request),
+            BatchClient.line(cid, request, accepts),
             layer,
             None if full is None else full * (1 - api.discount),
             future=asyncio.get_running_loop().create_future(),

@@ -17,6 +17,7 @@ import openai
 
 from moa.errors import BatchAPIError, ProviderError, UpstreamStatusError
 from moa.policies.retry import RetryPolicy, with_retries
+from moa.providers.base import Capabilities
 from moa.providers.openai.params import chat_params
 from moa.providers.openai.provider import OpenAICompatibleProvider
 from moa.types import ChatRequest, Completion
@@ -73,9 +74,10 @@ class BatchClient:
         self._retry = retry or RetryPolicy()
 
     @staticmethod
-    def line(custom_id: str, request: ChatRequest) -> bytes:
-        """The request as one line of a batch input file."""
-        body = chat_params(request)
+    def line(custom_id: str, request: ChatRequest, accepts: Capabilities | None = None) -> bytes:
+        """The request as one line of a batch input file (`accepts`: the provider's
+        capabilities, as for its real-time calls)."""
+        body = chat_params(request, accepts=accepts)
         body.update(body.pop("extra_body", None) or {})  # the SDK would merge it into the body
         entry = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
         return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

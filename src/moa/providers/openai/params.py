@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from moa.providers.base import Capabilities
 from moa.types import ChatRequest, ResponseFormat
 
 CONTINUE_FINAL_MESSAGE = {"continue_final_message": True, "add_generation_prompt": False}
 
 
-def chat_params(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
+def chat_params(
+    request: ChatRequest, *, stream: bool = False, accepts: Capabilities | None = None
+) -> dict[str, Any]:
+    """`accepts`: the provider's capabilities, for the fields it refuses or ignores (`seed`,
+    `stream_options`); None, an API that takes both."""
+    takes = accepts or Capabilities()
     s = request.sampling
     params: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
     if s.temperature is not None:
@@ -19,7 +25,7 @@ def chat_params(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]
         params["top_p"] = s.top_p
     if s.max_tokens is not None:
         params["max_tokens"] = s.max_tokens
-    if s.seed is not None:
+    if s.seed is not None and takes.seed:
         params["seed"] = s.seed
     if s.stop:
         params["stop"] = list(s.stop)
@@ -41,7 +47,8 @@ def chat_params(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]
         params["extra_body"] = CONTINUE_FINAL_MESSAGE
     if stream:
         params["stream"] = True
-        params["stream_options"] = {"include_usage": True}
+        if takes.stream_usage:
+            params["stream_options"] = {"include_usage": True}
     return params
 
 

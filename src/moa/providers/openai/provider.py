@@ -84,7 +84,7 @@ class OpenAICompatibleProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                **chat_params(request)
+                **chat_params(request, accepts=self.capabilities)
             )
             body = json.loads(raw.http_response.content)
         except openai.OpenAIError as exc:
@@ -111,7 +111,7 @@ class OpenAICompatibleProvider:
         return Completion(text, usage, finish, tool_calls=calls, logprobs=logprobs)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
-        params = chat_params(request, stream=True)
+        params = chat_params(request, stream=True, accepts=self.capabilities)
         streamed = False
         try:
             async with self._client.chat.completions.with_streaming_response.create(
