@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from moa.cli.common import (
 )
 from moa.cli.guard import run_guarded, warn
 
+if TYPE_CHECKING:
+    from moa.evaluation.tune import Settings
+
 _ModelOpt = Annotated[
     list[str],
     typer.Option("--model", "-m", help="A candidate MODEL (provider:model); repeat for more."),
@@ -33,43 +36,56 @@ _AggregatorsOpt = Annotated[
 ]
 
 
+_DataArg = Annotated[Path, typer.Argument(metavar="DATA.jsonl", help="question/prompt + answers")]
+_OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="The recipe TOML to write.")]
+_ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="A Markdown report (and its chart, .png).")
+]
+_JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+_SamplesOpt = Annotated[
+    int, typer.Option("--samples", "-k", min=1, help="Samples per model and prompt.")
+]
+_TemperatureOpt = Annotated[float, typer.Option(help="The samples' temperature.")]
+_HoldoutOpt = Annotated[
+    float, typer.Option(help="Share of the prompts held out to check the winner on.")
+]
+_SeedOpt = Annotated[int, typer.Option(help="Seed of the held-out split.")]
+_MaxCallsOpt = Annotated[
+    int | None,
+    typer.Option("--max-calls", min=0, help="Cap on every call after the sampling pass."),
+]
+_BudgetOpt = Annotated[
+    float | None, typer.Option(help="USD; a sampling pass whose worst case passes it is refused.")
+]
+_SystemOpt = Annotated[
+    str | None, typer.Option(help="System prompt of every candidate (e.g. step by step).")
+]
+_ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help='TOML: [providers.NAME] tables as in a recipe, and [models."provider:model"] '
+        "tables of a candidate's own keys (system, examples, stop, max_tokens, price…).",
+    ),
+]
+
+
 def tune(
-    data: Annotated[Path, typer.Argument(metavar="DATA.jsonl", help="question/prompt + answers")],
+    data: _DataArg,
     models: _ModelOpt,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The recipe TOML to write.")],
+    output: _OutputOpt,
     aggregators: _AggregatorsOpt = None,
-    report_path: Annotated[
-        Path | None, typer.Option("--report", help="A Markdown report (and its chart, .png).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    samples: Annotated[
-        int, typer.Option("--samples", "-k", min=1, help="Samples per model and prompt.")
-    ] = 5,
-    temperature: Annotated[float, typer.Option(help="The samples' temperature.")] = 0.7,
-    holdout: Annotated[
-        float, typer.Option(help="Share of the prompts held out to check the winner on.")
-    ] = 0.3,
-    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
-    max_calls: Annotated[
-        int | None,
-        typer.Option("--max-calls", min=0, help="Cap on every call after the sampling pass."),
-    ] = None,
-    budget: Annotated[
-        float | None,
-        typer.Option(help="USD; a sampling pass whose worst case passes it is refused."),
-    ] = None,
+    report_path: _ReportOpt = None,
+    as_json: _JsonOpt = False,
+    samples: _SamplesOpt = 5,
+    temperature: _TemperatureOpt = 0.7,
+    holdout: _HoldoutOpt = 0.3,
+    seed: _SeedOpt = 0,
+    max_calls: _MaxCallsOpt = None,
+    budget: _BudgetOpt = None,
     max_tokens: MaxTokensOpt = None,
-    system: Annotated[
-        str | None, typer.Option(help="System prompt of every candidate (e.g. step by step).")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help='TOML: [providers.NAME] tables as in a recipe, and [models."provider:model"] '
-            "tables of a candidate's own keys (system, examples, stop, max_tokens, price…).",
-        ),
-    ] = None,
+    system: _SystemOpt = None,
+    config: _ConfigOpt = None,
     cache: CacheOpt = None,
     concurrency: ConcurrencyOpt = 4,
     quiet: QuietOpt = False,
@@ -79,17 +95,9 @@ def tune(
     member on held-out prompts. Rerun the same command to resume."""
 
     async def main() -> None:
-        import tomllib
+        from moa.evaluation.tune import Settings
 
-        from moa.errors import ConfigError
-        from moa.evaluation.tune import Settings, atune_to
-
-        tables: dict[str, Any] = {}
-        if config is not None:
-            try:
-                tables = tomllib.loads(config.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"--config {config}: {exc}") from None
+        tables = _config(config)
         settings = Settings(
             data,
             tuple(models),
@@ -106,24 +114,50 @@ def tune(
             providers=tables.get("providers", {}),
             specs=tables.get("models", {}),
         )
-        tuned = await atune_to(
-            settings,
-            output,
-            report_path=report_path,
-            cache=Path(cache) if cache else None,
-            console=console_for(quiet),
-        )
-        report(tuned.found.sampling, "sampling pass")
-        for note in tuned.found.notes:
-            if note.startswith(("only ", "no candidate")):
-                warn(note)
-        for model, why in tuned.found.skipped.items():
-            warn(f"{model} gave no sample and was left out: {why}")
-        if as_json:
-            stdout().print_json(json.dumps(tuned.summary()))
-        else:
-            stdout().print(tuned.headline)
-        where = f" and {tuned.report}" if tuned.report else ""
-        stderr().print(f"wrote {tuned.recipe}{where}")
+        await _tune(settings, output, report_path, cache, quiet, as_json)
 
     run_guarded(main)
+
+
+def _config(path: Path | None) -> dict[str, Any]:
+    import tomllib
+
+    from moa.errors import ConfigError
+
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+
+
+async def _tune(
+    settings: Settings,
+    output: Path,
+    report_path: Path | None,
+    cache: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    from moa.evaluation.tune import atune_to
+
+    tuned = await atune_to(
+        settings,
+        output,
+        report_path=report_path,
+        cache=Path(cache) if cache else None,
+        console=console_for(quiet),
+    )
+    report(tuned.found.sampling, "sampling pass")
+    for note in tuned.found.notes:
+        if note.startswith(("only ", "no candidate")):
+            warn(note)
+    for model, why in tuned.found.skipped.items():
+        warn(f"{model} gave no sample and was left out: {why}")
+    if as_json:
+        stdout().print_json(json.dumps(tuned.summary()))
+    else:
+        stdout().print(tuned.headline)
+    where = f" and {tuned.report}" if tuned.report else ""
+    stderr().print(f"wrote {tuned.recipe}{where}")

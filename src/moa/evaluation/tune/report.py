@@ -143,16 +143,25 @@ def markdown(found: Found, v: Verdict, chart: str | None = None) -> str:
     )
     for model, why in found.skipped.items():
         out.append(f"\n- skipped {model}: it gave no sample ({why})")
-    out += ["", "## Held-out split", ""]
+    out += ["", "## Held-out split", "", *_heldout_table(found, v)]
+    out += ["", "Per prompt; call-seconds add up each call's latency.", ""]
+    out += _search(found, chart)
+    if found.notes:
+        out += ["", "### Notes", ""] + [f"- {n}" for n in found.notes]
+    return "\n".join(out) + "\n"
+
+
+def _heldout_table(found: Found, v: Verdict) -> list[str]:
     rows = []
     for r in heldout_rows(found, v):
         vs = "—" if r["vs_best"] is None else _points(*r["vs_best"])
         p = "—" if r["mcnemar_p"] is None else f"{r['mcnemar_p']:.3g}"
         score = found.heldout[r["system"]]
+        interval = f"{_pct(r['accuracy'])} [{_pct(r['interval'][0])}, {_pct(r['interval'][1])}]"
         rows.append(
             [
                 f"{r['system']}: {r['configuration']}",
-                f"{_pct(r['accuracy'])} [{_pct(r['interval'][0])}, {_pct(r['interval'][1])}]",
+                interval,
                 vs,
                 p,
                 f"{r['calls']:.2f}",
@@ -162,19 +171,13 @@ def markdown(found: Found, v: Verdict, chart: str | None = None) -> str:
                 _per_correct(score, score.mean("calls")),
             ]
         )
-    header = [
-        "system",
-        "accuracy [95%]",
-        "vs best member",
-        "McNemar p",
-        "calls",
-        "tokens",
-        "call-seconds",
-        "USD",
-        "calls per correct",
-    ]
-    out += _table(header, rows)
-    out += ["", "Per prompt; call-seconds add up each call's latency.", "", "## The search", ""]
+    header = ["system", "accuracy [95%]", "vs best member", "McNemar p", "calls", "tokens"]
+    header += ["call-seconds", "USD", "calls per correct"]
+    return _table(header, rows)
+
+
+def _search(found: Found, chart: str | None) -> list[str]:
+    out = ["## The search", ""]
     out.append(
         f"{len(found.scores)} picking configurations scored from the samples with no call; "
         f"running each one on the tuning split would have cost {one_by_one_calls(found):,} "
@@ -183,23 +186,16 @@ def markdown(found: Found, v: Verdict, chart: str | None = None) -> str:
     )
     frontier = pareto([*found.scores, *found.written])
     out += ["", "### Pareto frontier (tuning split)", ""]
-    out += _table(
-        ["configuration", "accuracy", "calls", "tokens"],
-        [
-            [
-                found.candidate(f).label,
-                _pct(f.accuracy),
-                f"{f.mean('calls'):.2f}",
-                f"{f.mean('tokens'):.0f}",
-            ]
-            for f in frontier
-        ],
-    )
+    rows = [_frontier_row(found, f) for f in frontier]
+    out += _table(["configuration", "accuracy", "calls", "tokens"], rows)
     if chart:
         out += ["", f"![accuracy against calls]({chart})"]
-    if found.notes:
-        out += ["", "### Notes", ""] + [f"- {n}" for n in found.notes]
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _frontier_row(found: Found, score: Score) -> list[str]:
+    calls, tokens = score.mean("calls"), score.mean("tokens")
+    return [found.candidate(score).label, _pct(score.accuracy), f"{calls:.2f}", f"{tokens:.0f}"]
 
 
 def recipe_text(found: Found, v: Verdict, name: str) -> str:
