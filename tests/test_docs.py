@@ -23,6 +23,7 @@ import typer.main
 from conftest import missing_extras
 from moa import Registry, recipes
 from moa.cli.app import app
+from moa.evaluation.tune.run import check_config
 from moa.providers.registry import BUILTIN_PROVIDERS
 from moa.recipes import reference
 
@@ -50,7 +51,9 @@ def ids(blocks: list[tuple[str, str]]) -> list[str]:
 
 
 TOML = blocks("toml")
-RECIPES = [(p, b) for p, b in TOML if "[project" not in b]
+# `moa tune --config`: candidates' own model tables and providers, not a recipe.
+TUNE_CONFIGS = [(p, b) for p, b in TOML if '[models."' in b]
+RECIPES = [(p, b) for p, b in TOML if "[project" not in b and (p, b) not in TUNE_CONFIGS]
 PYTHON = blocks("python")
 JSON = blocks("json")
 BASH = blocks("bash")
@@ -68,6 +71,12 @@ def test_every_recipe_block_parses_and_builds(page: str, block: str) -> None:
     recipe = recipes.parse(block, page)
     mixture = recipes.build(recipe, Registry(env=KEYS))
     assert mixture.aggregator.agent.model == recipe.aggregator.model
+
+
+@pytest.mark.parametrize(("page", "block"), TUNE_CONFIGS, ids=ids(TUNE_CONFIGS))
+def test_every_tune_config_block_is_one_moa_tune_takes(page: str, block: str) -> None:
+    tables = tomllib.loads(block)
+    check_config(tables.get("models", {}), tables.get("providers", {}))
 
 
 @pytest.mark.parametrize(("page", "block"), TOML, ids=ids(TOML))

@@ -341,3 +341,9 @@ def test_a_candidate_table_may_not_set_what_tune_chooses(world, tmp_path) -> Non
     with pytest.raises(InputError, match="which tune chooses itself"):
         run(world, tmp_path, ("strong",), specs={"fake:strong": {"temperature": 0.3}})
     assert world.requests == []
+
+
+def test_a_candidate_table_with_an_unknown_key_gets_one_line(world, tmp_path) -> None:
+    with pytest.raises(InputError, match=r"\[models.'fake:strong'\]: temprature: unknown key"):
+        run(world, tmp_path, ("strong",), specs={"fake:strong": {"temprature": 0.3}})
+    assert world.requests == []

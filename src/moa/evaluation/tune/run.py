@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from moa.engine.mixture import MoA
@@ -24,7 +26,7 @@ from moa.evaluation.tune import decide, samples, search
 from moa.evaluation.tune.found import Build, Calls, Found, Settings
 from moa.evaluation.tune.samples import DEV, HELDOUT, Prompt
 from moa.pricing import format_usd
-from moa.recipes.schema import Recipe
+from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe
 
 MIN_HELDOUT = 30  # fewer held-out prompts than this give a wide interval, and a warning
 
@@ -77,14 +79,35 @@ def _items(settings: Settings) -> list[Item]:
         raise InputError("a candidate is named twice: give each -m MODEL once")
     if settings.samples < 1:
         raise InputError("--samples must be at least 1")
-    for model, spec in settings.specs.items():
+    check_config(settings.specs, settings.providers)
+    return samples.split(samples.load(settings.data), settings.holdout, settings.seed)
+
+
+def check_config(specs: dict[str, dict[str, Any]], providers: dict[str, Any]) -> None:
+    """`--config`'s tables, refused with one line: a candidate's keys are a recipe's model
+    table less what tune chooses; providers are a recipe's `[providers.NAME]`."""
+    for model, spec in specs.items():
         fixed = sorted({"model", "temperature", "seed", "samples"} & set(spec))
         if fixed:
             raise InputError(
                 f"[models.{model!r}] sets {', '.join(fixed)}, which tune chooses itself "
                 f"(--temperature, seeds 1…--samples): leave them out"
             )
-    return samples.split(samples.load(settings.data), settings.holdout, settings.seed)
+        try:
+            ModelSpec.model_validate({"model": model, **spec})
+        except ValidationError as exc:
+            raise InputError(f"[models.{model!r}]: {_first(exc)}") from None
+    for name, table in providers.items():
+        try:
+            ProviderSpec.model_validate(table)
+        except ValidationError as exc:
+            raise InputError(f"[providers.{name}]: {_first(exc)}") from None
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {'unknown key' if error['type'] == 'extra_forbidden' else error['msg']}"
 
 
 def _claim(work: Path, settings: Settings) -> None:
