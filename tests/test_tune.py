@@ -347,3 +347,46 @@ def test_a_candidate_table_with_an_unknown_key_gets_one_line(world, tmp_path) ->
     with pytest.raises(InputError, match=r"\[models.'fake:strong'\]: temprature: unknown key"):
         run(world, tmp_path, ("strong",), specs={"fake:strong": {"temprature": 0.3}})
     assert world.requests == []
+
+
+def test_open_ended_prompts_are_graded_by_the_judge_against_their_reference(
+    upstream, tmp_path
+) -> None:
+    """The judge prefers an answer that says more than the reference, in either order; `good`
+    does, `terse` only wins where it is shown first."""
+
+    def verdict(body: dict[str, Any]) -> str:
+        text = body["messages"][-1]["content"]
+        first = text[text.index('"model_identifier": "m"') : text.index('"model_identifier": "M"')]
+        if "in detail" in first:
+            return "m"
+        # Without a detailed answer it picks whichever is shown first: a position bias, which
+        # must not make `terse` right (it is only right when preferred in both orders).
+        return "M" if "in detail" in text else "m"
+
+    upstream.script("good", Reply("Here it is in detail."))
+    upstream.script("terse", Reply("Rain."))
+    upstream.script("judge", Reply(text=verdict))
+    data = tmp_path / "open.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": i, "prompt": f"Describe weather {i}.", "reference": "Weather."})
+            + "\n"
+            for i in range(40)
+        )
+    )
+    tuned = run(upstream, tmp_path, ("good", "terse"), data=data, judge="fake:judge")
+    best = tuned.found.baselines["best member"]
+    assert best.config.members[0].model == "fake:good"
+    assert tuned.found.heldout["best member"].accuracy == 1.0
+    alone = {s.config.label: s.accuracy for s in tuned.found.scores if s.config.calls == 1}
+    assert alone == {"fake:good alone (T=0)": 1.0, "fake:terse alone (T=0)": 0.0}
+    judged = requests_by_model(upstream)["judge"]
+    assert judged == 2 * 40 * 2 * 6  # both orders, for every draw of both candidates
+
+
+def test_open_ended_prompts_without_a_judge_get_one_line(world, tmp_path) -> None:
+    data = tmp_path / "open.jsonl"
+    data.write_text('{"prompt": "Describe rain.", "reference": "Rain falls."}\n' * 3)
+    with pytest.raises(InputError, match="a `reference` answer and --judge MODEL"):
+        run(world, tmp_path, ("strong",), data=data)

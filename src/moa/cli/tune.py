@@ -60,6 +60,12 @@ _BudgetOpt = Annotated[
 _SystemOpt = Annotated[
     str | None, typer.Option(help="System prompt of every candidate (e.g. step by step).")
 ]
+_JudgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--judge", help="Judge MODEL for open-ended rows: each answer against its `reference`."
+    ),
+]
 _ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -86,6 +92,7 @@ def tune(
     max_tokens: MaxTokensOpt = None,
     system: _SystemOpt = None,
     config: _ConfigOpt = None,
+    judge: _JudgeOpt = None,
     cache: CacheOpt = None,
     concurrency: ConcurrencyOpt = 4,
     quiet: QuietOpt = False,
@@ -111,6 +118,7 @@ def tune(
             max_calls=max_calls,
             budget=budget,
             concurrency=concurrency,
+            judge=judge,
             providers=tables.get("providers", {}),
             specs=tables.get("models", {}),
         )

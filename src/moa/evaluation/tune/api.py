@@ -17,8 +17,10 @@ from typing import Any
 from rich.console import Console
 
 from moa import recipes
+from moa.evaluation.judge import Judge
 from moa.evaluation.tune import report
 from moa.evaluation.tune.found import Found, Settings
+from moa.evaluation.tune.grade import JUDGE_MAX_TOKENS, ByJudge, Grader, by_answers
 from moa.evaluation.tune.run import tune
 from moa.policies.cache import ResponseCache, default_path
 from moa.providers.registry import Registry
@@ -83,8 +85,11 @@ async def atune_to(
     def build(recipe: Recipe) -> Any:
         return recipes.build(recipe, registry, cache=store)
 
+    grade: Grader = by_answers
+    if settings.judge is not None:
+        grade = ByJudge(Judge(settings.judge, registry, max_tokens=JUDGE_MAX_TOKENS, cache=store))
     try:
-        found = await tune(settings, work_folder(output), build, console)
+        found = await tune(settings, work_folder(output), build, console, grade)
     finally:
         await registry.aclose()
         await store.aclose()

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from moa.engine.mixture import MoA
 from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
-from moa.evaluation.quick import is_correct
+from moa.evaluation.tune.grade import Grader
 from moa.evaluation.tune.search import Outcome, Table
 from moa.types import Usage
 
@@ -32,21 +32,22 @@ class Ran:
     stats: BatchStats
 
 
-def job(mixture: MoA) -> Job:
+def job(mixture: MoA, grade: Grader) -> Job:
     async def run(item: Item) -> tuple[dict[str, Any], Usage]:
         result = await mixture.arun(list(item.messages))
+        correct, judged = await grade(item, result.text)
         # A cache hit made no attempt: every other call reached the upstream, a writer's or a
         # sample the pass never drew.
         new = [c for c in result.calls if c.attempts > 0]
         record = {
             "text": result.text,
-            "correct": is_correct(result.text, item.data["answers"], item.data["scoring"]),
+            "correct": correct,
             "new_calls": sum(c.attempts for c in new),  # a retry is a request too
             "new_tokens": sum(c.usage.total_tokens for c in new),
             "new_seconds": round(sum(c.latency_s for c in new), 4),
             "new_usd": _usd([c.usage.cost_usd for c in new]),
         }
-        return record, result.usage
+        return record, result.usage + judged
 
     return run
 
@@ -61,6 +62,7 @@ async def run_recipe(
     tables: dict[Any, Table],
     carrier: Any,
     out: Path,
+    grade: Grader,
     *,
     concurrency: int,
     console: Console | None,
@@ -69,7 +71,7 @@ async def run_recipe(
     """`mixture` over `items` into `out` (resumable); each outcome is the panel's drawn cost
     (`carrier`'s, a Config laid out as the recipe's layer) plus the new calls."""
     stats = await run_items(
-        items, job(mixture), out, concurrency=concurrency, console=console, label=label
+        items, job(mixture, grade), out, concurrency=concurrency, console=console, label=label
     )
     outcomes, calls = {}, 0
     for row in records(out):

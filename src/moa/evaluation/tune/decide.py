@@ -21,6 +21,7 @@ from rich.console import Console
 from moa.evaluation.batch import Item
 from moa.evaluation.tune import check
 from moa.evaluation.tune.found import Build, Calls, Found
+from moa.evaluation.tune.grade import Grader
 from moa.evaluation.tune.recipe import WRITERS, Candidate, Writer, recipe
 from moa.evaluation.tune.samples import Prompt, Sampler
 from moa.evaluation.tune.search import ALONE, MEDOID, VOTE, Config, Member, Score, Table
@@ -78,6 +79,7 @@ class Steps:
     calls: Calls
     work: Path
     console: Console | None
+    grade: Grader
 
     def _items(self, prompts: Sequence[Prompt]) -> list[Item]:
         return [self.items[p.id] for p in prompts]
@@ -95,6 +97,7 @@ class Steps:
             {p.id: Table(p) for p in prompts},
             carrier,
             self.work / folder / f"{_slug(candidate.label)}.jsonl",
+            self.grade,
             concurrency=self.found.settings.concurrency,
             console=self.console,
             label=candidate.label[:40],

@@ -30,6 +30,7 @@ class Settings:
     budget: float | None = None
     concurrency: int = 4
     leaders: int = 2  # how many leading panels the writers are tried on
+    judge: str | None = None  # grades open-ended prompts against their `reference`
     # `[providers.NAME]` tables (as a recipe has them) every recipe tune builds and writes holds.
     providers: dict[str, Any] = field(default_factory=dict)
     # A candidate's own model-table keys, as a recipe writes them: system, examples, stop,

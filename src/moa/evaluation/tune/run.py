@@ -24,6 +24,7 @@ from moa.evaluation.batch import Item, records, run_items, worst_case_budget
 from moa.evaluation.jsonl import AppendLog
 from moa.evaluation.tune import decide, samples, search
 from moa.evaluation.tune.found import Build, Calls, Found, Settings
+from moa.evaluation.tune.grade import Grader, by_answers
 from moa.evaluation.tune.samples import DEV, HELDOUT, Prompt
 from moa.pricing import format_usd
 from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe
@@ -31,7 +32,14 @@ from moa.recipes.schema import ModelSpec, ProviderSpec, Recipe
 MIN_HELDOUT = 30  # fewer held-out prompts than this give a wide interval, and a warning
 
 
-async def tune(settings: Settings, work: Path, build: Build, console: Console | None) -> Found:
+async def tune(
+    settings: Settings,
+    work: Path,
+    build: Build,
+    console: Console | None,
+    grade: Grader = by_answers,
+) -> Found:
+    """The whole tuning; `grade` is `grade.ByJudge` when `settings.judge` is set."""
     items = _items(settings)
     _claim(work, settings)
     sampler = settings.sampler()
@@ -40,7 +48,7 @@ async def tune(settings: Settings, work: Path, build: Build, console: Console | 
     await _refuse_over_budget(mixture, items, out, settings.budget)
     stats = await run_items(
         items,
-        samples.job(mixture, sampler),
+        samples.job(mixture, sampler, grade),
         out,
         concurrency=settings.concurrency,
         console=console,
@@ -65,7 +73,7 @@ async def tune(settings: Settings, work: Path, build: Build, console: Console | 
         )
     budget = Calls(settings.max_calls)
     by_id = {it.id: it for it in items}
-    steps = decide.Steps(found, sampler, build, by_id, budget, work, console)
+    steps = decide.Steps(found, sampler, build, by_id, budget, work, console, grade)
     await steps.writers()
     await steps.judge()
     found.calls_after_sampling = budget.used
@@ -80,7 +88,8 @@ def _items(settings: Settings) -> list[Item]:
     if settings.samples < 1:
         raise InputError("--samples must be at least 1")
     check_config(settings.specs, settings.providers)
-    return samples.split(samples.load(settings.data), settings.holdout, settings.seed)
+    loaded = samples.load(settings.data, judged=settings.judge is not None)
+    return samples.split(loaded, settings.holdout, settings.seed)
 
 
 def check_config(specs: dict[str, dict[str, Any]], providers: dict[str, Any]) -> None:

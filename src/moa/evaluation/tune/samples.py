@@ -9,6 +9,7 @@ them: new calls are spent only where new text is written.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from moa.engine.mixture import MoA
 from moa.errors import InputError
 from moa.evaluation.batch import Item, Job
 from moa.evaluation.jsonl import read_jsonl
-from moa.evaluation.quick import is_correct, normalize
+from moa.evaluation.quick import normalize
+from moa.evaluation.tune.grade import Grader
 from moa.types import Message, Usage
 
 DEV, HELDOUT = "dev", "heldout"
@@ -88,29 +90,18 @@ class Prompt:
     draws: dict[str, list[Draw]]  # per model: the greedy answer, then the samples
 
 
-def load(path: Path) -> list[Item]:
+def load(path: Path, judged: bool = False) -> list[Item]:
     """`moa eval quick`'s rows: `question` or `prompt`, `answers` (a string or a list), and an
-    optional `"scoring": "final"`."""
+    optional `"scoring": "final"`; with a judge (`judged`), rows may give a `reference`
+    answer instead of `answers`."""
     items = []
     for number, row in read_jsonl(path):
         question = row.get("question", row.get("prompt"))
-        answers = row.get("answers")
-        if isinstance(answers, str):
-            answers = [answers]
         if not isinstance(question, str) or not question.strip():
             raise InputError(f"{path}:{number}: needs a `question` (or `prompt`)")
-        if not isinstance(answers, list) or not answers:
-            raise InputError(
-                f"{path}:{number}: has no gold `answers` — tune needs them to score the "
-                f"configurations (add `answers` to every row)"
-            )
-        if not all(isinstance(a, str) and normalize(a) for a in answers):
-            raise InputError(f"{path}:{number}: every accepted answer must be non-empty text")
-        scoring = row.get("scoring", "words")
-        if scoring not in ("words", "final"):
-            raise InputError(f'{path}:{number}: `scoring` is "words" or "final", not {scoring!r}')
-        data = {"question": question, "answers": answers, "scoring": scoring}
-        items.append(Item(row.get("id", number), (Message(role="user", content=question),), data))
+        data = _gold(path, number, row, judged)
+        message = Message(role="user", content=question)
+        items.append(Item(row.get("id", number), (message,), {"question": question, **data}))
     if not items:
         raise InputError(f"{path} holds no prompts")
     ids = [item.id for item in items]
@@ -119,6 +110,26 @@ def load(path: Path) -> list[Item]:
             f"{path}: two rows share an id; tune resumes by id, so each must be unique"
         )
     return items
+
+
+def _gold(path: Path, number: int, row: dict[str, Any], judged: bool) -> dict[str, Any]:
+    """What a row is graded by: its accepted `answers`, or its `reference` for the judge."""
+    answers = row.get("answers")
+    if isinstance(answers, str):
+        answers = [answers]
+    if answers is None and judged and isinstance(row.get("reference"), str):
+        return {"reference": row["reference"]}
+    if not isinstance(answers, list) or not answers:
+        raise InputError(
+            f"{path}:{number}: has no gold `answers` — tune needs them to score the "
+            f"configurations: add `answers`, or a `reference` answer and --judge MODEL"
+        )
+    if not all(isinstance(a, str) and normalize(a) for a in answers):
+        raise InputError(f"{path}:{number}: every accepted answer must be non-empty text")
+    scoring = row.get("scoring", "words")
+    if scoring not in ("words", "final"):
+        raise InputError(f'{path}:{number}: `scoring` is "words" or "final", not {scoring!r}')
+    return {"answers": answers, "scoring": scoring}
 
 
 def split(items: Sequence[Item], holdout: float, seed: int = 0) -> list[Item]:
@@ -138,28 +149,34 @@ def split(items: Sequence[Item], holdout: float, seed: int = 0) -> list[Item]:
     ]
 
 
-def job(mixture: MoA, sampler: Sampler) -> Job:
+def job(mixture: MoA, sampler: Sampler, grade: Grader) -> Job:
     """One prompt's sampling pass: every candidate's greedy answer and samples, each graded."""
     per_model = sampler.samples + 1
 
     async def run(item: Item) -> tuple[dict[str, Any], Usage]:
         result = await mixture.arun(list(item.messages))
-        answers, scoring = item.data["answers"], item.data["scoring"]
+        calls = sorted(result.proposals(layer=1), key=lambda c: c.index)
+        graded = await asyncio.gather(*(grade(item, p.output) for p in calls if p.ok))
+        verdicts = iter(graded)
+        usage = result.usage
         draws: dict[str, list[dict[str, Any]]] = {m: [] for m in sampler.models}
-        for p in sorted(result.proposals(layer=1), key=lambda c: c.index):
-            model = sampler.models[p.index // per_model]
-            draws[model].append(
+        for p in calls:
+            correct = False
+            if p.ok:
+                correct, judged = next(verdicts)
+                usage = usage + judged
+            draws[sampler.models[p.index // per_model]].append(
                 {
                     "text": p.output if p.ok else "",
                     "ok": p.ok,
-                    "correct": p.ok and is_correct(p.output, answers, scoring),
+                    "correct": correct,
                     "tokens": p.usage.total_tokens,
                     "seconds": round(p.latency_s, 4),
                     "usd": p.usage.cost_usd,
                     "error": p.error,
                 }
             )
-        return {**item.data, "draws": draws}, result.usage
+        return {**item.data, "draws": draws}, usage
 
     return run
 
