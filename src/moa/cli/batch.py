@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from moa.evaluation.batch import Item
+    from moa.batch.items import Item
     from moa.recipes.schema import Recipe
     from moa.types import Sampling
 
@@ -115,10 +115,10 @@ def batch(
 
     async def main() -> None:
         from moa import recipes
+        from moa.batch.items import load_input
+        from moa.batch.queued import QueuedRun
+        from moa.batch.shard import pick
         from moa.cli.options import apply_overrides
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.queued import QueuedRun
-        from moa.evaluation.shard import pick
         from moa.types import Sampling
 
         items, out = pick(load_input(input_path), output, shard)
@@ -148,8 +148,8 @@ async def _here(
     shared: tuple[bool, str | None, str | None, bool],
 ) -> None:
     """The prompts answered by this process alone (no queue, no Batch API)."""
+    from moa.batch.items import answer_job, run_items, worst_case_budget
     from moa.cli.session import open_session
-    from moa.evaluation.batch import answer_job, run_items, worst_case_budget
 
     concurrency, quiet, budget = how
     async with open_session(*shared) as session:
@@ -182,8 +182,8 @@ def batch_merge(
     """Join the outputs of `moa batch --shard K/N` into one file (rerun-safe)."""
 
     async def main() -> None:
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.shard import find_shards, merge
+        from moa.batch.items import load_input
+        from moa.batch.shard import find_shards, merge
 
         items = load_input(input_path) if input_path is not None else []
         merged = merge(output, shards or find_shards(output), items)
@@ -213,10 +213,10 @@ def _batch_api(
 ) -> None:
     async def main() -> None:
         from moa import recipes
+        from moa.batch.batch_api.run import cost_lines, run_batch_api
+        from moa.batch.items import load_input
+        from moa.batch.shard import pick
         from moa.cli.options import apply_overrides
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.batch_api.run import cost_lines, run_batch_api
-        from moa.evaluation.shard import pick
         from moa.types import Sampling
 
         items, out = pick(load_input(input_path), output, shard)
@@ -253,7 +253,7 @@ def batch_cancel(
     """Cancel the Batch API jobs of a `moa batch --batch-api` run that are still running."""
 
     async def main() -> None:
-        from moa.evaluation.batch_api import cancel_jobs
+        from moa.batch.batch_api import cancel_jobs
 
         cancelled = await cancel_jobs(output)
         for job_id, status in cancelled:

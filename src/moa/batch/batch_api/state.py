@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from moa.batch.jsonl import AppendLog, write_json_atomic
 from moa.errors import ConfigError
-from moa.evaluation.jsonl import AppendLog, write_json_atomic
 from moa.providers.openai.batches import JobView, Row
 
 VERSION = 1

@@ -13,6 +13,6 @@ What was submitted and answered is written beside the output as it changes (`sta
 rerun with the same arguments resumes polling the same jobs and submits nothing twice.
 """
 
-from moa.evaluation.batch_api.run import cancel_jobs, run_batch_api
+from moa.batch.batch_api.run import cancel_jobs, run_batch_api
 
 __all__ = ["cancel_jobs", "run_batch_api"]

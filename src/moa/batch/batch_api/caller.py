@@ -13,10 +13,10 @@ from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
+from moa.batch.batch_api.collector import CURRENT, Collector, Waiter
 from moa.call.caller import Caller
 from moa.call.request import Call
 from moa.errors import ProviderError
-from moa.evaluation.batch_api.collector import CURRENT, Collector, Waiter
 from moa.pricing import PriceBook
 from moa.providers.base import BatchAPI
 from moa.providers.openai.batches import BatchClient

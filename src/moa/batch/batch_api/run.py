@@ -14,14 +14,14 @@ from typing import Any
 
 from rich.console import Console
 
+from moa.batch.batch_api.caller import BatchCaller
+from moa.batch.batch_api.collector import CURRENT, Collector
+from moa.batch.batch_api.jobs import Rounds
+from moa.batch.batch_api.state import Results, RunState, results_path, state_path
+from moa.batch.items import BatchStats, Item
+from moa.batch.jsonl import AppendLog
 from moa.engine.mixture import MoA
 from moa.errors import BatchAPIError, ConfigError, MissingAPIKeyError, RunError
-from moa.evaluation.batch import BatchStats, Item
-from moa.evaluation.batch_api.caller import BatchCaller
-from moa.evaluation.batch_api.collector import CURRENT, Collector
-from moa.evaluation.batch_api.jobs import Rounds
-from moa.evaluation.batch_api.state import Results, RunState, results_path, state_path
-from moa.evaluation.jsonl import AppendLog
 from moa.pricing import format_usd
 from moa.providers.base import BatchAPI
 from moa.providers.openai.batches import TERMINAL, BatchClient

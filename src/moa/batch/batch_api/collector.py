@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from moa.evaluation.batch_api.state import Results, custom_id
+from moa.batch.batch_api.state import Results, custom_id
 from moa.providers.openai.batches import Row
 from moa.trace import CallRecord
 from moa.types import ChatRequest

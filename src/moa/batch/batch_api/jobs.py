@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moa.batch.batch_api.collector import Collector, Waiter
+from moa.batch.batch_api.state import Results, RunState
 from moa.errors import BatchAPIError, BatchJobError, BudgetExceededError, UnpricedModelError
-from moa.evaluation.batch_api.collector import Collector, Waiter
-from moa.evaluation.batch_api.state import Results, RunState
 from moa.providers.base import BatchAPI
 from moa.providers.openai.batches import BatchClient, JobView, Row
 
