@@ -6,16 +6,12 @@ import asyncio
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.policies.ratelimit import Limits, RateLimit
 from moa.policies.retry import RetryPolicy
-from moa.providers.base import BatchAPI, Capabilities, Provider
-
-if TYPE_CHECKING:
-    from moa.providers.openai.batches import BatchClient
+from moa.providers.base import BatchAPI, BatchClient, Capabilities, Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +282,7 @@ class Registry:
 
     def batch_client(self, name: str) -> BatchClient:
         """Provider `name`'s Batch API (an OpenAI-compatible endpoint's, same key)."""
-        from moa.providers.openai.batches import BatchClient
+        from moa.providers.openai.batches import OpenAIBatchClient
         from moa.providers.openai.provider import OpenAICompatibleProvider
 
         provider = self.provider(name)
@@ -295,7 +291,7 @@ class Registry:
                 f"provider {name!r} is not an OpenAI-compatible API, so moa cannot send it "
                 f"Batch API jobs: run without --batch-api"
             )
-        return BatchClient(provider, self.retry_policy(name))
+        return OpenAIBatchClient(provider, self.retry_policy(name))
 
     async def aclose(self) -> None:
         instances, self._instances = self._instances, {}

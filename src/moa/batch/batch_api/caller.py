@@ -18,8 +18,7 @@ from moa.call.caller import Caller
 from moa.call.request import Call
 from moa.errors import ProviderError
 from moa.pricing import PriceBook
-from moa.providers.base import BatchAPI
-from moa.providers.openai.batches import BatchClient
+from moa.providers.base import BatchAPI, BatchClient
 from moa.tokens import messages_tokens
 from moa.tooluse import as_deltas
 from moa.trace import CallRecord
@@ -110,7 +109,8 @@ class BatchCaller(Caller):
         window: int,
     ) -> Waiter:
         assert self.collector is not None
-        line_body = BatchClient.line("", request)
+        client = self.client(provider)
+        line_body = client.line("", request)
         cid = self.collector.custom_id(item, provider, line_body.decode())
         prompt = messages_tokens(request.messages)
         ceiling = request.sampling.max_tokens or max(window - prompt, 1)
@@ -124,7 +124,7 @@ class BatchCaller(Caller):
             provider,
             call.agent.model,
             request,
-            BatchClient.line(cid, request),
+            client.line(cid, request),
             layer,
             None if full is None else full * (1 - api.discount),
             future=asyncio.get_running_loop().create_future(),
