@@ -14,9 +14,9 @@ from typing import Any
 
 from rich.console import Console
 
-from moa.batch.batch_api.caller import BatchCaller
 from moa.batch.batch_api.collector import CURRENT, Collector
 from moa.batch.batch_api.jobs import Rounds
+from moa.batch.batch_api.parked import Parking
 from moa.batch.batch_api.state import Results, RunState, results_path, state_path
 from moa.batch.items import BatchStats, Item
 from moa.batch.jsonl import AppendLog
@@ -57,14 +57,13 @@ async def run_batch_api(
         todo = [item for item in items if item.id not in log]
         stats.skipped = len(items) - len(todo)
         collector = Collector(results)
-        caller = BatchCaller.over(mixture.caller, collector, mixture.prices)
-        caller.apis = apis
-        mixture.use_caller(caller)
+        parking = Parking(collector, mixture.registry, mixture.prices, apis)
+        mixture.caller.link(parking)
         for agent in mixture.agents:  # resolved now, so a layer's calls park in one turn
-            await caller.route(agent)
+            await mixture.caller.route(agent)
         show = _Shown(console)
         rounds = Rounds(
-            state, results, collector, apis, caller.client, poll_s, realtime_fallback, budget_usd
+            state, results, collector, apis, parking.client, poll_s, realtime_fallback, budget_usd
         )
         rounds.progress = show
 
