@@ -211,9 +211,14 @@ async def _decide(run: Run) -> AsyncGenerator[Event, None]:
             run.caller, run.layers, run.messages, run.overrides
         )
         asked = await auto_worst_case(
-            run.caller, run.aggregator, run.messages, references, run.final, run.answering,
+            run.caller,
+            run.aggregator,
+            run.messages,
+            references,
+            run.final,
+            run.answering,
             run.prices,
-        )  # fmt: skip
+        )
         what = "invocation auto: the aggregator's question, every layer and its answer"
         run.budget.check(what, [asked[0], *every, asked[1]], run.result)
     try:
