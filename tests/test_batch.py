@@ -13,8 +13,8 @@ from pathlib import Path
 from click.testing import Result
 from typer.testing import CliRunner
 
+from moa.batch.jsonl import AppendLog
 from moa.cli.app import app
-from moa.evaluation.jsonl import AppendLog
 from moa.testing import FakeUpstream, Reply
 
 RECIPE = '[[layers]]\nmodels = ["fake:p1", "fake:p2"]\n[aggregator]\nmodel = "fake:agg"\n'

@@ -14,8 +14,8 @@ from pathlib import Path
 from click.testing import Result
 from typer.testing import CliRunner
 
+from moa.batch.batch_api.state import state_path
 from moa.cli.app import app
-from moa.evaluation.batch_api.state import state_path
 from moa.testing import FakeUpstream, Reply
 
 TWO_LAYERS = """

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from moa.batch.items import Item
+from moa.batch.shard import find_shards, parse_shard, pick, select, shard_of, shard_path
 from moa.cli.app import app, main
 from moa.errors import ConfigError
-from moa.evaluation.batch import Item
-from moa.evaluation.shard import find_shards, parse_shard, pick, select, shard_of, shard_path
 
 RECIPE = '[[layers]]\nmodels = ["fake:p"]\n[aggregator]\nmodel = "fake:agg"\n'
 
@@ -30,7 +30,9 @@ def test_every_item_is_in_exactly_one_shard_whatever_the_order() -> None:
 
 def test_every_host_puts_an_id_in_the_same_shard() -> None:
     """Not Python's salted hash(): other processes (other seeds) agree."""
-    code = "from moa.evaluation.shard import shard_of; print([shard_of(f'id-{i}', 4) for i in range(40)])"
+    code = (
+        "from moa.batch.shard import shard_of; print([shard_of(f'id-{i}', 4) for i in range(40)])"
+    )
     here = str([shard_of(f"id-{i}", 4) for i in range(40)])
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

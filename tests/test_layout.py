@@ -1,5 +1,6 @@
 """The layout stays readable: no class over ~150 lines and no function over ~60 in src/moa
-(docstrings count; the measure is the span of the definition's lines); no import loop, counting
+(docstrings count; the measure is the span of the definition's lines), and no formatter
+marker squeezing statements under that limit; no import loop, counting
 every import — at the top, inside a function, behind `if TYPE_CHECKING:`; about a dozen modules
 at the package root; and every package says what it holds. The floors themselves (which may
 import which) are import-linter's contract in pyproject.toml, run by .ci/run."""
@@ -51,6 +52,32 @@ def test_the_check_names_each_class_and_function_too_long(tmp_path: Path) -> Non
         "sample.py:61 function long (61 lines > 60)",
         "sample.py:122 class Big (151 lines > 150)",
     ]
+
+
+# The formatter's opt-outs: lines squeezed by hand to keep a function under its limit.
+MARKERS = ("fmt: skip", "fmt: off")
+
+
+def squeezed(path: Path, root: Path) -> list[str]:
+    """Each line of `path` that opts out of the formatter, as `path:line`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    where = path.relative_to(root).as_posix()
+    return [f"{where}:{n}" for n, line in enumerate(lines, 1) if any(m in line for m in MARKERS)]
+
+
+def test_no_formatter_opt_out_in_src_moa() -> None:
+    found = [entry for path in sorted(SOURCE.rglob("*.py")) for entry in squeezed(path, SOURCE)]
+    assert not found, "let the formatter format these, and split the function instead:\n" + (
+        "\n".join(found)
+    )
+
+
+def test_the_check_names_each_line_that_opts_out_of_the_formatter(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "x = [1,\n     2]  # fmt: skip\ny = 3\n# fmt: off\nz = 4\n# fmt: on\n", encoding="utf-8"
+    )
+    assert squeezed(sample, tmp_path) == ["sample.py:2", "sample.py:4"]
 
 
 # -- import loops -------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from conftest import wait_until
 from moa import recipes
+from moa.batch.items import BatchStats, Item, load_input
+from moa.batch.jsonl import AppendLog
+from moa.batch.queue.work import WorkQueue
+from moa.batch.queued import QueuedRun, collect, enqueue
+from moa.batch.worker import Worker
 from moa.cli.app import app
-from moa.evaluation.batch import BatchStats, Item, load_input
-from moa.evaluation.jsonl import AppendLog
-from moa.evaluation.queued import QueuedRun, collect, enqueue
-from moa.evaluation.worker import Worker
-from moa.shared.queue import WorkQueue
 from moa.testing import FakeUpstream, Reply
 from moa.types import Sampling, Usage
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from moa.errors import ConfigError
+from moa.policies.redis.limiter import RedisLimiter
 from moa.server.main import _metrics_dir, app_from_env, registry_factory
-from moa.shared.limiter import RedisLimiter
 from moa.testing.redis_server import RedisServer
 
 WORKER = """

@@ -9,7 +9,7 @@ import pytest
 
 from moa.errors import ConfigError
 from moa.policies.cache import ResponseCache
-from moa.shared.cache import RedisCache, split_ttl
+from moa.policies.redis.cache import RedisCache, split_ttl
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk, Usage
 
 SEEDED = ChatRequest("m", ({"role": "user", "content": "hi"},), Sampling(temperature=0.7, seed=1))

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from moa.evaluation.shard import shard_of
+from moa.batch.shard import shard_of
 from moa.policies.ratelimit import Limiter, Limits, RateLimit
-from moa.shared import limiter_factory, share_limits
-from moa.shared.limiter import Leases, RedisLimiter, keys
-from moa.shared.link import Link
+from moa.policies.redis import limiter_factory, share_limits
+from moa.policies.redis.limiter import Leases, RedisLimiter, keys
+from moa.policies.redis.link import Link
 from moa.testing import FakeUpstream, Reply
 
 LIMIT = 40  # requests ...
@@ -171,8 +171,8 @@ async def test_a_429_seen_by_one_worker_pauses_and_slows_them_all(redis_server) 
 HOLDER = """
 import asyncio, sys
 from moa.policies.ratelimit import Limits, RateLimit
-from moa.shared import share_limits
-from moa.shared.limiter import Leases
+from moa.policies.redis import share_limits
+from moa.policies.redis.limiter import Leases
 
 async def main():
     limits = Limits({"fake": RateLimit(max_concurrency=2)})

@@ -122,7 +122,7 @@ def _cpu_per_call(calls: int) -> dict[str, float]:
     """CPU of one call's limiter steps (a provider with a concurrency cap and no rate: a
     slot, pacing, on_success), on Redis vs per process."""
     from moa.policies.ratelimit import Limits, RateLimit
-    from moa.shared import share_limits
+    from moa.policies.redis import share_limits
 
     limit = {"fake": RateLimit(max_concurrency=16)}
     local = Limits(limit).get("fake")

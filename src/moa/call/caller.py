@@ -10,12 +10,14 @@ failure only when nothing explains it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 
 from moa.call.agent import Agent
-from moa.call.chain import aclose, chain
+from moa.call.chain import Link, aclose, chain
 from moa.call.request import Built, Call, build_request
 from moa.errors import ContextLengthError, ProviderError
 from moa.policies.cache import Cache
@@ -24,6 +26,28 @@ from moa.providers.base import ModelProfile, Provider
 from moa.providers.registry import Registry
 from moa.trace import CallRecord
 from moa.types import ChatRequest, Completion, Sampling, StreamChunk
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The call a chain is taking, for a link that needs more of it than the request: a
+    parked Batch-API call is priced by its agent's model and grouped by its record's layer."""
+
+    call: Call
+    record: CallRecord | None
+
+
+# Set while the chain takes a call, up to its answer or its stream's first chunk.
+IN_FLIGHT: ContextVar[InFlight | None] = ContextVar("moa_call_in_flight", default=None)
+
+
+@contextmanager
+def in_flight(call: Call, record: CallRecord | None) -> Iterator[None]:
+    token = IN_FLIGHT.set(InFlight(call, record))
+    try:
+        yield
+    finally:
+        IN_FLIGHT.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +69,7 @@ class Caller:
     timeout_s: float
     defaults: Sampling
     cache: Cache | None = None  # reproducible calls only; see moa.policies.cache
+    links: tuple[Link, ...] = ()  # around each chain, outermost last (see `link`)
     # Asked once per model (a local model loads to answer), not on every call; kept when a
     # closed registry makes a new client, as what a model is does not change with it.
     _profiles: dict[tuple[str, str], ModelProfile] = field(default_factory=dict)
@@ -52,6 +77,13 @@ class Caller:
     # closed (or runs on a new event loop) makes new clients, which get new routes.
     _routes: dict[str, Route] = field(default_factory=dict)
     _pending: dict[str, asyncio.Future[Route]] = field(default_factory=dict)
+
+    def link(self, link: Link) -> None:
+        """Every later call goes through `link` too, around the rest of its chain
+        (`moa batch --batch-api` parks the calls of Batch-API providers so)."""
+        self.links = (*self.links, link)
+        self._routes.clear()
+        self._pending.clear()
 
     def check(self, agent: Agent) -> None:
         """Resolve the agent's provider now, so a missing key or extra fails before any call."""
@@ -84,7 +116,13 @@ class Caller:
             provider,
             model,
             self._profiles[key],
-            chain(provider, limits=self.registry.limits, retry=retry, cache=self.cache),
+            chain(
+                provider,
+                limits=self.registry.limits,
+                retry=retry,
+                cache=self.cache,
+                links=self.links,
+            ),
             config.timeout_s if config is not None else None,
         )
         self._routes[ref] = route
@@ -115,13 +153,13 @@ class Caller:
         provider, built = await self.build(call)
         chunks = aiter(provider.stream(built.request))
         try:
-            first = await anext(chunks)
+            first = await _first(chunks, call, record)
         except ContextLengthError:
             # The model refused our estimate of what fits: halve the references' room, once.
             await aclose(chunks)
             provider, built = await self.build(call, squeeze=0.5)
             chunks = aiter(provider.stream(built.request))
-            first = await anext(chunks)
+            first = await _first(chunks, call, record)
         except StopAsyncIteration:
             raise ProviderError.empty(provider.name, built.request.model, "stream") from None
         except BaseException:
@@ -147,11 +185,12 @@ class Caller:
     async def complete(self, call: Call, record: CallRecord | None = None) -> Completion:
         """The whole answer at once (proposers nobody watches, judges, other one-shot calls)."""
         provider, built = await self.build(call)
-        try:
-            completion = await provider.complete(built.request)
-        except ContextLengthError:
-            provider, built = await self.build(call, squeeze=0.5)
-            completion = await provider.complete(built.request)
+        with in_flight(call, record):
+            try:
+                completion = await provider.complete(built.request)
+            except ContextLengthError:
+                provider, built = await self.build(call, squeeze=0.5)
+                completion = await provider.complete(built.request)
         if record is not None:
             record.references_cut = built.cuts
             record.notes.extend(built.notes)
@@ -160,6 +199,14 @@ class Caller:
         ):
             raise ProviderError.empty(provider.name, built.request.model)
         return completion
+
+
+async def _first(
+    chunks: AsyncIterator[StreamChunk], call: Call, record: CallRecord | None
+) -> StreamChunk:
+    # Only the first step is the chain's taking of the call; the flag is down before a yield.
+    with in_flight(call, record):
+        return await anext(chunks)
 
 
 def _explains_empty(request: ChatRequest, finish_reason: str | None) -> bool:

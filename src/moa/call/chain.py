@@ -3,13 +3,14 @@
     Cached(Retrying(RateLimited(TimeoutBound(provider))))
 
 composed in one place, `chain()`. Each does one thing and passes the rest through, so a new
-concern (a budget, a shared limiter) is one more wrapper, not a branch inside a god object.
+concern (a budget, a shared limiter, `moa batch --batch-api` parking calls for a job) is one
+more wrapper, not a branch inside a god object.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 from moa.errors import ProviderError, UpstreamTimeoutError
@@ -177,14 +178,27 @@ class Cached(Wrapper):
             await aclose(chunks)
 
 
+# One more wrapper, put around the whole chain: it sees a call before the cache does.
+Link = Callable[[Provider], Provider]
+
+
 def chain(
-    provider: Provider, *, limits: Limits, retry: RetryPolicy, cache: Cache | None
+    provider: Provider,
+    *,
+    limits: Limits,
+    retry: RetryPolicy,
+    cache: Cache | None,
+    links: Sequence[Link] = (),
 ) -> Provider:
-    """Every policy a call goes through, outermost first: the cache answers before anything is
-    spent; each retry waits for the rate limits again; the timeout bounds one attempt only, not
-    the time spent queued for a slot."""
+    """Every policy a call goes through, outermost first: `links` (the last one outermost);
+    the cache answers before anything is spent; each retry waits for the rate limits again;
+    the timeout bounds one attempt only, not the time spent queued for a slot."""
     wrapped: Provider = Retrying(RateLimited(TimeoutBound(provider), limits), retry)
-    return Cached(wrapped, cache) if cache is not None else wrapped
+    if cache is not None:
+        wrapped = Cached(wrapped, cache)
+    for link in links:
+        wrapped = link(wrapped)
+    return wrapped
 
 
 def _tokens(request: ChatRequest) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +11,7 @@ import typer
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from moa.evaluation.batch import Item
+    from moa.batch.items import Item
     from moa.recipes.schema import Recipe
     from moa.types import Sampling
 
@@ -106,37 +107,75 @@ def batch(
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs; `moa batch cancel
     OUTPUT` cancels the Batch API jobs of a `--batch-api` run."""
+    prompts = _Prompts(
+        input_path,
+        output,
+        recipe,
+        proposer,
+        aggregator,
+        temperature,
+        max_tokens,
+        top_p,
+        budget,
+        quiet,
+        shard,
+    )
     if batch_api:
-        sampling = (temperature, max_tokens, top_p)
-        return _batch_api(input_path, output, recipe, proposer, aggregator, sampling, budget,
-                          quiet, shard, realtime_fallback, poll_every)  # fmt: skip
+        return _batch_api(prompts, realtime_fallback, poll_every)
     if realtime_fallback:
         raise fail(2, "--realtime-fallback is for --batch-api runs")
+    shared = (no_cache, cache, redis, redis_optional)
 
     async def main() -> None:
-        from moa import recipes
-        from moa.cli.options import apply_overrides
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.queued import QueuedRun
-        from moa.evaluation.shard import pick
-        from moa.types import Sampling
-
-        items, out = pick(load_input(input_path), output, shard)
-        loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
-        if budget is not None and budget <= 0:
-            raise ConfigError("--budget must be a positive amount of USD")
-        sampling = Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
-        if queue is not None:
-            from moa.cli.queue import QueueOptions, batch_on_queue
-
-            where = QueueOptions(queue, visibility_timeout, concurrency, quiet, shard, budget)
-            shared = (no_cache, cache, redis, redis_optional)
-            await batch_on_queue(items, out, QueuedRun(loaded, sampling, no_cache), where, shared)
+        items, out, loaded, sampling = prompts.load()
+        if queue is None:
+            await _here(items, out, loaded, sampling, (concurrency, quiet, budget), shared)
             return
-        shared = (no_cache, cache, redis, redis_optional)
-        await _here(items, out, loaded, sampling, (concurrency, quiet, budget), shared)
+        from moa.batch.queued import QueuedRun
+        from moa.cli.queue import QueueOptions, batch_on_queue
+
+        where = QueueOptions(queue, visibility_timeout, concurrency, quiet, shard, budget)
+        await batch_on_queue(items, out, QueuedRun(loaded, sampling, no_cache), where, shared)
 
     run_guarded(main)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prompts:
+    """What every way of answering a batch (here, on a queue, by Batch API jobs) reads of the
+    command line."""
+
+    input_path: Path
+    output: Path
+    recipe: str
+    proposer: list[str] | None
+    aggregator: str | None
+    temperature: float | None
+    max_tokens: int | None
+    top_p: float | None
+    budget: float | None
+    quiet: bool
+    shard: str | None
+
+    def load(self) -> tuple[list[Item], Path, Recipe, Sampling]:
+        """This shard's prompts and its output, the recipe with the command line's models, the
+        sampling; a budget that is not a positive amount is refused."""
+        from moa import recipes
+        from moa.batch.items import load_input
+        from moa.batch.shard import pick
+        from moa.cli.options import apply_overrides
+        from moa.types import Sampling
+
+        items, out = pick(load_input(self.input_path), self.output, self.shard)
+        loaded = apply_overrides(
+            recipes.load(self.recipe), proposers=self.proposer, aggregator=self.aggregator
+        )
+        if self.budget is not None and self.budget <= 0:
+            raise ConfigError("--budget must be a positive amount of USD")
+        sampling = Sampling(
+            temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p
+        )
+        return items, out, loaded, sampling
 
 
 async def _here(
@@ -148,8 +187,8 @@ async def _here(
     shared: tuple[bool, str | None, str | None, bool],
 ) -> None:
     """The prompts answered by this process alone (no queue, no Batch API)."""
+    from moa.batch.items import answer_job, run_items, worst_case_budget
     from moa.cli.session import open_session
-    from moa.evaluation.batch import answer_job, run_items, worst_case_budget
 
     concurrency, quiet, budget = how
     async with open_session(*shared) as session:
@@ -182,8 +221,8 @@ def batch_merge(
     """Join the outputs of `moa batch --shard K/N` into one file (rerun-safe)."""
 
     async def main() -> None:
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.shard import find_shards, merge
+        from moa.batch.items import load_input
+        from moa.batch.shard import find_shards, merge
 
         items = load_input(input_path) if input_path is not None else []
         merged = merge(output, shards or find_shards(output), items)
@@ -198,46 +237,26 @@ def batch_merge(
     run_guarded(main)
 
 
-def _batch_api(
-    input_path: Path,
-    output: Path,
-    recipe: str,
-    proposer: list[str] | None,
-    aggregator: str | None,
-    sampling: tuple[float | None, int | None, float | None],
-    budget: float | None,
-    quiet: bool,
-    shard: str | None,
-    realtime_fallback: bool,
-    poll_every: float,
-) -> None:
+def _batch_api(prompts: _Prompts, realtime_fallback: bool, poll_every: float) -> None:
     async def main() -> None:
         from moa import recipes
-        from moa.cli.options import apply_overrides
-        from moa.evaluation.batch import load_input
-        from moa.evaluation.batch_api.run import cost_lines, run_batch_api
-        from moa.evaluation.shard import pick
-        from moa.types import Sampling
+        from moa.batch.batch_api.run import cost_lines, run_batch_api
 
-        items, out = pick(load_input(input_path), output, shard)
-        loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
-        if budget is not None and budget <= 0:
-            raise ConfigError("--budget must be a positive amount of USD")
+        items, out, loaded, sampling = prompts.load()
         if poll_every <= 0:
             raise ConfigError("--poll-every must be a positive number of seconds")
-        temperature, max_tokens, top_p = sampling
         # No response cache: a Batch API answer is paid once and kept beside the output.
         async with recipes.build(loaded) as mixture:
             stats = await run_batch_api(
                 items,
                 mixture,
                 out,
-                sampling=Sampling(temperature=temperature, max_tokens=max_tokens, top_p=top_p),
-                console=console_for(quiet),
+                sampling=sampling,
+                console=console_for(prompts.quiet),
                 recipe=loaded.name,
                 poll_s=poll_every,
                 realtime_fallback=realtime_fallback,
-                budget_usd=budget,
+                budget_usd=prompts.budget,
             )
         report(stats, f"{out}")
         for line in cost_lines(stats):
@@ -253,7 +272,7 @@ def batch_cancel(
     """Cancel the Batch API jobs of a `moa batch --batch-api` run that are still running."""
 
     async def main() -> None:
-        from moa.evaluation.batch_api import cancel_jobs
+        from moa.batch.batch_api import cancel_jobs
 
         cancelled = await cancel_jobs(output)
         for job_id, status in cancelled:

@@ -14,7 +14,7 @@ from moa.errors import RunError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from moa.evaluation.batch import BatchStats
+    from moa.batch.items import BatchStats
 
 # The option types are read whenever the command line is built (even for `moa --help`), so this
 # module imports only typer; rich loads with the first line printed, the engine with

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
     from rich.table import Table
 
+    from moa.batch.items import BatchStats
     from moa.engine.mixture import MoA
-    from moa.evaluation.batch import BatchStats
     from moa.evaluation.compare import Entrant, Row
     from moa.evaluation.judge import Judge
     from moa.evaluation.mtbench import Bench, Scores
@@ -212,7 +212,7 @@ def _write_model_outputs(
 
 
 def _write_json(path: Path, value: Any) -> None:
-    from moa.evaluation.jsonl import write_json_atomic
+    from moa.batch.jsonl import write_json_atomic
 
     write_json_atomic(path, value)
 

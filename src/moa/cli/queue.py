@@ -1,5 +1,5 @@
 """`moa batch --queue URL`, `moa worker --queue URL` and `moa queue status|clear URL`: one
-batch answered by workers on many hosts through a work queue on Redis (moa.shared.queue)."""
+batch answered by workers on many hosts through a work queue on Redis (moa.batch.queue.work)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from moa.cli.guard import run_guarded
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from moa.evaluation.batch import Item
-    from moa.evaluation.queued import QueuedRun
-    from moa.evaluation.worker import Worker
-    from moa.shared.queue import Status
+    from moa.batch.items import Item
+    from moa.batch.queue.work import Status
+    from moa.batch.queued import QueuedRun
+    from moa.batch.worker import Worker
 
 queue_app = typer.Typer(help="See or remove a work queue of `moa batch --queue`.")
 
@@ -77,13 +77,13 @@ async def batch_on_queue(
     session_options: tuple[bool, str | None, str | None, bool],
 ) -> None:
     """Enqueue, work like any worker until every prompt is answered, then write OUTPUT."""
+    from moa.batch.items import BatchStats, answer_job
+    from moa.batch.jsonl import AppendLog
+    from moa.batch.queue.work import WorkQueue
+    from moa.batch.queued import collect, enqueue
+    from moa.batch.worker import Worker
     from moa.cli.session import open_session
     from moa.errors import ConfigError
-    from moa.evaluation.batch import BatchStats, answer_job
-    from moa.evaluation.jsonl import AppendLog
-    from moa.evaluation.queued import collect, enqueue
-    from moa.evaluation.worker import Worker
-    from moa.shared.queue import WorkQueue
 
     refused = {"--shard": options.shard, "--budget": options.budget}
     given = [option for option, value in refused.items() if value is not None]
@@ -174,12 +174,12 @@ def worker(
     no prompt left."""
 
     async def main() -> None:
+        from moa.batch.items import answer_job
+        from moa.batch.queue.work import WorkQueue
+        from moa.batch.queued import QueuedRun
+        from moa.batch.worker import Worker
         from moa.cli.session import open_session
         from moa.errors import ConfigError
-        from moa.evaluation.batch import answer_job
-        from moa.evaluation.queued import QueuedRun
-        from moa.evaluation.worker import Worker
-        from moa.shared.queue import WorkQueue
 
         queue = WorkQueue(queue_url)
         try:
@@ -218,7 +218,7 @@ def queue_status(url: _QueueArg) -> None:
     """Progress of the run on a queue, and its workers (working, idle, dead, left)."""
 
     async def main() -> None:
-        from moa.shared.queue import WorkQueue
+        from moa.batch.queue.work import WorkQueue
 
         queue = WorkQueue(url)
         try:
@@ -234,7 +234,7 @@ def queue_clear(url: _QueueArg) -> None:
     """Remove a queue: its run, prompts and answers (collected outputs stay as they are)."""
 
     async def main() -> None:
-        from moa.shared.queue import WorkQueue
+        from moa.batch.queue.work import WorkQueue
 
         queue = WorkQueue(url)
         try:

@@ -18,15 +18,15 @@ from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 
 if TYPE_CHECKING:
-    from moa.shared.cache import RedisCache
+    from moa.policies.redis.cache import RedisCache
 
 
 def open_cache(no_cache: bool, where: str | None) -> ResponseCache | RedisCache | None:
     if no_cache:
         return None
     if where and where.startswith(("redis://", "rediss://", "unix://")):
-        from moa.shared.cache import RedisCache
-        from moa.shared.link import check
+        from moa.policies.redis.cache import RedisCache
+        from moa.policies.redis.link import check
 
         cache = RedisCache(where)
         check(cache.url)
@@ -44,7 +44,7 @@ async def open_session(
     opened = Session(open_cache(no_cache, cache))
     link = None
     if redis:
-        from moa.shared import share_limits
+        from moa.policies.redis import share_limits
 
         link = share_limits(opened.registry.limits, redis, optional=redis_optional)
     try:

@@ -225,8 +225,11 @@ async def auto_worst_case(
     ]
     question = max(questions, key=lambda p: worst_case([p], prices))
     said = "x" * int(question.max_output_tokens * CHARS_PER_TOKEN)
-    call = {"id": "call_panel", "type": "function",
-            "function": {"name": PANEL, "arguments": json.dumps({})}}  # fmt: skip
+    call = {
+        "id": "call_panel",
+        "type": "function",
+        "function": {"name": PANEL, "arguments": json.dumps({})},
+    }
     then = after_panel(messages, said, call, panel_result(aggregator.prompt, references))
     answers = [
         await plan_call(caller, Call(a, then, (), "", overrides, answering=answering))

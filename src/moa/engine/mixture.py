@@ -94,11 +94,6 @@ class MoA(Lifecycle):
         """How this MoA makes one call (request building, policies)."""
         return self._caller
 
-    def use_caller(self, caller: Caller) -> None:
-        """Make every later call through `caller` (`moa batch --batch-api` parks the calls
-        of Batch-API providers in its own, to answer them from jobs)."""
-        self._caller = caller
-
     @property
     def agents(self) -> list[Agent]:
         return [a for layer in self.layers for a in layer.agents] + list(self.aggregator.candidates)

@@ -23,6 +23,7 @@ from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
+from moa.engine.answering import answers, offer_tools, refuse_unsupported
 from moa.engine.budget import Budget, bounded, layers_worst_case
 from moa.engine.cluster import outliers
 from moa.engine.invocation import Invocation, auto_worst_case, decide, refuse_without_tools
@@ -35,7 +36,7 @@ from moa.events import AggregatorStarted, Done, Event, ProposalFailed
 from moa.pricing import PriceBook, price_result
 from moa.strategies import Stage
 from moa.strategies.agreement import agreement
-from moa.strategies.base import answer_with, answers, offer_tools, refuse_unsupported
+from moa.strategies.base import answer_with
 from moa.strategies.final import final_keys
 from moa.trace import CallRecord, Result, asked_for
 from moa.types import Answering, Message, Sampling
@@ -210,9 +211,14 @@ async def _decide(run: Run) -> AsyncGenerator[Event, None]:
             run.caller, run.layers, run.messages, run.overrides
         )
         asked = await auto_worst_case(
-            run.caller, run.aggregator, run.messages, references, run.final, run.answering,
+            run.caller,
+            run.aggregator,
+            run.messages,
+            references,
+            run.final,
+            run.answering,
             run.prices,
-        )  # fmt: skip
+        )
         what = "invocation auto: the aggregator's question, every layer and its answer"
         run.budget.check(what, [asked[0], *every, asked[1]], run.result)
     try:

@@ -35,6 +35,7 @@ from moa.events import (
     Token,
 )
 from moa.strategies import Stage
+from moa.strategies.base import fall_back
 from moa.tokens import messages_tokens
 from moa.trace import AggregatorStep, CallRecord, Choice
 from moa.types import Sampling, StreamChunk, Usage
@@ -246,10 +247,8 @@ class Staircase:
                 Choice(record.output, finish_reason=record.finish_reason, model=record.model)
             )
             return True
-        record.fail(end.error)
-        if self.written:
-            record.error = f"{record.error} (after streaming part of the answer)"
-        elif record.index + 1 < len(self.stage.aggregator.candidates):
+        next_may_try = fall_back(record, end.error, shown=bool(self.written))
+        if next_may_try and record.index + 1 < len(self.stage.aggregator.candidates):
             self.inbox.put_nowait(self._candidate(record.index + 1))  # yielded, then started
             self.step = None
             self._start()

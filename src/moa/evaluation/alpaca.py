@@ -19,9 +19,9 @@ from typing import Any
 
 from rich.console import Console
 
+from moa.batch.items import BatchStats, Item, Job, answer_job, records, run_items
 from moa.engine.mixture import MoA
 from moa.errors import ConfigError
-from moa.evaluation.batch import BatchStats, Item, Job, answer_job, records, run_items
 from moa.evaluation.data import load_jsonl, need
 from moa.evaluation.judge import Judge, pairwise_messages, parse_pairwise
 from moa.evaluation.stats import finite, mean, standard_error

@@ -22,8 +22,8 @@ from typing import Any
 from rich.console import Console
 
 from moa import recipes
+from moa.batch.items import BatchStats, Item, records, run_items
 from moa.evaluation import deceptive, quick
-from moa.evaluation.batch import BatchStats, Item, records, run_items
 from moa.evaluation.stats import PairedDifference, mean, paired_difference
 from moa.policies.cache import Cache
 from moa.providers.registry import Registry

@@ -14,8 +14,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from moa.batch.jsonl import read_jsonl
 from moa.errors import ConfigError
-from moa.evaluation.jsonl import read_jsonl
 
 
 def shipped() -> Traversable:

@@ -17,11 +17,11 @@ from typing import Any
 
 from rich.console import Console
 
+from moa.batch.items import BatchStats, Item, Job, records, run_items
+from moa.batch.jsonl import write_json_atomic
 from moa.engine.mixture import MoA
 from moa.errors import ConfigError
-from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.data import load_jsonl
-from moa.evaluation.jsonl import write_json_atomic
 from moa.evaluation.judge import Judge, parse_rating
 from moa.evaluation.stats import finite, mean
 from moa.types import NO_USAGE, Message, Sampling, Usage

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa.batch.items import Item, Job
+from moa.batch.jsonl import read_jsonl
 from moa.call.agent import Agent
 from moa.engine.mixture import MoA
 from moa.errors import InputError
-from moa.evaluation.batch import Item, Job
-from moa.evaluation.jsonl import read_jsonl
 from moa.evaluation.stats import wilson
 from moa.strategies import final
 from moa.types import Message, Sampling, Usage

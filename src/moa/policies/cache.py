@@ -88,7 +88,8 @@ class _Connection:
 
 class Cache(Protocol):
     """What the engine needs of a response cache: SQLite (`ResponseCache`) or Redis
-    (`moa.shared.cache.RedisCache`). Only reproducible calls are stored; a hit has zero usage."""
+    (`moa.policies.redis.cache.RedisCache`). Only reproducible calls are stored; a hit has zero
+    usage."""
 
     hits: int
     misses: int

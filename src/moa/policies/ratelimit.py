@@ -189,7 +189,8 @@ class Limiter:
         self._requests.per_minute = self.rpm
 
 
-# Makes the limiter of a key: (key, its limit, adaptive). `moa.shared` swaps in one on Redis.
+# Makes the limiter of a key: (key, its limit, adaptive). `moa.policies.redis` swaps in one on
+# Redis.
 LimiterFactory = Callable[[str, RateLimit, bool], Limiter]
 
 

@@ -1,10 +1,11 @@
-"""The one protocol every provider implements, and what a provider says about each model."""
+"""The one protocol every provider implements, what a provider says about each model, and the
+small protocol of a provider's Batch API (its jobs and their rows are plain data here)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from moa.tokens import DEFAULT_CONTEXT_WINDOW, TokenCounter, estimate_tokens
 from moa.types import ChatRequest, Completion, StreamChunk
@@ -25,6 +26,82 @@ class BatchAPI:
     max_bytes: int = 200 * 1024 * 1024
     discount: float = 0.5
     completion_window: str = "24h"
+
+
+# A Batch API job's statuses once it has ended, and the error codes of requests a job never ran
+# (resubmitted, or sent real-time) as opposed to requests that ran and failed.
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+UNRUN = frozenset({"batch_expired", "batch_cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """A Batch API job as its provider last showed it."""
+
+    id: str
+    status: str
+    input_file_id: str
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors: tuple[tuple[int | None, str, str], ...] = ()  # (line, code, message): validation
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One request's line of a job's output or error file."""
+
+    custom_id: str
+    status: int | None  # the HTTP status it was answered with; None: it never ran
+    body: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None  # the error's code (`batch_expired`, `context_length_exceeded`, …)
+    message: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return self.code not in UNRUN
+
+
+class BatchClient(Protocol):
+    """One provider's Batch API, as `moa batch --batch-api` drives it (`Registry.batch_client`
+    makes it): requests written as lines of a file, uploaded, a job made over the file, polled,
+    its rows read back into the `Completion` a real-time call would give, or cancelled."""
+
+    name: str
+
+    @property
+    def base_url(self) -> str: ...  # where the jobs live, recorded for `moa batch cancel`
+
+    @property
+    def api_key_env(self) -> str | None: ...
+
+    def line(self, custom_id: str, request: ChatRequest) -> bytes: ...
+
+    async def upload(self, content: bytes) -> str: ...
+
+    async def create(
+        self, input_file_id: str, window: str, metadata: dict[str, str]
+    ) -> BatchJob: ...
+
+    async def retrieve(self, job_id: str) -> BatchJob: ...
+
+    async def cancel(self, job_id: str) -> BatchJob: ...
+
+    async def find(self, input_file_id: str) -> BatchJob | None:
+        """The job created over `input_file_id`, if any (one created just before a crash)."""
+        ...
+
+    async def rows(self, file_id: str | None) -> list[BatchRow]: ...
+
+    def completion(self, request: ChatRequest, row: BatchRow) -> Completion:
+        """What a request answered: its completion, or the upstream error it failed with."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

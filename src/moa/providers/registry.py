@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
 
 from moa import plugins
 from moa.errors import ConfigError, MissingAPIKeyError, UnknownProviderError
 from moa.policies.ratelimit import Limits, RateLimit
 from moa.policies.retry import RetryPolicy
-from moa.providers.base import Capabilities, Provider
+from moa.providers.base import BatchClient, Capabilities, Provider
 from moa.providers.builtin import BUILTIN_PROVIDERS, ProviderConfig
 
 __all__ = [
@@ -21,9 +20,6 @@ __all__ = [
     "base_url_variable",
     "split_model_ref",
 ]
-
-if TYPE_CHECKING:
-    from moa.providers.openai.batches import BatchClient
 
 
 def base_url_variable(provider: str) -> str:
@@ -196,7 +192,7 @@ class Registry:
 
     def batch_client(self, name: str) -> BatchClient:
         """Provider `name`'s Batch API (an OpenAI-compatible endpoint's, same key)."""
-        from moa.providers.openai.batches import BatchClient
+        from moa.providers.openai.batches import OpenAIBatchClient
         from moa.providers.openai.provider import OpenAICompatibleProvider
 
         provider = self.provider(name)
@@ -205,7 +201,7 @@ class Registry:
                 f"provider {name!r} is not an OpenAI-compatible API, so moa cannot send it "
                 f"Batch API jobs: run without --batch-api"
             )
-        return BatchClient(provider, self.retry_policy(name))
+        return OpenAIBatchClient(provider, self.retry_policy(name))
 
     async def aclose(self) -> None:
         instances, self._instances = self._instances, {}

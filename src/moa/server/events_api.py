@@ -168,8 +168,11 @@ def to_json(item: Event) -> dict[str, Any]:
     if isinstance(item, ProposalStarted):
         return {"type": "proposal.started", **_where(item.layer, item.index, item.model)}
     if isinstance(item, ProposalDelta):
-        return {"type": "proposal.delta", **_where(item.layer, item.index, item.model),
-                "text": item.text}  # fmt: skip
+        return {
+            "type": "proposal.delta",
+            **_where(item.layer, item.index, item.model),
+            "text": item.text,
+        }
     if isinstance(item, ProposalFinished | ProposalFailed):
         kind = "proposal.finished" if isinstance(item, ProposalFinished) else "proposal.failed"
         return {"type": kind, **_call(item.record)}

@@ -66,7 +66,7 @@ def registry_factory(redis_url: str | None, optional: bool = False) -> Callable[
         return Registry
 
     def make() -> Registry:
-        from moa.shared import share_limits
+        from moa.policies.redis import share_limits
 
         registry = Registry()
         share_limits(registry.limits, redis_url, optional=optional)

@@ -17,13 +17,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, cast, runtime_checkable
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
-from moa.call.request import Call, check_answering
-from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
+from moa.call.request import Call
+from moa.errors import AggregatorFailedError, ProviderError
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
 from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
@@ -208,67 +208,6 @@ def aggregator_step(
     return Step(calls, reads)
 
 
-async def answers(stage: Stage) -> AsyncIterator[Event]:
-    """The strategy run once per requested answer (`n`), over the same proposals: the proposals
-    are paid for once, each answer is one more aggregator call."""
-    result = stage.result
-    for choice in range(stage.answering.n):
-        stage.choice = choice
-        before = len(result.choices)
-        async for event in stage.aggregator.strategy.aggregate(stage):
-            yield event
-        if len(result.choices) == before:  # a strategy that only set the text
-            result.choices.append(Choice(result.text, model=result.aggregator_model))
-
-
-async def offer_tools(
-    caller: Caller, aggregator: AggregatorView, answering: Answering
-) -> tuple[Answering, str | None]:
-    """Tools the aggregator may leave uncalled (`tool_choice` unset, "auto" or "none") that it
-    cannot take are not a reason to refuse: answering in text is what such a request allows —
-    Open WebUI attaches its tools to every message, whatever the model. They are dropped, and
-    the returned note says so. Tools it must call ("required", a named function) are kept, and
-    refused by `refuse_unsupported` if it cannot."""
-    tools = answering.tools
-    if tools is None or tools.choice not in (None, "auto", "none"):
-        return answering, None
-    verbatim = aggregator.strategy.answers_verbatim
-    profiles = [await caller.profile(agent) for agent in aggregator.candidates]
-    if not verbatim and all(p.capabilities.tools for p in profiles):
-        return answering, None
-    why = f"strategy {aggregator.strategy.name!r}" if verbatim else aggregator.agent.model
-    note = (
-        f"tools offered with tool_choice {tools.choice or 'unset'}: {why} cannot call them, "
-        f"so it answered in text"
-    )
-    return replace(answering, tools=None), note
-
-
-async def refuse_unsupported(
-    caller: Caller, aggregator: AggregatorView, answering: Answering
-) -> None:
-    """UnsupportedFieldError, before any call, if an aggregator candidate cannot honour
-    `answering` (a fallback that dropped the tools would answer something else than asked)."""
-    verbatim = aggregator.strategy.answers_verbatim
-    if answering == Answering(n=answering.n) and not (verbatim and answering.n > 1):
-        return
-    if verbatim:  # n answers would be n copies of the one it picks
-        asked = [
-            name
-            for name, value in (
-                ("tools", answering.tools),
-                ("response_format", answering.response_format),
-                ("logprobs", answering.top_logprobs),
-                ("n", answering.n if answering.n > 1 else None),
-            )
-            if value is not None
-        ]
-        model = aggregator.candidates[0].model
-        raise UnsupportedFieldError(asked[0], model, "", strategy=aggregator.strategy.name)
-    for agent in aggregator.candidates:
-        check_answering(answering, await caller.profile(agent), agent.model)
-
-
 def answer_step(
     stage: Stage, references: Sequence[str], prompt: str, reads: tuple[Step, ...] = ()
 ) -> Step:
@@ -297,6 +236,7 @@ async def stream_answer(
         yield AggregatorStarted(stage.number, record.model)
         started = time.perf_counter()
         answer, tally = Answer(), Tally()
+        next_may_try = True
         try:
             async with aclosing(stage.caller.stream(call, record)) as chunks:
                 async for chunk in chunks:
@@ -304,9 +244,7 @@ async def stream_answer(
                     for event in answer.add(chunk, stage.choice):
                         yield event
         except ProviderError as error:
-            record.fail(error)
-            if answer.seen:
-                record.error = f"{record.error} (after streaming part of the answer)"
+            next_may_try = fall_back(record, error, shown=answer.seen)
         finally:
             record.take(tally)
             record.output = answer.output()
@@ -315,9 +253,20 @@ async def stream_answer(
             stage.answered(answer.choice(record.finish_reason, record.model))
             return
         failures.append(record)
-        if answer.seen:
+        if not next_may_try:
             break
     raise AggregatorFailedError(failures, stage.result)
+
+
+def fall_back(record: CallRecord, error: ProviderError, *, shown: bool) -> bool:
+    """The aggregator's one fallback rule (a streamed answer's, and a staircase's): a
+    candidate that failed is recorded so, and the next one may answer only if nothing of this
+    one's answer was `shown` — after a token the user has seen, no fallback contradicts it:
+    the partial answer and the error are kept. True: the next candidate may try."""
+    record.fail(error)
+    if shown:
+        record.error = f"{record.error} (after streaming part of the answer)"
+    return not shown
 
 
 async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) -> CallRecord:

@@ -71,7 +71,7 @@ class Medoid(Traits):
     name = "medoid"
     answers_verbatim = True
     # Its answer is a proposal as written: tools, a response format or logprobs asked of the
-    # final answer are refused up front (moa.strategies.base.refuse_unsupported).
+    # final answer are refused up front (moa.engine.answering.refuse_unsupported).
     answers_verbatim = True
 
     async def worst_case(self, stage: Stage) -> list[Step]:

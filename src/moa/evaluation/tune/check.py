@@ -16,8 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
+from moa.batch.items import BatchStats, Item, Job, records, run_items
 from moa.engine.mixture import MoA
-from moa.evaluation.batch import BatchStats, Item, Job, records, run_items
 from moa.evaluation.tune.grade import Grader
 from moa.evaluation.tune.search import Outcome, Table
 from moa.types import Usage

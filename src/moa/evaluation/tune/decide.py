@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from moa.evaluation.batch import Item
+from moa.batch.items import Item
 from moa.evaluation.tune import check
 from moa.evaluation.tune.found import Build, Calls, Found
 from moa.evaluation.tune.grade import Grader

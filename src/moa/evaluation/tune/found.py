@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moa.batch.items import BatchStats
 from moa.engine.mixture import MoA
-from moa.evaluation.batch import BatchStats
 from moa.evaluation.tune.recipe import Candidate
 from moa.evaluation.tune.samples import Prompt, Sampler
 from moa.evaluation.tune.search import Score

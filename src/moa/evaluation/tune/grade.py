@@ -14,7 +14,7 @@ import asyncio
 from importlib.resources import files
 from typing import Any, Protocol
 
-from moa.evaluation.batch import Item
+from moa.batch.items import Item
 from moa.evaluation.judge import Judge, pairwise_messages, parse_pairwise
 from moa.evaluation.quick import is_correct
 from moa.types import NO_USAGE, Usage

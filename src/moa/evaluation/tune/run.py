@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from moa.batch.items import Item, records, run_items, worst_case_budget
+from moa.batch.jsonl import AppendLog
 from moa.engine.mixture import MoA
 from moa.errors import ConfigError, InputError
-from moa.evaluation.batch import Item, records, run_items, worst_case_budget
-from moa.evaluation.jsonl import AppendLog
 from moa.evaluation.tune import decide, samples, search
 from moa.evaluation.tune.found import Build, Calls, Found, Settings
 from moa.evaluation.tune.grade import Grader, by_answers

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moa.batch.items import Item, Job
+from moa.batch.jsonl import read_jsonl
 from moa.engine.mixture import MoA
 from moa.errors import InputError
-from moa.evaluation.batch import Item, Job
-from moa.evaluation.jsonl import read_jsonl
 from moa.evaluation.quick import normalize
 from moa.evaluation.tune.grade import Grader
 from moa.types import Message, Usage

@@ -10,62 +10,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import openai
 
 from moa.errors import BatchAPIError, ProviderError, UpstreamStatusError
 from moa.policies.retry import RetryPolicy, with_retries
-from moa.providers.base import Capabilities
+from moa.providers.base import BatchJob, BatchRow
 from moa.providers.openai.params import chat_params
 from moa.providers.openai.provider import OpenAICompatibleProvider
 from moa.types import ChatRequest, Completion
 
 ENDPOINT: Final = "/v1/chat/completions"
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-# Error-file codes of requests that never ran (resubmitted, or sent real-time), as opposed
-# to requests that ran and failed (failed calls of their prompt's layer).
-UNRUN = frozenset({"batch_expired", "batch_cancelled"})
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """A Batch API job as its provider last showed it."""
-
-    id: str
-    status: str
-    input_file_id: str
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-    errors: tuple[tuple[int | None, str, str], ...] = ()  # (line, code, message): validation
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One request's line of an output or error file."""
-
-    custom_id: str
-    status: int | None  # the HTTP status it was answered with; None: it never ran
-    body: dict[str, Any] = field(default_factory=dict)
-    code: str | None = None  # the error's code (`batch_expired`, `context_length_exceeded`, …)
-    message: str = ""
-
-    @property
-    def ran(self) -> bool:
-        return self.code not in UNRUN
-
-
-class BatchClient:
-    """The Batch API of one OpenAI-compatible provider (the same endpoint and key)."""
+class OpenAIBatchClient:
+    """The Batch API of one OpenAI-compatible provider (the same endpoint and key): a
+    `moa.providers.base.BatchClient`."""
 
     def __init__(self, provider: OpenAICompatibleProvider, retry: RetryPolicy | None = None):
         self.provider = provider
@@ -73,11 +35,18 @@ class BatchClient:
         self._client = provider._client
         self._retry = retry or RetryPolicy()
 
-    @staticmethod
-    def line(custom_id: str, request: ChatRequest, accepts: Capabilities | None = None) -> bytes:
-        """The request as one line of a batch input file (`accepts`: the provider's
-        capabilities, as for its real-time calls)."""
-        body = chat_params(request, accepts=accepts)
+    @property
+    def base_url(self) -> str:
+        return self.provider.base_url
+
+    @property
+    def api_key_env(self) -> str | None:
+        return self.provider.api_key_env
+
+    def line(self, custom_id: str, request: ChatRequest) -> bytes:
+        """The request as one line of a batch input file, with the fields the provider
+        takes (its capabilities, as for its real-time calls)."""
+        body = chat_params(request, accepts=self.provider.capabilities)
         body.update(body.pop("extra_body", None) or {})  # the SDK would merge it into the body
         entry = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
         return (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -89,7 +58,7 @@ class BatchClient:
         )
         return file.id
 
-    async def create(self, input_file_id: str, window: str, metadata: dict[str, str]) -> JobView:
+    async def create(self, input_file_id: str, window: str, metadata: dict[str, str]) -> BatchJob:
         create = self._client.batches.create
         job = await self._call(
             lambda: create(
@@ -102,14 +71,13 @@ class BatchClient:
         )
         return _view(job)
 
-    async def retrieve(self, job_id: str) -> JobView:
+    async def retrieve(self, job_id: str) -> BatchJob:
         return _view(await self._call(lambda: self._client.batches.retrieve(job_id), "poll"))
 
-    async def cancel(self, job_id: str) -> JobView:
+    async def cancel(self, job_id: str) -> BatchJob:
         return _view(await self._call(lambda: self._client.batches.cancel(job_id), "cancel"))
 
-    async def find(self, input_file_id: str, pages: int = 20) -> JobView | None:
-        """The job created over `input_file_id`, if any (one created just before a crash)."""
+    async def find(self, input_file_id: str, pages: int = 20) -> BatchJob | None:
         page = await self._call(lambda: self._client.batches.list(limit=100), "list jobs")
         for _ in range(pages):
             for job in page.data:
@@ -120,14 +88,13 @@ class BatchClient:
             page = await self._call(page.get_next_page, "list jobs")
         return None
 
-    async def rows(self, file_id: str | None) -> list[Row]:
+    async def rows(self, file_id: str | None) -> list[BatchRow]:
         if file_id is None:
             return []
         content = await self._call(lambda: self._client.files.content(file_id), "download")
         return [_row(json.loads(text)) for text in content.text.splitlines() if text.strip()]
 
-    def completion(self, request: ChatRequest, row: Row) -> Completion:
-        """What a request answered: its completion, or the upstream error it failed with."""
+    def completion(self, request: ChatRequest, row: BatchRow) -> Completion:
         if row.status == 200:
             return self.provider.completion_of(request, row.body)
         raise UpstreamStatusError(
@@ -163,12 +130,12 @@ class BatchClient:
         return error
 
 
-def _view(job: Any) -> JobView:
+def _view(job: Any) -> BatchJob:
     counts = job.request_counts
     errors = tuple(
         (e.line, e.code or "", e.message or "") for e in ((job.errors and job.errors.data) or [])
     )
-    return JobView(
+    return BatchJob(
         job.id,
         job.status,
         job.input_file_id,
@@ -181,13 +148,13 @@ def _view(job: Any) -> JobView:
     )
 
 
-def _row(data: dict[str, Any]) -> Row:
+def _row(data: dict[str, Any]) -> BatchRow:
     response = data.get("response") or {}
     error = data.get("error") or {}
     body = response.get("body") or {}
     inner = body.get("error") if isinstance(body, dict) else None
     inner = inner if isinstance(inner, dict) else {}
-    return Row(
+    return BatchRow(
         str(data.get("custom_id")),
         response.get("status_code"),
         body if isinstance(body, dict) else {},

@@ -178,8 +178,9 @@ def _tool_use(where: str, block: dict[str, Any]) -> dict[str, Any]:
 def to_answering(request: MessagesRequest | CountTokensRequest) -> Answering:
     if not request.tools:
         if request.tool_choice and request.tool_choice.get("type") in ("any", "tool"):
-            raise bad_request("tool_choice asks for a tool call, but no tools are given",
-                              "tool_choice")  # fmt: skip
+            raise bad_request(
+                "tool_choice asks for a tool call, but no tools are given", "tool_choice"
+            )
         return Answering()
     specs = tuple(_tool(i, spec) for i, spec in enumerate(request.tools))
     choice, parallel = _tool_choice(request.tool_choice)
@@ -199,8 +200,9 @@ def _tool(index: int, spec: Any) -> dict[str, Any]:
         raise bad_request(f"{where}: a tool needs a `name`", f"{where}.name")
     schema = spec.get("input_schema")
     if not isinstance(schema, dict):
-        raise bad_request(f"{where}: a tool needs an `input_schema` object",
-                          f"{where}.input_schema")  # fmt: skip
+        raise bad_request(
+            f"{where}: a tool needs an `input_schema` object", f"{where}.input_schema"
+        )
     function: dict[str, Any] = {"name": spec["name"], "parameters": schema}
     if isinstance(spec.get("description"), str):
         function["description"] = spec["description"]

@@ -201,8 +201,13 @@ def to_response_format(text: Any) -> ResponseFormat | None:
 def message_item(item_id: str, text: str | None, status: str) -> dict[str, Any]:
     """The assistant's text as a `message` item (no content part while it is opening)."""
     content = [] if text is None else [text_part(text)]
-    return {"id": item_id, "type": "message", "role": "assistant", "status": status,
-            "content": content}  # fmt: skip
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
 
 
 def text_part(text: str) -> dict[str, Any]:

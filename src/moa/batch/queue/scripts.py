@@ -1,4 +1,4 @@
-"""The Lua scripts of the work queue (`moa.shared.queue`): each step that must not be seen
+"""The Lua scripts of the work queue (`moa.batch.queue.work`): each step that must not be seen
 half done is one script, so Redis runs it whole or not at all.
 
 Every key of one queue has the same hash tag, `{moa:queue:NAME}`, so they run on Redis Cluster

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from moa.evaluation.batch_api.state import Results, custom_id
-from moa.providers.openai.batches import Row
+from moa.batch.batch_api.state import Results, custom_id
+from moa.providers.base import BatchRow
 from moa.trace import CallRecord
 from moa.types import ChatRequest
 
@@ -41,7 +41,7 @@ class Waiter:
     line: bytes
     layer: str  # "layer 1", "layer 3 (aggregator)": how progress and costs are grouped
     worst_usd: float | None  # the most it may cost at the batch price (None: unpriced)
-    future: asyncio.Future[Row] = field(repr=False)
+    future: asyncio.Future[BatchRow] = field(repr=False)
     record: CallRecord | None = None
 
 
@@ -87,7 +87,7 @@ class Collector:
         n = self._seen[(item, key)]
         return key if n == 1 else custom_id(item, provider, body, n - 1)
 
-    async def ask(self, waiter: Waiter) -> Row:
+    async def ask(self, waiter: Waiter) -> BatchRow:
         """The row that answers the call: at once when an earlier run read it, else once
         its job (this round's, or a resumed one's) is in."""
         known = self.results.get(waiter.cid)
@@ -117,7 +117,7 @@ class Collector:
             self._realtime[item] -= 1
             self._bump()
 
-    def answer(self, cid: str, row: Row, job: str) -> None:
+    def answer(self, cid: str, row: BatchRow, job: str) -> None:
         waiter = self.waiters.get(cid)
         if waiter is not None and not waiter.future.done():
             self.jobs_of.setdefault(waiter.item, set()).add(job)

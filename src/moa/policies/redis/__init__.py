@@ -11,12 +11,9 @@ May import the policies it shares and the vocabulary; the faces (CLI, server) in
 from __future__ import annotations
 
 from moa.policies.ratelimit import Limiter, LimiterFactory, Limits, RateLimit
-from moa.shared.leases import Leases
-from moa.shared.limiter import RedisLimiter
-from moa.shared.link import Link, check
-
-ENV_URL = "MOA_REDIS_URL"
-ENV_OPTIONAL = "MOA_REDIS_OPTIONAL"
+from moa.policies.redis.leases import Leases
+from moa.policies.redis.limiter import RedisLimiter
+from moa.policies.redis.link import Link, check
 
 # Providers whose limits belong to this process alone.
 PER_PROCESS = frozenset({"local"})
@@ -42,7 +39,3 @@ def share_limits(
         link.start_down()
     limits.factory = limiter_factory(link, leases)
     return link
-
-
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}

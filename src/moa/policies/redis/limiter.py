@@ -5,7 +5,7 @@ same AIMD learning from 429s), but the schedule, the learned rate, the pause aft
 the concurrency slots are in Redis, so N workers on one API key pace together as one. While
 Redis is unreachable it is exactly the per-process `Limiter` it extends.
 
-Concurrency slots are leases that free themselves when a worker dies (moa.shared.leases).
+Concurrency slots are leases that free themselves when a worker dies (moa.policies.redis.leases).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 from moa.errors import ProviderError
 from moa.policies.ratelimit import Limiter, RateLimit
-from moa.shared import scripts
-from moa.shared.leases import Leases, SlotLeases
-from moa.shared.link import Link, Unavailable
+from moa.policies.redis import scripts
+from moa.policies.redis.leases import Leases, SlotLeases
+from moa.policies.redis.link import Link, Unavailable
 
 _REBOOKINGS = 3  # then send anyway: a starved process must still make progress
 

@@ -1,6 +1,6 @@
-"""The work queue's connection to Redis and its key names (see moa.shared.queue).
+"""The work queue's connection to Redis and its key names (see moa.batch.queue.work).
 
-Unlike the shared limits (moa.shared.link) the queue has no per-process fallback: a worker
+Unlike the shared limits (moa.policies.redis.link) the queue has no per-process fallback: a worker
 without its Redis cannot take or record work, so a lost Redis stops it with one line, and the
 prompts it held return to the other workers after the visibility timeout.
 """
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from moa.errors import ConfigError, MissingExtraError, RunError
-from moa.shared.link import display
+from moa.policies.redis.link import display
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moa.batch.batch_api.collector import Collector, Waiter
+from moa.batch.batch_api.state import Results, RunState
 from moa.errors import BatchAPIError, BatchJobError, BudgetExceededError, UnpricedModelError
-from moa.evaluation.batch_api.collector import Collector, Waiter
-from moa.evaluation.batch_api.state import Results, RunState
-from moa.providers.base import BatchAPI
-from moa.providers.openai.batches import BatchClient, JobView, Row
+from moa.providers.base import BatchAPI, BatchClient, BatchJob, BatchRow
 
 Progress = Callable[[str, list[dict[str, Any]]], None]  # (round label, its jobs) as they move
 
@@ -104,7 +103,7 @@ class Rounds:
                     await self._create(job, client)
 
     async def _poll(self, label: str, jobs: list[dict[str, Any]]) -> None:
-        views: dict[str, JobView] = {}
+        views: dict[str, BatchJob] = {}
         while True:
             for job in jobs:
                 view = views.get(job["id"])
@@ -134,10 +133,10 @@ class Rounds:
                 continue
             code = "batch_expired" if job["status"] == "expired" else f"batch_{job['status']}"
             if self.realtime_fallback:
-                self.collector.answer(cid, Row(cid, None, code=code), job["id"])
+                self.collector.answer(cid, BatchRow(cid, None, code=code), job["id"])
             # else: still parked, so the next round resubmits it
 
-    def _answer(self, job: dict[str, Any], row: Row, waiter: Waiter | None) -> None:
+    def _answer(self, job: dict[str, Any], row: BatchRow, waiter: Waiter | None) -> None:
         if waiter is None:
             return
         if waiter.record is not None:
@@ -146,8 +145,7 @@ class Rounds:
 
     @staticmethod
     def _where(client: BatchClient) -> dict[str, str | None]:
-        p = client.provider
-        return {"base_url": p.base_url, "api_key_env": p.api_key_env}
+        return {"base_url": client.base_url, "api_key_env": client.api_key_env}
 
 
 def check_budget(new: list[Waiter], budget_usd: float | None, spent: float) -> None:

@@ -14,18 +14,17 @@ from typing import Any
 
 from rich.console import Console
 
+from moa.batch.batch_api.collector import CURRENT, Collector
+from moa.batch.batch_api.jobs import Rounds
+from moa.batch.batch_api.parked import Parking
+from moa.batch.batch_api.state import Results, RunState, results_path, state_path
+from moa.batch.items import BatchStats, Item
+from moa.batch.jsonl import AppendLog
 from moa.engine.mixture import MoA
-from moa.errors import BatchAPIError, ConfigError, MissingAPIKeyError, RunError
-from moa.evaluation.batch import BatchStats, Item
-from moa.evaluation.batch_api.caller import BatchCaller
-from moa.evaluation.batch_api.collector import CURRENT, Collector
-from moa.evaluation.batch_api.jobs import Rounds
-from moa.evaluation.batch_api.state import Results, RunState, results_path, state_path
-from moa.evaluation.jsonl import AppendLog
+from moa.errors import BatchAPIError, ConfigError, RunError
 from moa.pricing import format_usd
-from moa.providers.base import BatchAPI
-from moa.providers.openai.batches import TERMINAL, BatchClient
-from moa.providers.registry import split_model_ref
+from moa.providers.base import TERMINAL, BatchAPI
+from moa.providers.registry import ProviderConfig, Registry, split_model_ref
 from moa.types import Sampling
 
 
@@ -58,14 +57,13 @@ async def run_batch_api(
         todo = [item for item in items if item.id not in log]
         stats.skipped = len(items) - len(todo)
         collector = Collector(results)
-        caller = BatchCaller.over(mixture.caller, collector, mixture.prices)
-        caller.apis = apis
-        mixture.use_caller(caller)
+        parking = Parking(collector, mixture.registry, mixture.prices, apis)
+        mixture.caller.link(parking)
         for agent in mixture.agents:  # resolved now, so a layer's calls park in one turn
-            await caller.route(agent)
+            await mixture.caller.route(agent)
         show = _Shown(console)
         rounds = Rounds(
-            state, results, collector, apis, caller.client, poll_s, realtime_fallback, budget_usd
+            state, results, collector, apis, parking.client, poll_s, realtime_fallback, budget_usd
         )
         rounds.progress = show
 
@@ -149,38 +147,40 @@ def batch_apis(mixture: MoA) -> dict[str, BatchAPI]:
 
 async def cancel_jobs(output: Path, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """Cancel every job of OUTPUT's run still running; (job id, its status now) for each."""
-    from moa.providers.openai.provider import OpenAICompatibleProvider
-
     env = os.environ if env is None else env
     path = state_path(output)
     if not path.exists():
         raise ConfigError(f"{path} does not exist: {output} has no --batch-api run to cancel")
     state = RunState(path)
+    registry = _recorded(state, env)
     cancelled = []
-    for job in state.jobs:
-        if job["status"] in TERMINAL:
-            continue
-        where = state.providers[job["provider"]]
-        key_env = where.get("api_key_env")
-        key = env.get(key_env, "") if key_env else "not-needed"
-        if not key:
-            raise MissingAPIKeyError(job["provider"], str(key_env))
-        provider = OpenAICompatibleProvider(
-            job["provider"], base_url=str(where["base_url"]), api_key=key, api_key_env=key_env
-        )
-        try:
-            client = BatchClient(provider)
+    try:
+        for job in state.jobs:
+            if job["status"] in TERMINAL:
+                continue
+            client = registry.batch_client(job["provider"])
             # No id: the run stopped while the job was being created; found by its file.
             found = await client.find(job["file"]) if job["id"] is None else None
             job_id = job["id"] or (found.id if found is not None else None)
             if job_id is None:
                 continue
             view = await client.cancel(job_id)
-        finally:
-            await provider.aclose()
-        state.update(job, view)
-        cancelled.append((job_id, view.status))
+            state.update(job, view)
+            cancelled.append((job_id, view.status))
+    finally:
+        await registry.aclose()
     return cancelled
+
+
+def _recorded(state: RunState, env: Mapping[str, str]) -> Registry:
+    """The providers of a run as its state recorded them. Their jobs live where they were
+    made: the recorded endpoint wins over a MOA_<NAME>_BASE_URL set since."""
+    configs = {
+        name: ProviderConfig(name, str(where["base_url"]), where.get("api_key_env"))
+        for name, where in state.providers.items()
+    }
+    moved = {f"MOA_{name.upper()}_BASE_URL" for name in configs}
+    return Registry(configs, env={k: v for k, v in env.items() if k not in moved})
 
 
 class _Shown:

@@ -16,9 +16,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from moa.batch.jsonl import AppendLog, write_json_atomic
 from moa.errors import ConfigError
-from moa.evaluation.jsonl import AppendLog, write_json_atomic
-from moa.providers.openai.batches import JobView, Row
+from moa.providers.base import BatchJob, BatchRow
 
 VERSION = 1
 
@@ -102,7 +102,7 @@ class RunState:
         self.save()
         return job
 
-    def update(self, job: dict[str, Any], view: JobView) -> None:
+    def update(self, job: dict[str, Any], view: BatchJob) -> None:
         """Record what the provider last said of `job` (saved only when it changed)."""
         counts = {"total": view.total, "completed": view.completed, "failed": view.failed}
         if job["id"] == view.id and job["status"] == view.status and job["counts"] == counts:
@@ -126,15 +126,15 @@ class Results:
     def __exit__(self, *exc: object) -> None:
         self._log.close()
 
-    def get(self, cid: str) -> Row | None:
+    def get(self, cid: str) -> BatchRow | None:
         data = self._log.get(cid)
         if data is None:
             return None
-        return Row(
+        return BatchRow(
             cid, data.get("status"), data.get("body") or {}, data.get("code"), data["message"]
         )
 
-    def add(self, row: Row) -> None:
+    def add(self, row: BatchRow) -> None:
         data = asdict(row)
         data["id"] = data.pop("custom_id")
         self._log.append(data)

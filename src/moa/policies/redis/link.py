@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-log = logging.getLogger("moa.shared")
+log = logging.getLogger("moa.shared")  # the name users filter on; kept when the package moved
 T = TypeVar("T")
 
 

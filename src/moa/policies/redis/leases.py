@@ -16,8 +16,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from moa.shared import scripts
-from moa.shared.link import Link, Unavailable
+from moa.policies.redis import scripts
+from moa.policies.redis.link import Link, Unavailable
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from moa.batch.queue import scripts
+from moa.batch.queue.link import GROUP, QueueConnection, QueueLostError, split_name
+from moa.batch.queue.status import Status, WorkerState, read_status
 from moa.errors import ConfigError
-from moa.shared import queue_scripts as scripts
-from moa.shared.queue_link import GROUP, QueueConnection, QueueLostError, split_name
-from moa.shared.queue_status import Status, WorkerState, read_status
 
 _CHUNK = 200  # prompts per enqueue script: long enough to be cheap, short enough not to block
 

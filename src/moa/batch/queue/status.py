@@ -1,5 +1,5 @@
 """What `moa queue status` shows: the run's progress and each worker's state, read from the
-queue's keys (see moa.shared.queue) in one pass."""
+queue's keys (see moa.batch.queue.work) in one pass."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from moa.shared import queue_scripts as scripts
-from moa.shared.queue_link import GROUP, QueueConnection
+from moa.batch.queue import scripts
+from moa.batch.queue.link import GROUP, QueueConnection
 
 
 @dataclass(frozen=True, slots=True)

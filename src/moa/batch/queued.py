@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from moa.batch.items import BatchStats, Item
+from moa.batch.jsonl import AppendLog
+from moa.batch.queue.work import Run, WorkQueue
+from moa.batch.worker import usage_of
 from moa.errors import ConfigError
-from moa.evaluation.batch import BatchStats, Item
-from moa.evaluation.jsonl import AppendLog
-from moa.evaluation.worker import usage_of
 from moa.recipes.schema import Recipe
-from moa.shared.queue import Run, WorkQueue
 from moa.types import Sampling
 
 DEFAULT_VISIBILITY_S = 30.0

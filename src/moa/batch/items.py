@@ -29,10 +29,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from moa.batch.jsonl import AppendLog, read_jsonl
 from moa.engine.mixture import MoA
 from moa.engine.options import as_messages
 from moa.errors import ConfigError, InputError, RunError
-from moa.evaluation.jsonl import AppendLog, read_jsonl
 from moa.pricing import format_usd
 from moa.types import NO_USAGE, Message, Sampling, Usage
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moa.batch.items import Item
+from moa.batch.jsonl import AppendLog, read_jsonl
 from moa.errors import ConfigError, InputError
-from moa.evaluation.batch import Item
-from moa.evaluation.jsonl import AppendLog, read_jsonl
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

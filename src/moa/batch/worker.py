@@ -1,5 +1,5 @@
-"""A queue worker: takes prompts from a `moa.shared.queue.WorkQueue`, answers them with a job
-(as `moa batch` does, `batch.answer_job`), and records each answer atomically with its ack.
+"""A queue worker: takes prompts from a `moa.batch.queue.work.WorkQueue`, answers them with a job
+(as `moa batch` does, `items.answer_job`), and records each answer atomically with its ack.
 
 Up to `concurrency` prompts at a time. A heartbeat every third of the visibility timeout
 keeps the entries it holds from being claimed; entries that other workers took and left idle
@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moa.batch.items import Item, Job
+from moa.batch.queue.work import Entry, WorkQueue
 from moa.errors import RunError
-from moa.evaluation.batch import Item, Job
-from moa.shared.queue import Entry, WorkQueue
 from moa.types import NO_USAGE, Usage
 
 

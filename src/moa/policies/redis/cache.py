@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from moa.errors import ConfigError
 from moa.policies.cache import ResponseCache, record_stream
-from moa.shared.link import Link, Unavailable
+from moa.policies.redis.link import Link, Unavailable
 from moa.types import ChatRequest, Completion, StreamChunk, Usage
 
 DEFAULT_TTL_S = 30 * 24 * 3600
