@@ -390,3 +390,25 @@ def test_open_ended_prompts_without_a_judge_get_one_line(world, tmp_path) -> Non
     data.write_text('{"prompt": "Describe rain.", "reference": "Rain falls."}\n' * 3)
     with pytest.raises(InputError, match="a `reference` answer and --judge MODEL"):
         run(world, tmp_path, ("strong",), data=data)
+
+
+def test_batch_api_draws_the_samples_as_jobs_and_the_writers_reuse_them(world, tmp_path) -> None:
+    world.script("agg", Reply("Combining them. Answer: 0"))
+    fake = {"base_url": world.base_url, "batch_api": True}
+    tuned = run(
+        world,
+        tmp_path,
+        ("strong", "weak"),
+        data=write_data(tmp_path / "d.jsonl", 40),
+        aggregators=("fake:agg",),
+        leaders=1,
+        batch_api=True,
+        poll_s=0.01,
+        providers={"fake": fake},
+    )
+    jobs = world.batches.jobs_for("strong")
+    assert sum(len(j.lines) for j in jobs) == 40 * 6
+    assert requests_by_model(world, proposals_only=True) == {}  # no sample was drawn real-time
+    assert tuned.found.calls_after_sampling > 0  # the writers ran, on the jobs' answers
+    assert len(tuned.found.dev) + len(tuned.found.held) == 40
+    assert all(len(d) == 6 for p in tuned.found.dev for d in p.draws.values())

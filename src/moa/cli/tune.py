@@ -66,6 +66,18 @@ _JudgeOpt = Annotated[
         "--judge", help="Judge MODEL for open-ended rows: each answer against its `reference`."
     ),
 ]
+_BatchAPIOpt = Annotated[
+    bool,
+    typer.Option(
+        "--batch-api",
+        help="Draw the samples as provider Batch API jobs (about half the price, answers "
+        "within the provider's window); a rerun resumes the same jobs.",
+    ),
+]
+_PollOpt = Annotated[
+    float,
+    typer.Option("--poll-every", metavar="SECONDS", help="With --batch-api: poll this often."),
+]
 _ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -93,6 +105,8 @@ def tune(
     system: _SystemOpt = None,
     config: _ConfigOpt = None,
     judge: _JudgeOpt = None,
+    batch_api: _BatchAPIOpt = False,
+    poll_every: _PollOpt = 30.0,
     cache: CacheOpt = None,
     concurrency: ConcurrencyOpt = 4,
     quiet: QuietOpt = False,
@@ -119,6 +133,8 @@ def tune(
             budget=budget,
             concurrency=concurrency,
             judge=judge,
+            batch_api=batch_api,
+            poll_s=poll_every,
             providers=tables.get("providers", {}),
             specs=tables.get("models", {}),
         )

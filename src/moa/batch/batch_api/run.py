@@ -20,6 +20,7 @@ from moa.batch.batch_api.parked import Parking
 from moa.batch.batch_api.state import Results, RunState, results_path, state_path
 from moa.batch.items import BatchStats, Item
 from moa.batch.jsonl import AppendLog
+from moa.call.chain import Cached
 from moa.engine.mixture import MoA
 from moa.errors import BatchAPIError, ConfigError, RunError
 from moa.pricing import format_usd
@@ -59,6 +60,10 @@ async def run_batch_api(
         collector = Collector(results)
         parking = Parking(collector, mixture.registry, mixture.prices, apis)
         mixture.caller.link(parking)
+        if (cache := mixture.caller.cache) is not None:
+            # Around the parking: a reproducible call the cache holds is not sent again, and
+            # what a job answers is kept (moa tune's writers reuse its samples so).
+            mixture.caller.link(lambda inner: Cached(inner, cache))
         for agent in mixture.agents:  # resolved now, so a layer's calls park in one turn
             await mixture.caller.route(agent)
         show = _Shown(console)

@@ -31,6 +31,8 @@ class Settings:
     concurrency: int = 4
     leaders: int = 2  # how many leading panels the writers are tried on
     judge: str | None = None  # grades open-ended prompts against their `reference`
+    batch_api: bool = False  # the sampling pass as provider Batch API jobs
+    poll_s: float = 30.0  # how often those jobs are polled
     # `[providers.NAME]` tables (as a recipe has them) every recipe tune builds and writes holds.
     providers: dict[str, Any] = field(default_factory=dict)
     # A candidate's own model-table keys, as a recipe writes them: system, examples, stop,

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from moa.batch.items import Item, records, run_items, worst_case_budget
+from moa.batch.items import BatchStats, Item, records, run_items, worst_case_budget
 from moa.batch.jsonl import AppendLog
 from moa.engine.mixture import MoA
 from moa.errors import ConfigError, InputError
@@ -46,15 +46,18 @@ async def tune(
     mixture = build(Recipe.model_validate(sampler.draw_recipe()))
     out = work / "samples.jsonl"
     await _refuse_over_budget(mixture, items, out, settings.budget)
-    stats = await run_items(
-        items,
-        samples.job(mixture, sampler, grade),
-        out,
-        concurrency=settings.concurrency,
-        console=console,
-        label="sampling",
-        budget=worst_case_budget(settings.budget, mixture),
-    )
+    if settings.batch_api:
+        stats = await _sample_by_batch_api(settings, mixture, items, work, console, grade)
+    else:
+        stats = await run_items(
+            items,
+            samples.job(mixture, sampler, grade),
+            out,
+            concurrency=settings.concurrency,
+            console=console,
+            label="sampling",
+            budget=worst_case_budget(settings.budget, mixture),
+        )
     drawn = samples.prompts(records(out))
     skipped = _unreachable(drawn, settings.models)
     models = [m for m in settings.models if m not in skipped]
@@ -78,6 +81,43 @@ async def tune(
     await steps.judge()
     found.calls_after_sampling = budget.used
     return found
+
+
+async def _sample_by_batch_api(
+    settings: Settings,
+    mixture: MoA,
+    items: list[Item],
+    work: Path,
+    console: Console | None,
+    grade: Grader,
+) -> BatchStats:
+    """The sampling pass as provider Batch API jobs, at batch prices (`moa batch --batch-api`'s
+    runner, resumable the same way); each answered prompt's draws are then graded into
+    `samples.jsonl`. The mixture's cache keeps the answers, so later steps reuse them."""
+    from moa.batch.batch_api.run import run_batch_api
+
+    jobs_out, out = work / "samples.batch-api.jsonl", work / "samples.jsonl"
+    with AppendLog(out) as log:
+        todo = [it for it in items if it.id not in log]
+    stats = await run_batch_api(
+        todo,
+        mixture,
+        jobs_out,
+        console=console,
+        recipe="tune-samples",
+        budget_usd=settings.budget,
+    )
+    by_id = {json.dumps(it.id): it for it in todo}
+    with AppendLog(out) as log:
+        for row in records(jobs_out):
+            item = by_id.get(json.dumps(row["id"]))
+            if item is None or item.id in log:
+                continue
+            sampled, _ = await samples.record(
+                item, samples.written_calls(row), settings.sampler(), grade
+            )
+            log.append({"id": item.id, **sampled})
+    return stats
 
 
 def _items(settings: Settings) -> list[Item]:

@@ -22,7 +22,8 @@ from moa.engine.mixture import MoA
 from moa.errors import InputError
 from moa.evaluation.quick import normalize
 from moa.evaluation.tune.grade import Grader
-from moa.types import Message, Usage
+from moa.trace import CallRecord
+from moa.types import NO_USAGE, Message, Usage
 
 DEV, HELDOUT = "dev", "heldout"
 
@@ -149,36 +150,83 @@ def split(items: Sequence[Item], holdout: float, seed: int = 0) -> list[Item]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """One sampling call as the trace has it, live (`CallRecord`) or written (its dict)."""
+
+    index: int
+    ok: bool
+    text: str
+    tokens: int
+    seconds: float
+    usd: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, call: CallRecord) -> Answered:
+        u = call.usage
+        return cls(
+            call.index, call.ok, call.output, u.total_tokens, call.latency_s, u.cost_usd, call.error
+        )
+
+    @classmethod
+    def written(cls, call: dict[str, Any]) -> Answered:
+        tokens = call["input_tokens"] + call["output_tokens"]
+        return cls(
+            call["index"],
+            call["status"] == "ok",
+            call["output"],
+            tokens,
+            call["latency_s"],
+            call["cost_usd"],
+            call["error"],
+        )
+
+
+async def record(
+    item: Item, calls: Sequence[Answered], sampler: Sampler, grade: Grader
+) -> tuple[dict[str, Any], Usage]:
+    """A prompt's row of the sampling pass: each candidate's draws in order, each graded;
+    and what grading them cost (a judge's calls)."""
+    calls = sorted(calls, key=lambda c: c.index)
+    graded = iter(await asyncio.gather(*(grade(item, c.text) for c in calls if c.ok)))
+    usage = NO_USAGE
+    draws: dict[str, list[dict[str, Any]]] = {m: [] for m in sampler.models}
+    for c in calls:
+        correct = False
+        if c.ok:
+            correct, judged = next(graded)
+            usage = usage + judged
+        draws[sampler.models[c.index // (sampler.samples + 1)]].append(
+            {
+                "text": c.text if c.ok else "",
+                "ok": c.ok,
+                "correct": correct,
+                "tokens": c.tokens,
+                "seconds": round(c.seconds, 4),
+                "usd": c.usd,
+                "error": c.error,
+            }
+        )
+    return {**item.data, "draws": draws}, usage
+
+
 def job(mixture: MoA, sampler: Sampler, grade: Grader) -> Job:
-    """One prompt's sampling pass: every candidate's greedy answer and samples, each graded."""
-    per_model = sampler.samples + 1
+    """One prompt's sampling pass, real-time: every candidate's greedy answer and samples."""
 
     async def run(item: Item) -> tuple[dict[str, Any], Usage]:
         result = await mixture.arun(list(item.messages))
-        calls = sorted(result.proposals(layer=1), key=lambda c: c.index)
-        graded = await asyncio.gather(*(grade(item, p.output) for p in calls if p.ok))
-        verdicts = iter(graded)
-        usage = result.usage
-        draws: dict[str, list[dict[str, Any]]] = {m: [] for m in sampler.models}
-        for p in calls:
-            correct = False
-            if p.ok:
-                correct, judged = next(verdicts)
-                usage = usage + judged
-            draws[sampler.models[p.index // per_model]].append(
-                {
-                    "text": p.output if p.ok else "",
-                    "ok": p.ok,
-                    "correct": correct,
-                    "tokens": p.usage.total_tokens,
-                    "seconds": round(p.latency_s, 4),
-                    "usd": p.usage.cost_usd,
-                    "error": p.error,
-                }
-            )
-        return {**item.data, "draws": draws}, usage
+        calls = [Answered.of(c) for c in result.proposals(layer=1)]
+        row, judged = await record(item, calls, sampler, grade)
+        return row, result.usage + judged
 
     return run
+
+
+def written_calls(row: dict[str, Any]) -> list[Answered]:
+    """The sampling calls of a `--batch-api` output row (its trace)."""
+    calls = row["trace"]["calls"]
+    return [Answered.written(c) for c in calls if c["role"] == "proposer" and c["layer"] == 1]
 
 
 def prompts(rows: Sequence[dict[str, Any]]) -> list[Prompt]:
