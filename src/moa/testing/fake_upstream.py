@@ -54,7 +54,7 @@ __all__ = ["MISMATCH", "Body", "Call", "FakeUpstream", "Reply", "continuing"]
 
 
 class FakeUpstream(LoopbackServer):
-    def __init__(self, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[Body] = []
@@ -65,6 +65,7 @@ class FakeUpstream(LoopbackServer):
         self.calls: list[Call] = []
         self._profiles: dict[str | None, Profile] = {}
         self._rate: _Window | None = None
+        self.default_reply = Reply()  # what a model with no script answers
         # OpenAI's Batch API (moa.testing.batch_api), answering from the same scripts.
         self.batches = FakeBatchAPI(self._batch_answer)
         routes = [
@@ -72,7 +73,7 @@ class FakeUpstream(LoopbackServer):
             Route("/v1/models", self._models, methods=["GET"]),
             *self.batches.routes(),
         ]
-        super().__init__(Starlette(routes=routes), host=host)
+        super().__init__(Starlette(routes=routes), host=host, port=port)
         self.base_url = f"http://{host}:{self.port}/v1"
 
     # -- scripting -------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class FakeUpstream(LoopbackServer):
             self.calls.clear()
             self._profiles.clear()
             self._scripts.clear()
+            self.default_reply = Reply()
             self.requests.clear()
             self.disconnects = 0
             self.max_active = 0
@@ -130,7 +132,9 @@ class FakeUpstream(LoopbackServer):
     def _next_reply(self, model: str, body: Body) -> Reply:
         with self._lock:
             queue = self._scripts.get(model)
-            reply = Reply() if not queue else queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = (
+                self.default_reply if not queue else queue.pop(0) if len(queue) > 1 else queue[0]
+            )
             profile = self._profiles.get(model, self._profiles.get(None))
         if profile is None or reply.delay_s or reply.token_delay_s:
             return reply
