@@ -211,6 +211,8 @@ def _batch_api(
     realtime_fallback: bool,
     poll_every: float,
 ) -> None:
+    written = [output]  # the file this run appends to (a shard's own)
+
     async def main() -> None:
         from moa import recipes
         from moa.cli.options import apply_overrides
@@ -220,6 +222,7 @@ def _batch_api(
         from moa.types import Sampling
 
         items, out = pick(load_input(input_path), output, shard)
+        written[0] = out
         loaded = apply_overrides(recipes.load(recipe), proposers=proposer, aggregator=aggregator)
         if budget is not None and budget <= 0:
             raise ConfigError("--budget must be a positive amount of USD")
@@ -244,7 +247,15 @@ def _batch_api(
             stderr().print(f"  {line}")
         check_failures(stats)
 
-    run_guarded(main)
+    try:
+        run_guarded(main)
+    except typer.Exit as stopped:
+        if stopped.exit_code == 130:  # Ctrl-C stopped this process, not the provider's jobs
+            stderr().print(
+                f"  Batch API jobs it sent go on at the provider: rerun the same command to "
+                f"pick them up, or stop them with `moa batch cancel {written[0]}`"
+            )
+        raise
 
 
 def batch_cancel(
