@@ -145,15 +145,19 @@ def _phase(
             stack.callback(_stop, helper)
             helpers.append(helper)
         if kill:
-            victim = helpers[0]
+            chosen: list[tuple[subprocess.Popen[str], list[str]]] = []
 
             def ready() -> bool:
                 if batch.poll() is not None or queue.outstanding() == 0:
-                    raise RuntimeError("the run ended before the worker to kill held a prompt")
-                return queue.outstanding() <= prompts * 4 // 5 and bool(queue.held_by(victim.pid))
+                    raise RuntimeError("the run ended before a worker to kill held a prompt")
+                if queue.outstanding() > prompts * 4 // 5:
+                    return False
+                holding = [(h, queue.held_by(h.pid)) for h in helpers]
+                chosen[:] = [(h, keys) for h, keys in holding if keys][:1]
+                return bool(chosen)
 
-            _wait(ready, 120, "a fifth answered and the worker to kill holding prompts")
-            held = queue.held_by(victim.pid)
+            _wait(ready, 120, "a fifth answered and a `moa worker` holding prompts")
+            ((victim, held),) = chosen
             victim.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
             victim.wait(timeout=10)
@@ -198,7 +202,7 @@ def run(quick: bool = False) -> RowResult:
     if not RedisServer.available():
         row.skipped = "redis-server is not installed (apt install redis-server)"
         return row
-    prompts = 60 if quick else 300
+    prompts = 80 if quick else 300
     row.params.update(
         prompts=prompts,
         limit=f"{LIMIT} requests per {WINDOW_S:g} s (sliding window), all clients together",
