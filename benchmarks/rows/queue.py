@@ -12,7 +12,9 @@ with 1 and 4 workers, and with one of 4 killed by SIGKILL mid-run.
   the queue; each phase on a queue of its own name.
 
 Throughput / limit is the rate of accepted upstream calls over the middle 80 % of the phase
-divided by the limit; the 429 share is over every upstream call of the phase. In the SIGKILL
+divided by the limit; "once every worker runs" is the same from the moment the last worker
+registered on the queue (start-up costs the others CPU on a small machine) to the drain; the
+429 share is over every upstream call of the phase. In the SIGKILL
 phase one `moa worker` is killed once a fifth of the prompts are answered; the prompts it held
 (read from the stream's pending list) are answered by the others once idle past the
 visibility timeout. Time to recover: from the kill until the last of them is recorded.
@@ -91,6 +93,10 @@ class _Queue:
     def started(self) -> bool:
         return bool(self.client.hexists(self.keys["meta"], "recipe"))
 
+    def workers(self) -> int:
+        """Workers that have started answering (each registers as it starts)."""
+        return int(self.client.hlen(self.keys["workers"]))
+
     def outstanding(self) -> int:
         return int(self.client.scard(self.keys["todo"]))
 
@@ -144,6 +150,10 @@ def _phase(
             helper = _moa("worker", "--queue", queue.url, "-c", str(CONCURRENCY), "-q")
             stack.callback(_stop, helper)
             helpers.append(helper)
+        # From here on every worker answers: start-up (imports, the recipe built) is CPU
+        # the others lose on a busy 2-core machine, so the rate is also read after it.
+        _wait(lambda: queue.workers() >= workers or batch.poll() is not None, 120, "workers")
+        all_running = time.monotonic()
         if kill:
             chosen: list[tuple[subprocess.Popen[str], list[str]]] = []
 
@@ -174,8 +184,12 @@ def _phase(
     cut = len(accepted) // 10
     middle = accepted[cut : len(accepted) - cut]
     rate = (len(middle) - 1) / (middle[-1] - middle[0])
+    steady = [t for t in accepted[: len(accepted) - cut] if t >= all_running]
+    steady_rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 10 else None
     m.update(
         throughput_over_limit=rate / (LIMIT / WINDOW_S),
+        all_running_over_limit=None if steady_rate is None else steady_rate / (LIMIT / WINDOW_S),
+        all_running_calls=len(steady),
         share_429=upstream.throttled / max(1, len(upstream.calls)),
         upstream_calls=len(upstream.calls),
         accepted_calls=len(accepted),
@@ -228,6 +242,7 @@ def run(quick: bool = False) -> RowResult:
     row.raw.update(phases)
     for tag, m in phases.items():
         row.add(f"{tag}: throughput / limit", m["throughput_over_limit"], goal=">= 0.9")
+        row.add(f"{tag}: same, once every worker runs", m["all_running_over_limit"])
         row.add(f"{tag}: 429 share", m["share_429"], goal="<= 0.05")
         row.add(f"{tag}: prompts lost", m["lost"], goal="<= 0")
         row.add(f"{tag}: output lines / prompts", m["output_lines"] / prompts, goal="<= 1")
