@@ -383,3 +383,19 @@ def test_ctrl_c_says_the_jobs_go_on_and_how_to_cancel_them(
     assert process.returncode == 130
     assert "go on at the provider" in stderr and f"moa batch cancel {out}" in stderr
     assert not any(j.cancelled for j in upstream.batches.jobs.values())
+
+
+def test_batch_api_refuses_a_queue_rather_than_ignoring_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    done = run(
+        str(prompts(tmp_path, 2)),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "--queue",
+        "redis://127.0.0.1:1/0",
+        "-r",
+        str(recipe(tmp_path, upstream, ONE_LAYER)),
+    )
+    assert done.exit_code == 2 and "does not go with --queue" in done.stderr
+    assert upstream.batches.uploads == 0

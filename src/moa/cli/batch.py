@@ -106,6 +106,8 @@ def batch(
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs; `moa batch cancel
     OUTPUT` cancels the Batch API jobs of a `--batch-api` run."""
+    if batch_api and queue is not None:
+        raise fail(2, "--batch-api runs from one process: it does not go with --queue")
     if batch_api:
         sampling = (temperature, max_tokens, top_p)
         return _batch_api(input_path, output, recipe, proposer, aggregator, sampling, budget,
