@@ -32,6 +32,9 @@ ROWS: dict[str, str] = {
     "10": "benchmarks.rows.staircase",
     "11": "benchmarks.rows.levers",
     "12": "benchmarks.rows.batched",
+    "13": "benchmarks.rows.batch_api",
+    "14": "benchmarks.rows.queue",
+    "15": "benchmarks.rows.invocation",
 }
 
 

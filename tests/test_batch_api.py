@@ -361,3 +361,41 @@ def test_cancel_cancels_a_runs_jobs_still_running(upstream: FakeUpstream, tmp_pa
     assert {j.status for j in upstream.batches.jobs.values()} == {"cancelled"}
     state = json.loads(state_path(out).read_text())
     assert {j["status"] for j in state["jobs"]} == {"cancelled"}
+
+
+def test_ctrl_c_says_the_jobs_go_on_and_how_to_cancel_them(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Only the process stops: the provider keeps running (and billing) its jobs."""
+    upstream.batches.delay_s = 3600.0
+    out = tmp_path / "out.jsonl"
+    args = ["batch", str(prompts(tmp_path, 2)), "-o", str(out), "-q", "--poll-every", "0.02"]
+    args += ["-r", str(recipe(tmp_path, upstream, ONE_LAYER)), "--batch-api"]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    process = subprocess.Popen(moa(*args), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert upstream.batches.wait_for_jobs(2, timeout=60), "the layer's jobs were never made"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "go on at the provider" in stderr and f"moa batch cancel {out}" in stderr
+    assert not any(j.cancelled for j in upstream.batches.jobs.values())
+
+
+def test_batch_api_refuses_a_queue_rather_than_ignoring_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    done = run(
+        str(prompts(tmp_path, 2)),
+        "-o",
+        str(tmp_path / "o.jsonl"),
+        "--queue",
+        "redis://127.0.0.1:1/0",
+        "-r",
+        str(recipe(tmp_path, upstream, ONE_LAYER)),
+    )
+    assert done.exit_code == 2 and "does not go with --queue" in done.stderr
+    assert upstream.batches.uploads == 0

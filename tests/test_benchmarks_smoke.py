@@ -68,3 +68,54 @@ def test_runner_quick_startup_row(tmp_path: Path, capsys: pytest.CaptureFixture[
     first = metrics["moa ask: first upstream request after spawn"]
     assert first["goal"] == "<= 0.5" and first["value"] > 0
     assert len(row["raw"]["moa ask"]) == 2
+
+
+def test_runner_quick_batch_api_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 13: the same 4 + 1 batch real-time and through the Batch API, `moa batch` children
+    on the fake upstream; the discount is the only difference in what it costs."""
+    pytest.importorskip("fastapi")
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "13", "--out", str(out)]) == 0
+    assert "Batch API / real-time cost" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    metrics = {m["name"]: m["value"] for m in row["metrics"]}
+    assert metrics["same tokens both ways (1 = yes)"] == 1
+    assert abs(metrics["Batch API / real-time cost"] - 0.5) < 1e-9
+    assert metrics["Batch API jobs"] == 5 and metrics["Batch API rounds of jobs"] == 2
+    assert metrics["Batch API real-time calls"] == 0
+    assert metrics["prompts answered, Batch API"] == row["params"]["prompts"]
+
+
+def test_runner_quick_queue_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 14: `moa batch --queue` with 1 and 4 workers on one rate-limited key, then one of 4
+    killed; every prompt answered once whatever the timings."""
+    from moa.testing.redis_server import RedisServer
+
+    if not RedisServer.available():
+        pytest.skip("needs redis-server")
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "14", "--out", str(out)]) == 0
+    assert "1 of 4 killed: prompts lost" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    metrics = {m["name"]: m["value"] for m in row["metrics"]}
+    for phase in ("1 worker", "4 workers", "1 of 4 killed"):
+        assert metrics[f"{phase}: prompts lost"] == 0
+        assert metrics[f"{phase}: output lines / prompts"] == 1
+        assert metrics[f"{phase}: throughput / limit"] > 0
+    assert metrics["SIGKILL: prompts the killed worker held"] > 0
+    assert metrics["SIGKILL: time to recover"] > 0
+
+
+def test_runner_invocation_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 15: invocation = auto answers an easy prompt in one call and convenes the panel
+    for a hard one, as scripted; `always` calls all five every time."""
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "15", "--out", str(out)]) == 0
+    assert "easy: calls per request, auto" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    metrics = {m["name"]: m["value"] for m in row["metrics"]}
+    assert metrics["easy: calls per request, auto"] == 1
+    assert metrics["easy: calls per request, always"] == 5
+    assert metrics["hard: calls per request, auto"] == 6
+    assert metrics["easy: trace's panel_convened as scripted (auto)"] == 1
+    assert metrics["hard: trace's panel_convened as scripted (auto)"] == 1

@@ -38,7 +38,31 @@ def _name(node: ast.expr, constants: dict[str, str]) -> str | None:
     if isinstance(node, ast.JoinedStr):
         parts = [v.value if isinstance(v, ast.Constant) else "<NAME>" for v in node.values]
         return "".join(str(p) for p in parts)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return NAMERS.get(node.func.id)  # a helper that builds the name (`base_url_variable`)
     return None
+
+
+def namers(source: str) -> dict[str, str]:
+    """Functions whose whole body returns an f-string: the variable names they build."""
+    found = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        body = [
+            b
+            for b in node.body
+            if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))
+        ]
+        if (
+            len(body) == 1
+            and isinstance(body[0], ast.Return)
+            and isinstance(body[0].value, ast.JoinedStr)
+        ):
+            name = _name(body[0].value, {})
+            if name is not None and NAME.fullmatch(name):
+                found[node.name] = name
+    return found
 
 
 def read_names(source: str) -> set[str]:
@@ -69,6 +93,11 @@ def read_names(source: str) -> set[str]:
     names = {_name(node, constants) for node in asked}
     names |= {value for name, value in constants.items() if name.startswith("ENV_")}
     return {n for n in names if n is not None and NAME.fullmatch(n)}
+
+
+NAMERS = {
+    k: v for p in SOURCE.rglob("*.py") for k, v in namers(p.read_text(encoding="utf-8")).items()
+}
 
 
 def code_names() -> set[str]:

@@ -107,6 +107,8 @@ def batch(
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs; `moa batch cancel
     OUTPUT` cancels the Batch API jobs of a `--batch-api` run."""
+    if batch_api and queue is not None:
+        raise fail(2, "--batch-api runs from one process: it does not go with --queue")
     prompts = _Prompts(
         input_path,
         output,
@@ -238,11 +240,14 @@ def batch_merge(
 
 
 def _batch_api(prompts: _Prompts, realtime_fallback: bool, poll_every: float) -> None:
+    written = [prompts.output]  # the file this run appends to (a shard's own)
+
     async def main() -> None:
         from moa import recipes
         from moa.batch.batch_api.run import cost_lines, run_batch_api
 
         items, out, loaded, sampling = prompts.load()
+        written[0] = out
         if poll_every <= 0:
             raise ConfigError("--poll-every must be a positive number of seconds")
         # No response cache: a Batch API answer is paid once and kept beside the output.
@@ -263,7 +268,15 @@ def _batch_api(prompts: _Prompts, realtime_fallback: bool, poll_every: float) ->
             stderr().print(f"  {line}")
         check_failures(stats)
 
-    run_guarded(main)
+    try:
+        run_guarded(main)
+    except typer.Exit as stopped:
+        if stopped.exit_code == 130:  # Ctrl-C stopped this process, not the provider's jobs
+            stderr().print(
+                f"  Batch API jobs it sent go on at the provider: rerun the same command to "
+                f"pick them up, or stop them with `moa batch cancel {written[0]}`"
+            )
+        raise
 
 
 def batch_cancel(

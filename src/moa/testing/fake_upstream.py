@@ -53,8 +53,36 @@ from moa.testing.replies import (
 __all__ = ["MISMATCH", "Body", "Call", "FakeUpstream", "Reply", "continuing"]
 
 
-class FakeUpstream(LoopbackServer):
-    def __init__(self, *, host: str = "127.0.0.1") -> None:
+class Recorded:
+    """What the upstream saw, asked after the fact: the requests and their calls' log."""
+
+    _lock: threading.Lock
+    requests: list[Body]
+    calls: list[Call]
+
+    @property
+    def request_times(self) -> dict[str, list[float]]:
+        """Arrival times of the requests, by model (from the call log)."""
+        times: dict[str, list[float]] = defaultdict(list)
+        with self._lock:
+            for call in self.calls:
+                times[call.model].append(call.arrived)
+        return times
+
+    @property
+    def connections(self) -> int:
+        """How many connections the recorded requests came on (a client that reuses its
+        connections opens fewer than it sends requests)."""
+        with self._lock:
+            return len({c.client_port for c in self.calls})
+
+    def requests_for(self, model: str) -> list[Body]:
+        with self._lock:
+            return [r for r in self.requests if r.get("model") == model]
+
+
+class FakeUpstream(Recorded, LoopbackServer):
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._scripts: dict[str, list[Reply]] = {}
         self._lock = threading.Lock()
         self.requests: list[Body] = []
@@ -65,6 +93,7 @@ class FakeUpstream(LoopbackServer):
         self.calls: list[Call] = []
         self._profiles: dict[str | None, Profile] = {}
         self._rate: _Window | None = None
+        self.default_reply = Reply()  # what a model with no script answers
         # OpenAI's Batch API (moa.testing.batch_api), answering from the same scripts.
         self.batches = FakeBatchAPI(self._batch_answer)
         routes = [
@@ -72,7 +101,7 @@ class FakeUpstream(LoopbackServer):
             Route("/v1/models", self._models, methods=["GET"]),
             *self.batches.routes(),
         ]
-        super().__init__(Starlette(routes=routes), host=host)
+        super().__init__(Starlette(routes=routes), host=host, port=port)
         self.base_url = f"http://{host}:{self.port}/v1"
 
     # -- scripting -------------------------------------------------------------------------
@@ -102,35 +131,18 @@ class FakeUpstream(LoopbackServer):
             self.calls.clear()
             self._profiles.clear()
             self._scripts.clear()
+            self.default_reply = Reply()
             self.requests.clear()
             self.disconnects = 0
             self.max_active = 0
         self.batches.reset()
 
-    @property
-    def request_times(self) -> dict[str, list[float]]:
-        """Arrival times of the requests, by model (from the call log)."""
-        times: dict[str, list[float]] = defaultdict(list)
-        with self._lock:
-            for call in self.calls:
-                times[call.model].append(call.arrived)
-        return times
-
-    @property
-    def connections(self) -> int:
-        """How many connections the recorded requests came on (a client that reuses its
-        connections opens fewer than it sends requests)."""
-        with self._lock:
-            return len({c.client_port for c in self.calls})
-
-    def requests_for(self, model: str) -> list[Body]:
-        with self._lock:
-            return [r for r in self.requests if r.get("model") == model]
-
     def _next_reply(self, model: str, body: Body) -> Reply:
         with self._lock:
             queue = self._scripts.get(model)
-            reply = Reply() if not queue else queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = (
+                self.default_reply if not queue else queue.pop(0) if len(queue) > 1 else queue[0]
+            )
             profile = self._profiles.get(model, self._profiles.get(None))
         if profile is None or reply.delay_s or reply.token_delay_s:
             return reply

@@ -12,13 +12,13 @@ from starlette.types import ASGIApp
 
 
 class LoopbackServer:
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit it: without it a reply written as headers then body waits
         # for the client's delayed ACK (about 40 ms on Linux) before the body is sent.
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind((host, 0))
+        self._socket.bind((host, port))  # 0: a free port
         self._socket.listen(1024)
         self.host = host
         self.port: int = self._socket.getsockname()[1]
