@@ -42,7 +42,8 @@ def main() -> None:
     for event in events(args.url, body, os.environ.get("MOA_API_KEY")):
         kind = event["type"]
         if kind == "layer.started":
-            print(f"\n== layer {event['layer']}: {', '.join(event['models'])}", file=sys.stderr)
+            named = ", ".join(event["labels"])  # samples of one model numbered: `m #2 · T=0.7`
+            print(f"\n== layer {event['layer']}: {named}", file=sys.stderr)
         elif kind == "proposal.delta" and args.deltas:
             print(f"[{event['model']}] {event['text']}", file=sys.stderr)
         elif kind in ("proposal.finished", "proposal.failed"):

@@ -37,6 +37,20 @@ def test_vote_counts_final_results_not_whole_texts(upstream: FakeUpstream, recip
     assert upstream.requests_for("agg") == []
 
 
+def test_a_final_line_reply_is_the_chosen_proposal_cut_to_its_result(
+    upstream: FakeUpstream, recipe_file
+) -> None:
+    upstream.script("a", Reply("Two and two make four.\nAnswer: 4"))
+    upstream.script("b", Reply("I think it is\nAnswer: 5"))
+    upstream.script("c", Reply("2 + 2 = 4, so\nAnswer: 4"))
+    recipe = VOTE.replace('strategy = "vote"', 'strategy = "vote"\nreply = "final_line"')
+    result = recipes.build(recipes.load(recipe_file(recipe))).run("What is 2 + 2?")
+    assert result.text == "Answer: 4"
+    why = "vote: 2 of 3 answers agree ('4')"
+    assert [c.chosen for c in result.calls] == [why, None, None]
+    assert f"{why}: answered with the final line of layer 1's proposal 1 (fake:a)" in result.notes
+
+
 ADAPTIVE = """
 [[layers]]
 adaptive = true

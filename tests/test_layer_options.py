@@ -20,6 +20,7 @@ from moa import (
     recipes,
 )
 from moa.engine.cluster import outliers
+from moa.engine.options import RunOptions
 from moa.strategies.agreement import agreement, normalize
 from moa.testing import FakeUpstream, Reply
 
@@ -67,6 +68,29 @@ model = "fake:agg"
     )
     recipes.build(recipe).run("q")
     assert sorted(r["seed"] for r in upstream.requests_for("self")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_samples_of_one_model_are_labelled_by_number_and_the_settings_they_are_sent(
+    registry: Registry,
+) -> None:
+    layer = ProposalLayer(
+        Agent("fake:self", Sampling(temperature=0.0)),
+        Agent("fake:self", samples=2),  # the run's temperature, seeds 1 and 2
+        Agent("fake:twin"),
+        Agent("fake:twin"),
+        "fake:alone",
+    )
+    mixture = MoA(layer, ProposalLayer("fake:self"), Aggregator("fake:agg"), registry=registry)
+    labels = mixture.labels(RunOptions.of(sampling=Sampling(temperature=0.7)))
+    assert labels == {
+        (1, 0): "fake:self #1 · T=0.7",  # the run's settings win over the slot's
+        (1, 1): "fake:self #2 · T=0.7, seed 1",
+        (1, 2): "fake:self #3 · T=0.7, seed 2",
+        (1, 3): "fake:twin #1 · T=0.7",
+        (1, 4): "fake:twin #2 · T=0.7",
+        (1, 5): "fake:alone",
+        (2, 0): "fake:self",  # numbered within its layer
+    }
 
 
 def test_samples_are_for_proposers() -> None:

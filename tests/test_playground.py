@@ -264,6 +264,127 @@ def test_a_protected_server_asks_for_the_key_and_keeps_it_in_the_tab(
     context.close()
 
 
+# -- following the answer, the chosen proposal, samples told apart ----------------------------
+
+# Ten cards in one column, as `local` has: the answer ends below the fold of a 720 px window.
+TEN_CARDS = SERVER_RECIPE.replace(
+    'models = ["fake:a", "fake:b"]',
+    'models = [{model = "fake:a", samples = 5}, {model = "fake:b", samples = 5}]',
+)
+LONG_ANSWER = "\n\n".join(f"Paragraph {i}: the layers agree on Paris." for i in range(1, 41))
+THREAD = "document.getElementById('thread')"
+BELOW_THE_END = f"{THREAD}.scrollHeight - {THREAD}.scrollTop - {THREAD}.clientHeight"
+# While the answer streams, how far the thread's end is below what is in view, every 20 ms
+# (once the answer is drawn: its first event comes before the frame that draws and follows it).
+SAMPLE_WHILE_STREAMING = f"""
+window.__below = [];
+setInterval(() => {{
+  if (document.querySelector(".answer[data-status='streaming'] .markdown:not(:empty)")) {{
+    window.__below.push([{BELOW_THE_END}, {THREAD}.scrollHeight]);
+  }}
+}}, 20);
+"""
+
+
+def test_the_thread_follows_the_answer_as_it_streams(
+    upstream: FakeUpstream, serve_moa, open_page
+) -> None:
+    upstream.script("agg", Reply(LONG_ANSWER, token_delay_s=0.005))
+    page = open_page(serve_moa(TEN_CARDS))
+    page.evaluate(SAMPLE_WHILE_STREAMING)
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    height, shown = page.evaluate(f"[{THREAD}.scrollHeight, {THREAD}.clientHeight]")
+    assert height > 2 * shown, "the turn is taller than the window"
+    assert page.evaluate(BELOW_THE_END) <= 1, "the end of the answer is in view"
+    below = page.evaluate("window.__below")
+    assert len({h for _, h in below}) > 1, "sampled while the answer grew"
+    assert max(b for b, _ in below) <= 1, "followed all along, not only at the end"
+
+
+def test_the_thread_stops_following_once_the_user_scrolls_up(
+    upstream: FakeUpstream, serve_moa, open_page
+) -> None:
+    upstream.script("agg", Reply(LONG_ANSWER, token_delay_s=0.01))
+    page = open_page(serve_moa(TEN_CARDS))
+    ask(page, "Capital of France?")
+    page.wait_for_function(
+        "() => document.querySelector('.answer .markdown').textContent.length > 100"
+    )
+    before = page.evaluate(f"{THREAD}.scrollTop")
+    page.mouse.move(640, 300)
+    page.mouse.wheel(0, -400)
+    # Scrolled up, and still for a frame (a wheel may scroll smoothly).
+    settled = f"""() => {{
+      const top = {THREAD}.scrollTop, still = top === window.__top;
+      window.__top = top;
+      return top < {before - 300} && still;
+    }}"""
+    page.wait_for_function(settled)
+    left_at = page.evaluate(f"{THREAD}.scrollTop")
+    streamed = page.evaluate("document.querySelector('.answer .markdown').textContent.length")
+    wait_answered(page)
+    assert len(page.locator(".answer .markdown").inner_text()) > streamed, "it went on growing"
+    assert page.evaluate(f"{THREAD}.scrollTop") == left_at, (
+        "the thread stayed where the user left it"
+    )
+    assert page.evaluate(BELOW_THE_END) > 400
+
+
+@pytest.mark.parametrize(
+    ("strategy", "replies", "why"),
+    [
+        (
+            "vote",
+            ["Answer: Rome", "Answer: Paris", "Paris it is.\nAnswer: Paris"],
+            "vote: 2 of 3 answers agree ('paris')",
+        ),
+        (
+            "medoid",
+            ["Rome", "Paris is the capital", "Paris"],
+            "medoid: the closest of 3 answers to the others",
+        ),
+    ],
+)
+def test_the_proposal_a_verbatim_strategy_chose_is_marked_with_why(
+    upstream: FakeUpstream, serve_moa, open_page, strategy: str, replies: list[str], why: str
+) -> None:
+    recipe = SERVER_RECIPE.replace(
+        'models = ["fake:a", "fake:b"]', 'models = ["fake:a", "fake:b", "fake:c"]'
+    ).replace('model = "fake:agg"', f'model = "fake:agg"\nstrategy = "{strategy}"')
+    for model, reply in zip("abc", replies, strict=True):
+        upstream.script(model, Reply(reply))
+    page = open_page(serve_moa(recipe))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    chosen = page.locator(".card.chosen")
+    assert chosen.count() == 1 and chosen.get_attribute("data-model") == "fake:b"
+    assert chosen.locator(".card-chosen").inner_text() == why
+    assert chosen.locator(".pill").inner_text().lower() == "chosen"
+    assert page.locator(".answer .markdown").inner_text() == replies[1]
+    assert page.locator(".answer .answer-model").inner_text() == "chosen: fake:b"
+    assert upstream.requests_for("agg") == []
+
+
+def test_samples_of_one_model_are_numbered_on_their_cards(
+    upstream: FakeUpstream, serve_moa, open_page
+) -> None:
+    recipe = SERVER_RECIPE.replace(
+        'models = ["fake:a", "fake:b"]',
+        'models = [{model = "fake:a", temperature = 0.7, seed = 1, samples = 3}, "fake:b"]',
+    )
+    page = open_page(serve_moa(recipe))
+    ask(page, "Capital of France?")
+    wait_answered(page)
+    assert page.locator(".column[data-layer='1'] .card .model").all_inner_texts() == [
+        "fake:a #1 · T=0.7, seed 1",
+        "fake:a #2 · T=0.7, seed 2",
+        "fake:a #3 · T=0.7, seed 3",
+        "fake:b",
+    ]
+    assert page.problems == []
+
+
 def test_no_ui_leaves_the_root_unserved(serve_moa) -> None:
     import httpx
 

@@ -32,7 +32,8 @@ def test_a_run_is_told_event_by_event_and_ends_with_the_whole_trace(
     events = run_events(moa_server, ASK)
     types = [e["type"] for e in events]
     assert types[:3] == ["layer.started", "proposal.started", "proposal.started"]
-    assert events[0] == {"type": "layer.started", "layer": 1, "models": ["fake:a", "fake:b"]}
+    models = ["fake:a", "fake:b"]
+    assert events[0] == {"type": "layer.started", "layer": 1, "models": models, "labels": models}
     finished = types.index("aggregator.started")
     assert sorted(types[3:finished]) == sorted(
         ["proposal.finished"] * 2 + ["proposal.delta"] * types[3:finished].count("proposal.delta")

@@ -186,3 +186,27 @@ def test_an_unknown_mode_is_a_bad_request(moa_server) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "moa_layers"
+
+
+SAMPLED = SERVER_RECIPE.replace(
+    'models = ["fake:a", "fake:b"]',
+    'models = [{model = "fake:a", temperature = 0.7, seed = 1, samples = 3}, "fake:b"]',
+)
+
+
+def test_samples_of_one_model_are_numbered_with_their_settings(
+    upstream: FakeUpstream, serve_moa
+) -> None:
+    script(upstream)
+    server = serve_moa(SAMPLED)
+    body = {**ASK, "moa_layers": "reasoning"}
+    streamed, _ = reasoning_then_content(stream_deltas(server, {**body, "stream": True}))
+    whole = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30).json()
+    for told in (streamed, whole["choices"][0]["message"]["reasoning_content"]):
+        heads = [line for line in told.splitlines() if line.startswith("**")]
+        assert sorted(heads) == [
+            "**fake:a #1 · T=0.7, seed 1**",
+            "**fake:a #2 · T=0.7, seed 2**",
+            "**fake:a #3 · T=0.7, seed 3**",
+            "**fake:b**",  # one slot of its model: its name is enough
+        ]

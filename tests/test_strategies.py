@@ -259,6 +259,8 @@ def test_vote_streams_the_majority_answer_with_no_aggregator_call(
     assert result.notes == [
         "vote: 2 of 3 answers agree ('21'): answered with layer 1's proposal 1 (fake:a), verbatim"
     ]
+    # The chosen proposal says so in the trace (the playground marks its card).
+    assert [c.chosen for c in result.calls] == ["vote: 2 of 3 answers agree ('21')", None, None]
     assert isinstance(events[-1], Done)
 
 

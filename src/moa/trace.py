@@ -57,6 +57,9 @@ class CallRecord:
     error_kind: str | None = None  # the failure's kind: rate_limited, timeout, empty, …
     data: dict[str, Any] | None = None  # what a strategy parsed from the answer (analysis, …)
     dropped: str | None = None  # why this answer was not passed on (a layer's filter)
+    # Why this proposal is the answer, as a verbatim strategy chose it (medoid, vote, select,
+    # a layer's `stop_when`): the playground marks its card with it.
+    chosen: str | None = None
     steps: list[AggregatorStep] = field(default_factory=list)  # a staircase aggregator's calls
     runtime: str | None = None  # what computed it, where the provider says (embedded threads)
     # Why a cancelled call was cut (see LOST): "deadline" / "quorum" (its layer moved on

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from moa.errors import ConfigError
@@ -67,3 +69,23 @@ class Agent:
             )
             for i in range(self.samples)
         )
+
+
+def slot_labels(agents: Sequence[Agent], sampling: Sequence[Sampling]) -> list[str]:
+    """How people read a layer's slots, given the settings each is sent: its model, and where
+    the model fills several slots, its number among them and what sets it apart
+    (`local:smollm2 #2 · T=0.7, seed 2`) — five cards all reading `local:smollm2` say nothing."""
+    counts = Counter(a.model for a in agents)
+    numbered: Counter[str] = Counter()
+    labels = []
+    for agent, settings in zip(agents, sampling, strict=True):
+        if counts[agent.model] == 1:
+            labels.append(agent.model)
+            continue
+        numbered[agent.model] += 1
+        label = f"{agent.model} #{numbered[agent.model]}"
+        apart = [f"T={settings.temperature:g}"] if settings.temperature is not None else []
+        if settings.seed is not None:
+            apart.append(f"seed {settings.seed}")
+        labels.append(f"{label} · {', '.join(apart)}" if apart else label)
+    return labels

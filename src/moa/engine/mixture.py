@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Literal, Unpack
 
-from moa.call.agent import Agent
+from moa.call.agent import Agent, slot_labels
 from moa.call.caller import Caller
 from moa.engine.aggregator import Aggregator
 from moa.engine.budget import (
@@ -97,6 +97,17 @@ class MoA(Lifecycle):
     @property
     def agents(self) -> list[Agent]:
         return [a for layer in self.layers for a in layer.agents] + list(self.aggregator.candidates)
+
+    def labels(self, options: RunOptions) -> dict[tuple[int, int], str]:
+        """Each proposer slot of a run with `options` as people read it, by (layer, index):
+        its model, numbered with its settings where the model fills several slots of its layer
+        (`moa.call.agent.slot_labels`) — the playground's cards, the layers told as reasoning."""
+        labels = {}
+        for number, layer in enumerate(self.layers, 1):
+            sent = [a.sampling_under(options.sampling, self.caller.defaults) for a in layer.agents]
+            for index, label in enumerate(slot_labels(layer.agents, sent)):
+                labels[number, index] = label
+        return labels
 
     def __repr__(self) -> str:
         return f"MoA({', '.join(map(repr, (*self.layers, self.aggregator)))})"

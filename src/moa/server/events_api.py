@@ -1,6 +1,7 @@
 """`POST /v1/moa/runs`: one MoA run as Server-Sent Events, one JSON object per engine event.
 
-    data: {"type": "layer.started", "layer": 1, "models": ["fake:a", "fake:b"]}
+    data: {"type": "layer.started", "layer": 1, "models": ["fake:a", "fake:b"],
+           "labels": ["fake:a", "fake:b"]}
     data: {"type": "proposal.started", "layer": 1, "index": 0, "model": "fake:a"}
     data: {"type": "proposal.delta", "layer": 1, "index": 0, "model": "fake:a", "text": "Par"}
     data: {"type": "proposal.finished", "layer": 1, "index": 0, "model": "fake:a", "call": {…}}
@@ -122,6 +123,7 @@ class EventRun:
     async def events(self) -> AsyncIterator[str]:
         started = time.perf_counter()
         layers_started: set[int] = set()
+        labels = self.moa.labels(self.options)
         status, result = 499, None
         code: str | None = "client_disconnected"
         stream = self.moa.events(self.messages, self.options)
@@ -130,9 +132,10 @@ class EventRun:
                 if isinstance(item, ProposalStarted) and item.layer not in layers_started:
                     layers_started.add(item.layer)
                     models = [a.model for a in self.moa.layers[item.layer - 1].agents]
-                    yield sse_event(
-                        {"type": "layer.started", "layer": item.layer, "models": models}
-                    )
+                    # How the cards read: samples of one model numbered, with their settings.
+                    named = [labels[item.layer, i] for i in range(len(models))]
+                    layer = {"type": "layer.started", "layer": item.layer, "models": models}
+                    yield sse_event({**layer, "labels": named})
                 if isinstance(item, Done):
                     result = item.result
                 elif isinstance(item, ProposalFinished | ProposalFailed):

@@ -12,6 +12,9 @@ proposer's time to first token and never two answers interleaved.
     …its answer…
 
     **fake:b** — failed: HTTP 500 …
+
+Samples of one model are told by their labels (`MoA.labels`): `**local:smollm2 #2 · T=0.7, seed
+2**`, as the playground's cards read.
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ class _Proposal:
 
 
 class LayerNarrator:
-    """Feeds on engine events; returns the reasoning text each one adds (often "")."""
+    """Feeds on engine events; returns the reasoning text each one adds (often ""). Each
+    proposal is headed by its label in `labels` (by layer and index), else its model."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Mapping[Key, str] | None = None) -> None:
+        self._labels = labels or {}
         self._proposals: dict[Key, _Proposal] = {}
         self._floor: Key | None = None
         self._layers_headed: set[int] = set()
@@ -110,7 +115,8 @@ class LayerNarrator:
         status_told = False
         if not proposal.headed:
             proposal.headed, status_told = True, record is not None
-            out.append(f"**{proposal.model}**{_status(record)}\n\n")
+            name = self._labels.get(key, proposal.model)
+            out.append(f"**{name}**{_status(record)}\n\n")
         out.extend(proposal.parts[proposal.told :])
         proposal.told = len(proposal.parts)
         if record is not None:
@@ -132,9 +138,9 @@ def _note(record: CallRecord) -> str:
     return f"failed: {record.error or 'no answer'}"
 
 
-def narrate(records: Iterable[CallRecord]) -> str:
+def narrate(records: Iterable[CallRecord], labels: Mapping[Key, str] | None = None) -> str:
     """The reasoning text of a finished run (for non-streamed responses)."""
-    narrator = LayerNarrator()
+    narrator = LayerNarrator(labels)
     text = ""
     for record in records:
         if record.role != "proposer":
@@ -144,8 +150,11 @@ def narrate(records: Iterable[CallRecord]) -> str:
     return text.rstrip("\n")
 
 
-def with_reasoning(body: Mapping[str, Any], result: Result) -> dict[str, Any]:
+def with_reasoning(
+    body: Mapping[str, Any], result: Result, labels: Mapping[Key, str] | None = None
+) -> dict[str, Any]:
     """A `chat.completion` body with the proposals in `message.reasoning_content`."""
-    message = {**body["choices"][0]["message"], "reasoning_content": narrate(result.calls)}
+    told = narrate(result.calls, labels)
+    message = {**body["choices"][0]["message"], "reasoning_content": told}
     choice = {**body["choices"][0], "message": message}
     return {**body, "choices": [choice, *body["choices"][1:]]}

@@ -127,7 +127,7 @@ class ChatRun:
     def _body(self, result: Result) -> dict[str, Any]:
         """The whole answer as one body (the Responses API shapes its own)."""
         body = Completion(self.model).body(result.choices, result.usage, self._extension(result))
-        return with_reasoning(body, result) if self.reasoning else body
+        return with_reasoning(body, result, self.labels()) if self.reasoning else body
 
     async def _stream(self, receive: Receive) -> Response:
         # Only a thinking block shows the proposers' words.
@@ -148,7 +148,7 @@ class ChatRun:
         status: int = CLIENT_CLOSED
         result: Result | None = None
         code: str | None = "client_disconnected"
-        narrator = LayerNarrator() if self.reasoning else None
+        narrator = LayerNarrator(self.labels()) if self.reasoning else None
         pieces = Pieces(completion, usage_nulls)
         try:
             yield pieces.start(0)  # first, so a thinking block has a message to belong to
@@ -186,6 +186,10 @@ class ChatRun:
             with suppress(Exception):
                 await aclose(events)
             self._finish(True, status, result, code)
+
+    def labels(self) -> dict[tuple[int, int], str]:
+        """How the proposers are named in the layers told as reasoning (`MoA.labels`)."""
+        return self.moa.labels(self.options)
 
     def _trace(self, result: Result) -> dict[str, Any] | None:
         if not self.trace:

@@ -329,11 +329,18 @@ def replay(stage: Stage, text: str, model: str | None) -> Iterator[Event]:
         yield Token(piece, stage.choice)
 
 
+def choose(stage: Stage, proposal: CallRecord, why: str, what: str = "") -> None:
+    """`proposal` is the answer (`what` of it: "" whole), for `why`: on its record and in the
+    notes."""
+    proposal.chosen = why
+    stage.result.notes.append(
+        f"{why}: answered with {what}layer {proposal.layer}'s proposal {proposal.index + 1} "
+        f"({proposal.model}){'' if what else ', verbatim'}"
+    )
+
+
 async def answer_with(stage: Stage, proposal: CallRecord, why: str) -> AsyncIterator[Event]:
     """A proposal as the answer, verbatim, with no further call."""
-    stage.result.notes.append(
-        f"{why}: answered with layer {proposal.layer}'s proposal {proposal.index + 1} "
-        f"({proposal.model}), verbatim"
-    )
+    choose(stage, proposal, why)
     for event in replay(stage, proposal.output, proposal.model):
         yield event

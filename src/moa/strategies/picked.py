@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from moa.events import Event
-from moa.strategies.base import Stage, answer_with, replay
+from moa.strategies.base import Stage, answer_with, choose, replay
 from moa.strategies.final import final_keys, final_line
 from moa.trace import CallRecord
 
@@ -42,9 +42,6 @@ async def answer_with_pick(stage: Stage, proposal: CallRecord, why: str) -> Asyn
             yield event
         return
     pattern = patterns(stage)[stage.proposals.index(proposal)]
-    stage.result.notes.append(
-        f"{why}: answered with the final line of layer {proposal.layer}'s proposal "
-        f"{proposal.index + 1} ({proposal.model})"
-    )
+    choose(stage, proposal, why, "the final line of ")
     for event in replay(stage, final_line(proposal.output, pattern), proposal.model):
         yield event

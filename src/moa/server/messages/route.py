@@ -47,14 +47,14 @@ class MessagesRun(ChatRun):
         return AnthropicError.of(super()._error(exc))
 
     def _body(self, result: Result) -> dict[str, Any]:
-        layers = narrate(result.calls) if self.reasoning else None
+        layers = narrate(result.calls, self.labels()) if self.reasoning else None
         body = reply.body(self.id, self.model, result, layers)
         body["moa"] = self._extension(result)
         return body
 
     async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
         blocks = Blocks()
-        narrator = LayerNarrator() if self.reasoning else None
+        narrator = LayerNarrator(self.labels()) if self.reasoning else None
         status: int = CLIENT_CLOSED
         result: Result | None = None
         code: str | None = "client_disconnected"

@@ -10,6 +10,45 @@ const state = { catalog: null, history: [], busy: false };
 const editor = new Editor({ onChange: () => {} });
 const emptyState = $("empty");
 
+// Keeps the end of the thread in view while a turn streams, unless the user has scrolled up
+// (and again once they scroll back down to the end).
+class Follower {
+  constructor(thread) {
+    this.thread = thread;
+    this.following = false;
+    this.top = 0; // where the last follow left the thread
+    this.sizes = new ResizeObserver(() => this.follow());
+    thread.addEventListener("scroll", () => this.watch());
+  }
+
+  // Growing content leaves scrollTop where it was: only the user moves it up.
+  watch() {
+    const t = this.thread;
+    if (t.scrollHeight - t.scrollTop - t.clientHeight < 4) this.following = true;
+    else if (t.scrollTop < this.top - 2) this.following = false;
+  }
+
+  start(turn) {
+    this.following = true;
+    this.top = this.thread.scrollTop;
+    this.sizes.observe(this.thread);
+    this.sizes.observe(turn);
+    this.follow();
+  }
+
+  follow() {
+    this.watch(); // a scroll up not yet reported by its event
+    if (!this.following) return;
+    this.thread.scrollTop = this.thread.scrollHeight;
+    this.top = this.thread.scrollTop;
+  }
+
+  stop() {
+    this.sizes.disconnect();
+  }
+}
+const follower = new Follower($("thread"));
+
 function selectedRecipe() {
   return state.catalog.data.find((r) => r.id === $("recipe").value);
 }
@@ -89,7 +128,7 @@ async function send(prompt) {
   if (override) body.moa_recipe = override;
   const { turn, views, download } = turnNode(prompt, compareModel);
   $("thread").append(turn);
-  turn.scrollIntoView({ behavior: "smooth", block: "start" });
+  follower.start(turn);
   const runs = [streamRun(body, (e) => views[0].on(e))];
   if (compareModel) {
     views[1].model = compareModel;
@@ -103,6 +142,8 @@ async function send(prompt) {
   if (views[0].answer.dataset.status === "ok") {
     state.history = [...messages, { role: "assistant", content: views[0].answerText }];
   }
+  follower.follow();
+  follower.stop();
   download.disabled = !views[0].trace;
   download.addEventListener("click", () => saveTrace(body, views));
   state.busy = false;

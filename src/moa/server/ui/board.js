@@ -16,23 +16,29 @@ const seconds = (s) => (s < 10 ? `${s.toFixed(2)} s` : `${s.toFixed(1)} s`);
 const money = (usd) =>
   usd === 0 ? "$0" : usd < 0.01 ? `$${usd.toFixed(6).replace(/0+$/, "")}` : `$${usd.toFixed(4)}`;
 
-function modelLabel(model) {
+// `label`: the server's name for the slot (`local:smollm2 #2 · T=0.7, seed 2` for one of several
+// samples of a model), which starts with the model.
+function modelLabel(model, label = model) {
   const [provider, ...rest] = model.split(":");
-  const label = el("span", "model");
-  if (rest.length) label.append(el("span", "provider", `${provider}:`));
-  label.append(el("span", "model-name", rest.length ? rest.join(":") : model));
-  label.title = model;
-  return label;
+  const node = el("span", "model");
+  if (rest.length) node.append(el("span", "provider", `${provider}:`));
+  node.append(el("span", "model-name", rest.length ? rest.join(":") : model));
+  const sample = label.startsWith(model) ? label.slice(model.length).trim() : "";
+  if (sample) node.append(" ", el("span", "sample", sample));
+  node.title = label;
+  return node;
 }
 
 class Card {
-  constructor(model, role) {
+  constructor(model, role, label = model) {
     this.node = el("article", `card ${role}`);
     this.node.dataset.model = model;
+    this.node.dataset.label = label;
     this.node.dataset.status = "waiting";
+    this.label = label;
     const head = el("header", "card-head");
     this.pill = el("span", "pill", "waiting");
-    head.append(modelLabel(model), this.pill);
+    head.append(modelLabel(model, label), this.pill);
     this.body = el("div", "card-body");
     this.foot = el("footer", "card-foot");
     this.node.append(head, this.body, this.foot);
@@ -67,6 +73,17 @@ class Card {
     if (call.cost_usd !== undefined && call.cost_usd !== null) facts.push(money(call.cost_usd));
     if (call.attempts > 1) facts.push(`${call.attempts} attempts`);
     this.foot.replaceChildren(...facts.map((f) => el("span", "fact", f)));
+  }
+
+  // The answer is this proposal, as written: a verbatim strategy chose it, for `why`.
+  choose(why) {
+    this.node.classList.add("chosen");
+    this.node.dataset.chosen = why;
+    this.pill.textContent = "chosen";
+    this.node.querySelector(".card-head").after(el("p", "card-chosen", why));
+    // On a phone a layer is a row to swipe through: bring the card into view (no-op on a column).
+    const row = this.node.parentElement;
+    row.scrollLeft = this.node.offsetLeft - row.offsetLeft;
   }
 }
 
@@ -104,10 +121,10 @@ export class RunView {
     return column;
   }
 
-  card(layer, index, model) {
+  card(layer, index, model, label) {
     const key = `${layer}/${index}`;
     if (!this.cards.has(key)) {
-      const card = new Card(model, "proposer");
+      const card = new Card(model, "proposer", label);
       this.cards.set(key, card);
       this.column(layer, `Layer ${layer}`).cards.append(card.node);
     }
@@ -122,7 +139,7 @@ export class RunView {
   on(event) {
     switch (event.type) {
       case "layer.started":
-        event.models.forEach((model, index) => this.card(event.layer, index, model));
+        event.models.forEach((model, i) => this.card(event.layer, i, model, event.labels?.[i]));
         break;
       case "proposal.started":
         this.card(event.layer, event.index, event.model).status("running");
@@ -184,6 +201,7 @@ export class RunView {
     const last = event.trace.calls[event.trace.calls.length - 1];
     if (this.aggregatorCard && last) this.aggregatorCard.settle(last);
     if (this.aggregatorCard) this.aggregatorCard.body.textContent = "Answer below.";
+    this.markChosen(event.trace.calls);
     const calls = event.trace.calls;
     const failed = calls.filter((c) => c.status !== "ok").length;
     const facts = [
@@ -195,6 +213,16 @@ export class RunView {
     if (failed) facts.push(`${failed} failed`);
     if (event.degraded) facts.push(summary);
     this.totals.replaceChildren(...facts.map((f) => el("span", "fact", f)));
+  }
+
+  markChosen(calls) {
+    const chosen = calls.find((c) => c.role === "proposer" && c.chosen);
+    const card = chosen && this.cards.get(`${chosen.layer}/${chosen.index}`);
+    if (!card) return;
+    card.choose(chosen.chosen);
+    // The answer is that proposal's text, not the aggregator's.
+    this.answerModel.replaceChildren("chosen: ", modelLabel(chosen.model, card.label));
+    this.answerModel.title = chosen.chosen;
   }
 
   fail(event) {
