@@ -45,10 +45,10 @@ def _usd(x: float | None) -> str:
     return "unknown" if x is None else format_usd(x)
 
 
-def _per_correct(score: Score, total: float | None) -> str:
-    if total is None:
+def _per_correct(score: Score, per_prompt: float | None) -> str:
+    if per_prompt is None:
         return "unknown"
-    return f"{total * score.n / score.correct:.3g}" if score.correct else "∞"
+    return f"{per_prompt * score.n / score.correct:.3g}" if score.correct else "∞"
 
 
 def heldout_rows(found: Found, v: Verdict) -> list[dict[str, Any]]:
@@ -144,7 +144,11 @@ def markdown(found: Found, v: Verdict, chart: str | None = None) -> str:
     for model, why in found.skipped.items():
         out.append(f"\n- skipped {model}: it gave no sample ({why})")
     out += ["", "## Held-out split", "", *_heldout_table(found, v)]
-    out += ["", "Per prompt; call-seconds add up each call's latency.", ""]
+    out += [
+        "",
+        "Per prompt, but for the last two columns; call-seconds add up each call's latency.",
+        "",
+    ]
     out += _search(found, chart)
     if found.notes:
         out += ["", "### Notes", ""] + [f"- {n}" for n in found.notes]
@@ -169,10 +173,13 @@ def _heldout_table(found: Found, v: Verdict) -> list[str]:
                 f"{r['seconds']:.2f}",
                 _usd(r["usd"]),
                 _per_correct(score, score.mean("calls")),
+                _usd(score.usd * score.n / score.correct)
+                if score.correct and score.usd is not None
+                else ("unknown" if score.usd is None else "∞"),
             ]
         )
     header = ["system", "accuracy [95%]", "vs best member", "McNemar p", "calls", "tokens"]
-    header += ["call-seconds", "USD", "calls per correct"]
+    header += ["call-seconds", "USD", "calls per correct", "USD per correct"]
     return _table(header, rows)
 
 
