@@ -189,14 +189,13 @@ async def record(
     """A prompt's row of the sampling pass: each candidate's draws in order, each graded;
     and what grading them cost (a judge's calls)."""
     calls = sorted(calls, key=lambda c: c.index)
-    graded = iter(await asyncio.gather(*(grade(item, c.text) for c in calls if c.ok)))
-    usage = NO_USAGE
+    # Equal answers are graded once (a judge's verdict is the same; its calls are not free).
+    texts = list(dict.fromkeys(c.text for c in calls if c.ok))
+    verdicts = dict(zip(texts, await asyncio.gather(*(grade(item, t) for t in texts)), strict=True))
+    usage = sum((judged for _, judged in verdicts.values()), NO_USAGE)
     draws: dict[str, list[dict[str, Any]]] = {m: [] for m in sampler.models}
     for c in calls:
-        correct = False
-        if c.ok:
-            correct, judged = next(graded)
-            usage = usage + judged
+        correct = c.ok and verdicts[c.text][0]
         draws[sampler.models[c.index // (sampler.samples + 1)]].append(
             {
                 "text": c.text if c.ok else "",
