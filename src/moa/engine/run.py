@@ -18,7 +18,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 
+from moa import telemetry
 from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.engine.adaptive import run_rounds
@@ -117,6 +119,12 @@ class Run:
             async for event in self._convene():
                 yield event
             answer = self._answer(_stage(self))
+        answer = telemetry.stage(
+            f"aggregate {self.aggregator.strategy.name}",
+            {"moa.layer": len(self.layers) + 1, "moa.strategy": self.aggregator.strategy.name},
+            answer,
+            lambda: _aggregate_attributes(self.result),
+        )
         async with aclosing(answer) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
@@ -144,8 +152,12 @@ class Run:
         references = [r.output for r in self.proposals]
         args = (self.caller, number, layer, self.messages, references, self.overrides)
         if layer.rounds is not None:
-            return run_rounds(self.result, self.pattern, *args, records, deltas)
-        return run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
+            events = run_rounds(self.result, self.pattern, *args, records, deltas)
+        else:
+            events = run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
+        opened = {"moa.layer": number, "moa.layer.size": len(layer.agents)}
+        ended = partial(_layer_attributes, records)
+        return telemetry.stage(f"layer {number}", opened, events, ended)
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on
@@ -235,6 +247,22 @@ def _stage(run: Run) -> Stage:
         proposers=run.proposers,
         answering=run.answering,
     )
+
+
+def _layer_attributes(records: list[CallRecord]) -> dict[str, int]:
+    """What a layer's span says once it has ended: how many of its calls answered."""
+    return {"moa.layer.calls": len(records), "moa.layer.answered": sum(r.ok for r in records)}
+
+
+def _aggregate_attributes(result: Result) -> dict[str, str | bool]:
+    """What the aggregator's span says once it has ended: who answered, whether it convened
+    the panel (invocation "auto")."""
+    said: dict[str, str | bool] = {}
+    if result.aggregator_model is not None:
+        said["moa.aggregator_model"] = result.aggregator_model
+    if result.panel_convened is not None:
+        said["moa.panel_convened"] = result.panel_convened
+    return said
 
 
 def refuse_degraded(

@@ -1,0 +1,33 @@
+"""OpenTelemetry for moa: GenAI spans and metrics, in one home.
+
+moa depends on `opentelemetry-api` only, which does nothing until a tracer provider is set: by
+the application (the Python API then nests each run under the caller's current span), or by
+the command line, whose `otel` extra brings the SDK and the OTLP exporter
+(`moa.telemetry.setup`). Which conventions are followed and what each span says:
+`moa.telemetry.conventions`; the span tree: `moa.telemetry.spans`; the histograms:
+`moa.telemetry.metrics`.
+"""
+
+from moa.telemetry.spans import (
+    OFF,
+    Chat,
+    chat,
+    continued,
+    retried,
+    stage,
+    tracer,
+    waited,
+    workflow,
+)
+
+__all__ = [
+    "OFF",
+    "Chat",
+    "chat",
+    "continued",
+    "retried",
+    "stage",
+    "tracer",
+    "waited",
+    "workflow",
+]
