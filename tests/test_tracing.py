@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -697,3 +698,72 @@ def test_an_endpoint_that_does_not_answer_is_said_once_and_the_run_goes_on(recip
         f"moa: tracing: the OTLP endpoint http://127.0.0.1:{port}/v1/traces does not answer "
         f"(Connection refused); running untraced"
     ]
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+ONE_LAYER = '[[layers]]\nmodels = ["fake:p1", "fake:p2"]\n[aggregator]\nmodel = "fake:agg"\n'
+
+
+def batch(*args: str) -> Result:
+    from typer.testing import CliRunner
+
+    from moa.cli.app import app
+
+    return CliRunner().invoke(app, ["batch", *args, "-q"])
+
+
+def test_a_batch_makes_a_trace_per_prompt(spans: Spans, recipe_file, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "q1", "prompt": "one"}\n{"id": 2, "prompt": "two"}\n')
+    done = batch(str(source), "-o", str(tmp_path / "out.jsonl"), "-r", str(recipe_file(ONE_LAYER)))
+    assert done.exit_code == 0, done.stderr
+    workflows = spans.named("invoke_workflow")
+    assert sorted(str((w.attributes or {})["moa.batch.item_id"]) for w in workflows) == [
+        '"q1"',
+        "2",
+    ]
+    assert all(w.parent is None for w in workflows)
+    traces = {s.context.trace_id for s in spans.all}  # type: ignore[union-attr]
+    assert len(traces) == 2
+    for workflow in workflows:
+        assert workflow.context is not None
+        mine = [s for s in spans.all if s.context.trace_id == workflow.context.trace_id]  # type: ignore[union-attr]
+        assert sorted(s.name for s in mine if s.name.startswith("chat")) == [
+            "chat agg",
+            "chat p1",
+            "chat p2",
+        ]
+
+
+def test_a_batch_api_job_is_a_span_with_its_job_id(
+    spans: Spans, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        ONE_LAYER + f'\n[providers.fake]\nbase_url = "{upstream.base_url}"\nbatch_api = true\n'
+    )
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "q1", "prompt": "one"}\n{"id": "q2", "prompt": "two"}\n')
+    out = tmp_path / "out.jsonl"
+    done = batch(
+        str(source), "-o", str(out), "-r", str(recipe), "--batch-api", "--poll-every", "0.01"
+    )
+    assert done.exit_code == 0, done.stderr
+    jobs = spans.named("batch_api job")
+    made = {j.id: j for model in ("p1", "p2", "agg") for j in upstream.batches.jobs_for(model)}
+    said = {
+        str((s.attributes or {})["moa.batch_api.job_id"]): dict(s.attributes or {}) for s in jobs
+    }
+    assert set(said) == set(made) and len(said) == 3
+    for job_id, attributes in said.items():
+        assert attributes["moa.batch_api.status"] == "completed"
+        assert attributes["moa.batch_api.requests"] == 2
+        assert spans.named(f"batch_api job {job_id}")
+    p1 = next(a for a in said.values() if a["gen_ai.request.model"] == "p1")
+    assert p1["gen_ai.provider.name"] == "fake"
+    # Each prompt's parked calls are in its own trace, and say which job answered them.
+    parked = spans.named("chat p1")
+    assert len(parked) == 2
+    notes = [str((s.attributes or {}).get("moa.notes")) for s in parked]
+    assert all("answered by batch job" in n for n in notes)

@@ -11,6 +11,8 @@ the command line, whose `otel` extra brings the SDK and the OTLP exporter
 from moa.telemetry.spans import (
     OFF,
     Chat,
+    batch_item,
+    batch_job,
     chat,
     continued,
     retried,
@@ -23,6 +25,8 @@ from moa.telemetry.spans import (
 __all__ = [
     "OFF",
     "Chat",
+    "batch_item",
+    "batch_job",
     "chat",
     "continued",
     "retried",

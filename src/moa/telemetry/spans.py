@@ -21,11 +21,12 @@ done at all while no tracer provider is set: the API alone is a no-op, and so is
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, aclosing, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -48,6 +49,7 @@ from moa.types import ChatRequest, Completion, Message, StreamChunk, Usage
 T = TypeVar("T")
 
 _RUN = otel_context.create_key("moa.run")  # the run a call belongs to, beside the current span
+_ITEM = otel_context.create_key("moa.batch.item")  # the batch prompt a run answers
 _tracer: tuple[trace.TracerProvider, trace.Tracer] | None = None
 
 
@@ -279,6 +281,8 @@ async def _workflow(
 ) -> AsyncGenerator[Event, None]:
     conventions = Conventions.from_env()
     opened = {"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name}
+    if (item := otel_context.get_value(_ITEM)) is not None:
+        opened["moa.batch.item_id"] = str(item)
     span = spans.start_span(f"invoke_workflow {name}", attributes={**opened, **attributes})
     run = _Run(prices, conventions)
     ctx = otel_context.set_value(_RUN, run, trace.set_span_in_context(span))
@@ -365,6 +369,49 @@ def waited(seconds: float, why: str) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.add_event("moa.rate_limit.wait", {"moa.wait_s": seconds, "moa.reason": why})
+
+
+@contextmanager
+def batch_item(item_id: object) -> Iterator[None]:
+    """One prompt of a batch: the run inside is a trace of its own, whatever is current, and
+    its workflow span names the prompt's id (as the input file writes it)."""
+    if tracer() is None:
+        yield
+        return
+    alone = otel_context.set_value(_ITEM, json.dumps(item_id), otel_context.Context())
+    token = otel_context.attach(alone)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def batch_job(job: Mapping[str, Any], started_ns: int) -> None:
+    """A Batch API job (moa.evaluation.batch_api), from its submission (or the round that
+    found it again) to the reading of its rows, as a span of its own: its id, provider,
+    model, status and counts, as the run's state file records them."""
+    spans = tracer()
+    if spans is None:
+        return
+    provider, _, model = str(job.get("model", "")).partition(":")
+    counts = job.get("counts") or {}
+    attributes: Attributes = {
+        "gen_ai.operation.name": "chat",
+        **Conventions.from_env().provider(str(job.get("provider") or provider)),
+        "gen_ai.request.model": model or provider,
+        "moa.batch_api.job_id": job.get("id") or "",
+        "moa.batch_api.status": job.get("status") or "",
+        "moa.batch_api.requests": len(job.get("requests") or ()),
+        "moa.batch_api.completed": int(counts.get("completed", 0)),
+        "moa.batch_api.failed": int(counts.get("failed", 0)),
+        "moa.layer.name": job.get("layer") or "",
+    }
+    span = spans.start_span(
+        f"batch_api job {job.get('id')}", attributes=attributes, start_time=started_ns
+    )
+    if job.get("status") == "failed":
+        span.set_status(StatusCode.ERROR, "the job's file did not validate")
+    span.end()
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
+from moa import telemetry
 from moa.call.caller import Caller
 from moa.call.request import Call
 from moa.errors import ProviderError
@@ -60,15 +61,21 @@ class BatchCaller(Caller):
         request = built.request
         window = call.agent.context_window or (await self.profile(call.agent)).context_window
         waiter = self._waiter(call, request, chain.name, item, api, record, window)
-        row = await self.collector.ask(waiter)
-        if not row.ran:  # its job ended before it ran, and real-time was asked for
+        # Its span waits with it; the job that answered is in its notes (moa.telemetry).
+        with telemetry.chat(chain.name, request, record, streamed=False) as seen:
+            row = await self.collector.ask(waiter)
+            # A failed row raises here.
+            answer = self.client(chain.name).completion(request, row) if row.ran else None
+            if answer is not None:
+                seen.answered(answer)
+        if answer is None:  # its job ended before it ran, and real-time was asked for
             self.collector.note(item, record, f"sent real-time: its batch job ended {row.code}")
             with self._realtime(item):
                 return await Caller.complete(self, call, record)
         if record is not None:
             record.references_cut = built.cuts
             record.notes.extend(built.notes)
-        completion = self.client(chain.name).completion(request, row)  # raises a failed row
+        completion = answer
         usage = completion.usage
         cost = usage.cost_usd
         if cost is None:

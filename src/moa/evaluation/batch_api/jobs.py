@@ -9,10 +9,12 @@ resubmits it, or, with `realtime_fallback`, is answered real-time; its prompt's 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moa import telemetry
 from moa.errors import BatchAPIError, BatchJobError, BudgetExceededError, UnpricedModelError
 from moa.evaluation.batch_api.collector import Collector, Waiter
 from moa.evaluation.batch_api.state import Results, RunState
@@ -40,6 +42,7 @@ class Rounds:
             await self.round([w for w in self.collector.waiters.values() if not w.future.done()])
 
     async def round(self, waiters: list[Waiter]) -> None:
+        began = time.time_ns()  # each job's span starts with its round (moa.telemetry)
         jobs: list[dict[str, Any]] = []
         new: list[Waiter] = []
         for waiter in waiters:
@@ -57,7 +60,10 @@ class Rounds:
         await self._poll(label, jobs)
         by_cid = {w.cid: w for w in waiters}
         for job in jobs:
-            await self._ingest(job, by_cid)
+            try:
+                await self._ingest(job, by_cid)
+            finally:
+                telemetry.batch_job(job, began)
 
     async def _submit(self, group: list[Waiter], label: str) -> dict[str, Any]:
         first = group[0]

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from moa import telemetry
 from moa.engine.mixture import MoA
 from moa.errors import BatchAPIError, ConfigError, MissingAPIKeyError, RunError
 from moa.evaluation.batch import BatchStats, Item
@@ -103,7 +104,8 @@ class _Answer:
         key = json.dumps(item.id)
         CURRENT.set(key)
         try:
-            result = await self.mixture.arun(list(item.messages), sampling=self.sampling)
+            with telemetry.batch_item(item.id):  # a trace per prompt
+                result = await self.mixture.arun(list(item.messages), sampling=self.sampling)
         except RunError as exc:
             self.stats.failures.append((item.id, str(exc)))
             return
