@@ -32,6 +32,7 @@ ROWS: dict[str, str] = {
     "10": "benchmarks.rows.staircase",
     "11": "benchmarks.rows.levers",
     "12": "benchmarks.rows.batched",
+    "13": "benchmarks.rows.tracing",
 }
 
 

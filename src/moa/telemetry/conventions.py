@@ -102,9 +102,11 @@ def call_attributes(
     conventions: Conventions,
 ) -> Attributes:
     """What a chat span says once its run has ended, from the call's record: its place in the
-    mixture, tokens, finish reason, attempts, cache hit, cost, why it was lost. `step`: the
-    staircase step this call was (its own tokens; the record holds the whole answer's)."""
+    mixture, tokens, finish reason, cost, and where they apply: attempts other than one, a
+    cache hit, an estimated usage, why it was lost. `step`: the staircase step this call was
+    (its own tokens; the record holds the whole answer's)."""
     finish = record.finish_reason if step is None or step.final else None
+    # Only what says something: each attribute costs its encoding on every exported span.
     attributes: Attributes = {
         "gen_ai.usage.input_tokens": usage.input_tokens,
         "gen_ai.usage.output_tokens": usage.output_tokens,
@@ -112,12 +114,11 @@ def call_attributes(
         "moa.role": record.role,
         "moa.layer": record.layer,
         "moa.index": record.index,
-        "moa.model": record.model,
-        "moa.attempts": record.attempts,
-        "moa.cache_hit": record.ok and record.attempts == 0,
-        "moa.usage.estimated": usage.estimated,
         "moa.cost_usd": cost,
-        "moa.status": record.status,
+        "moa.attempts": record.attempts if record.attempts != 1 else None,
+        "moa.cache_hit": (record.ok and record.attempts == 0) or None,
+        "moa.usage.estimated": usage.estimated or None,
+        "moa.status": None if record.ok else record.status,
         "moa.missing": record.missing,
         "moa.dropped": record.dropped,
         "moa.notes": list(record.notes) or None,

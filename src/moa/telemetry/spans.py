@@ -142,29 +142,39 @@ class Chat:
     def finish(self, conventions: Conventions, prices: PriceBook | None) -> None:
         """The span's attributes from the call's record (priced, when the run priced it), then
         its end, at the time the call ended; the call's metrics."""
-        usage = self.usage
-        attributes: Attributes = {}
-        if self.record is not None:
-            record = self.record
+        usage, cost, record = self.usage, None, self.record
+        if record is not None:
             usage, cost = record.usage, record.cost_usd
             if self.step is not None:  # its own tokens; the record sums every step's
                 usage = Usage(self.step.input_tokens, self.step.tokens_added, estimated=True)
                 cost = None if prices is None else prices.cost(record.model, usage)
-            attributes = call_attributes(record, self.step, usage, cost, conventions)
-        elif self.finish_reason is not None:
-            attributes["gen_ai.response.finish_reasons"] = [self.finish_reason]
+        if self.span.is_recording():  # (not for a trace the sampler left out)
+            self.span.set_attributes(self._said(conventions, usage, cost))
+        self.span.end(end_time=self.ended_ns)
+        cached = record is not None and record.ok and record.attempts == 0
+        metrics.call(
+            self._metric_attributes(conventions), self.duration_s, None if cached else usage
+        )
+
+    def _said(
+        self, conventions: Conventions, usage: Usage | None, cost: float | None
+    ) -> Attributes:
+        if self.record is not None:
+            attributes = call_attributes(
+                self.record, self.step, usage or Usage(), cost, conventions
+            )
+        else:  # a call outside a run: what it saw itself
+            attributes = {}
+            if self.finish_reason is not None:
+                attributes["gen_ai.response.finish_reasons"] = [self.finish_reason]
+            if usage is not None:
+                attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
+                attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         if self.response_model is not None:
             attributes["gen_ai.response.model"] = self.response_model
-        if usage is not None and self.record is None:
-            attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
-            attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         if self.cancelled:
             attributes["moa.cancelled"] = True
-        self.span.set_attributes(attributes)
-        self.span.end(end_time=self.ended_ns)
-        cached = self.record is not None and self.record.ok and self.record.attempts == 0
-        metered = None if cached else usage
-        metrics.call(self._metric_attributes(conventions), self.duration_s, metered)
+        return attributes
 
     def _metric_attributes(self, conventions: Conventions) -> Attributes:
         attributes: Attributes = {
@@ -310,7 +320,7 @@ async def _workflow(
         raise
     finally:
         run.close()
-        if isinstance(result, Result):
+        if isinstance(result, Result) and span.is_recording():
             span.set_attributes(run_attributes(result, conventions))
         span.end()
 
