@@ -68,3 +68,18 @@ def test_runner_quick_startup_row(tmp_path: Path, capsys: pytest.CaptureFixture[
     first = metrics["moa ask: first upstream request after spawn"]
     assert first["goal"] == "<= 0.5" and first["value"] > 0
     assert len(row["raw"]["moa ask"]) == 2
+
+
+def test_runner_quick_tracing_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 13: the same runs with tracing off, on (exported over OTLP to the collector in the
+    upstream's process) and sampled, side by side."""
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "13", "--out", str(out)]) == 0
+    assert "tracing on / off" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    metrics = {m["name"]: m for m in row["metrics"]}
+    assert metrics["spans exported per run"]["value"] == 8  # workflow, layer, aggregate, 5 calls
+    ratio = metrics["tracing on / off"]
+    assert ratio["goal"] == "<= 1.05" and isinstance(ratio["met"], bool)
+    for name in ("CPU per call, tracing off", "CPU per call, tracing on, every span exported"):
+        assert metrics[name]["unit"] == "ms" and metrics[name]["value"] > 0
