@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from conftest import wait_until
 from moa import Aggregator, MoA, ProposalLayer, ProviderConfig, Registry, RetryPolicy
 from moa.call.agent import Agent
 from moa.engine.invocation import PANEL
@@ -520,28 +521,72 @@ async def test_nothing_is_traced_without_a_tracer_provider(registry: Registry) -
 # -- over HTTP: the server, and the command line's OTLP export --------------------------------
 
 
-def test_the_server_continues_a_clients_traceparent(spans: Spans, moa_server) -> None:
-    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    for stream in (False, True):
-        spans.exporter.clear()
-        with httpx.Client(base_url=moa_server.url, timeout=30) as client:
-            reply = client.post(
-                "/v1/chat/completions",
-                json={
-                    "model": "test-moa",
-                    "stream": stream,
-                    "messages": [{"role": "user", "content": "hi"}],
-                },
-                headers={"traceparent": f"00-{trace_id}-{parent}-01"},
-            )
-            assert reply.status_code == 200
-            reply.read()
-        workflow = spans.workflow
-        assert workflow.context is not None and workflow.parent is not None
-        assert format(workflow.context.trace_id, "032x") == trace_id
-        assert format(workflow.parent.span_id, "016x") == parent
-        assert {format(s.context.trace_id, "032x") for s in spans.all} == {trace_id}  # type: ignore[union-attr]
-        assert len(spans.named("chat")) == 3
+TRACE_ID, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+TRACEPARENT = {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}
+
+
+def ancestors(spans: Spans, span: ReadableSpan) -> list[str]:
+    """The span ids above `span`, nearest first, up to the one outside this process."""
+    by_id = {s.context.span_id: s for s in spans.all}  # type: ignore[union-attr]
+    found = []
+    while span.parent is not None:
+        found.append(format(span.parent.span_id, "016x"))
+        if span.parent.span_id not in by_id:
+            break
+        span = by_id[span.parent.span_id]
+    return found
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_server_continues_a_clients_traceparent(spans: Spans, moa_server, stream: bool) -> None:
+    with httpx.Client(base_url=moa_server.url, timeout=30) as client:
+        reply = client.post(
+            "/v1/chat/completions",
+            json={"model": "test-moa", "stream": stream, "messages": [ASK]},
+            headers=TRACEPARENT,
+        )
+        assert reply.status_code == 200
+    # The client's trace holds the mixture, under its span (and the server's request span,
+    # where FastAPI makes one: it ends once the response is sent, just after we read it).
+    wait_until(lambda: spans.named("invoke_workflow"), what="the run's span")
+    workflow = spans.workflow
+    wait_until(lambda: ancestors(spans, workflow)[-1] == CLIENT_SPAN, what="the server's span")
+    own = format(workflow.context.span_id, "016x")  # type: ignore[union-attr]
+    calls = [s for s in spans.named("chat") if own in ancestors(spans, s)]
+    assert len(calls) == 3
+    assert {format(s.context.trace_id, "032x") for s in spans.all} == {TRACE_ID}  # type: ignore[union-attr]
+
+
+ASK = {"role": "user", "content": "hi"}
+
+
+async def test_the_trace_context_middleware_continues_a_traceparent_alone(
+    spans: Spans, registry: Registry
+) -> None:
+    """Where no request span is made (a FastAPI without its own telemetry), moa's middleware
+    continues the client's trace itself."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from moa.server.tracecontext import TraceContext
+
+    mixture = MoA(ProposalLayer("fake:a"), Aggregator("fake:agg"), registry=registry)
+
+    async def answer(request: Request) -> PlainTextResponse:
+        return PlainTextResponse((await mixture.arun("q")).text)
+
+    app = TraceContext(Starlette(routes=[Route("/", answer, methods=["POST"])]))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://moa") as client:
+        assert (await client.post("/", headers=TRACEPARENT)).text == "answer from agg"
+        await client.post("/")  # no traceparent: a trace of its own
+    await mixture.aclose()
+    continued, alone = spans.named("invoke_workflow")
+    assert continued.parent is not None and format(continued.parent.span_id, "016x") == CLIENT_SPAN
+    assert format(continued.context.trace_id, "032x") == TRACE_ID  # type: ignore[union-attr]
+    assert alone.parent is None
 
 
 class Receiver:

@@ -427,8 +427,13 @@ def batch_job(job: Mapping[str, Any], started_ns: int) -> None:
 @contextmanager
 def continued(headers: Mapping[str, str]) -> Iterator[None]:
     """A client's W3C trace context (`traceparent`) current for what runs inside: a request's
-    run is then a child of the client's span."""
+    run is then a child of the client's span — unless a span is current already (the server's
+    own request span, from FastAPI's telemetry or an ASGI instrumentation, which continued
+    the client's trace itself): the run is then that span's child."""
     if tracer() is None or "traceparent" not in headers:
+        yield
+        return
+    if trace.get_current_span().get_span_context().is_valid:
         yield
         return
     token = otel_context.attach(propagate.extract(headers))
