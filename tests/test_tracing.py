@@ -812,3 +812,47 @@ def test_a_batch_api_job_is_a_span_with_its_job_id(
     assert len(parked) == 2
     notes = [str((s.attributes or {}).get("moa.notes")) for s in parked]
     assert all("answered by batch job" in n for n in notes)
+
+
+# -- the command line's configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "OTEL_SDK_DISABLED": "true"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318", "MOA_OTEL": "0"}, False),
+        ({"MOA_OTEL": "1"}, True),
+    ],
+)
+def test_which_environments_turn_tracing_on(env: dict[str, str], on: bool) -> None:
+    from moa.telemetry.setup import wanted
+
+    assert wanted(env) is on
+
+
+def test_an_endpoint_that_stops_answering_is_said_once_then_dropped() -> None:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from moa.telemetry.exporters import Reported
+
+    class Gone(SpanExporter):
+        calls = 0
+
+        def export(self, spans: object) -> SpanExportResult:
+            Gone.calls += 1
+            return SpanExportResult.FAILURE
+
+    said: list[str] = []
+    exporter = Reported(Gone(), "http://collector:4318/v1/traces", said.append)
+    assert exporter.export([]) is SpanExportResult.FAILURE
+    assert exporter.export([]) is SpanExportResult.SUCCESS  # dropped, not sent again
+    assert Gone.calls == 1
+    assert said == [
+        "the OTLP endpoint http://collector:4318/v1/traces stopped answering; the rest is untraced"
+    ]
