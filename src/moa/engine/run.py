@@ -18,9 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from functools import partial
 
-from moa import telemetry
 from moa.call.agent import Agent
 from moa.call.caller import Caller
 from moa.engine.adaptive import run_rounds
@@ -30,6 +28,7 @@ from moa.engine.cluster import outliers
 from moa.engine.invocation import Invocation, auto_worst_case, decide, refuse_without_tools
 from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
+from moa.engine.spans import aggregate_span, layer_span
 from moa.engine.staircase import ceilings, stream_staircase
 from moa.engine.staircase_rules import refuse_for_staircase
 from moa.errors import DegradedRunError, LayerFailedError
@@ -119,12 +118,7 @@ class Run:
             async for event in self._convene():
                 yield event
             answer = self._answer(_stage(self))
-        answer = telemetry.stage(
-            f"aggregate {self.aggregator.strategy.name}",
-            {"moa.layer": len(self.layers) + 1, "moa.strategy": self.aggregator.strategy.name},
-            answer,
-            lambda: _aggregate_attributes(self.result),
-        )
+        answer = aggregate_span(self.aggregator, len(self.layers) + 1, self.result, answer)
         async with aclosing(answer) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
@@ -155,9 +149,7 @@ class Run:
             events = run_rounds(self.result, self.pattern, *args, records, deltas)
         else:
             events = run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
-        opened = {"moa.layer": number, "moa.layer.size": len(layer.agents)}
-        ended = partial(_layer_attributes, records)
-        return telemetry.stage(f"layer {number}", opened, events, ended)
+        return layer_span(number, len(layer.agents), records, events)
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on
@@ -247,22 +239,6 @@ def _stage(run: Run) -> Stage:
         proposers=run.proposers,
         answering=run.answering,
     )
-
-
-def _layer_attributes(records: list[CallRecord]) -> dict[str, int]:
-    """What a layer's span says once it has ended: how many of its calls answered."""
-    return {"moa.layer.calls": len(records), "moa.layer.answered": sum(r.ok for r in records)}
-
-
-def _aggregate_attributes(result: Result) -> dict[str, str | bool]:
-    """What the aggregator's span says once it has ended: who answered, whether it convened
-    the panel (invocation "auto")."""
-    said: dict[str, str | bool] = {}
-    if result.aggregator_model is not None:
-        said["moa.aggregator_model"] = result.aggregator_model
-    if result.panel_convened is not None:
-        said["moa.panel_convened"] = result.panel_convened
-    return said
 
 
 def refuse_degraded(
