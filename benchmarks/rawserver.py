@@ -9,7 +9,8 @@ POST /v1/chat/completions answers at once by default (JSON, or SSE when "stream"
 five word chunks and a usage chunk). With a latency (row 4), a streamed answer waits
 `--ttft-ms` before its headers and first token, then sends `--tokens` word chunks
 `--token-ms` apart (chunked transfer encoding, so the connection stays alive); a JSON answer
-waits for the whole of it. GET /cpu answers this process's CPU seconds so far.
+waits for the whole of it. GET /cpu answers this process's CPU seconds so far. It is an
+OTLP/HTTP collector too (row 13): POST /v1/traces and /v1/metrics are read and answered 200.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             body = await reader.readexactly(length) if length else b""
             if request_line.startswith("GET /cpu"):
                 writer.write(_response(str(time.process_time()).encode(), "text/plain"))
+            elif request_line.startswith(("POST /v1/traces", "POST /v1/metrics")):
+                writer.write(_response(b"", "application/x-protobuf"))
             else:
                 data = json.loads(body or b"{}")
                 model = str(data.get("model", "m"))

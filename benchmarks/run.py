@@ -35,6 +35,7 @@ ROWS: dict[str, str] = {
     "13": "benchmarks.rows.batch_api",
     "14": "benchmarks.rows.queue",
     "15": "benchmarks.rows.invocation",
+    "16": "benchmarks.rows.tracing",
 }
 
 

@@ -119,3 +119,18 @@ def test_runner_invocation_row(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert metrics["hard: calls per request, auto"] == 6
     assert metrics["easy: trace's panel_convened as scripted (auto)"] == 1
     assert metrics["hard: trace's panel_convened as scripted (auto)"] == 1
+
+
+def test_runner_quick_tracing_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 16: the same runs with tracing off, on (exported over OTLP to the collector in the
+    upstream's process) and sampled, side by side."""
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "16", "--out", str(out)]) == 0
+    assert "tracing on / off" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    metrics = {m["name"]: m for m in row["metrics"]}
+    assert metrics["spans exported per run"]["value"] == 8  # workflow, layer, aggregate, 5 calls
+    ratio = metrics["tracing on / off"]
+    assert ratio["goal"] == "<= 1.05" and isinstance(ratio["met"], bool)
+    for name in ("CPU per call, tracing off", "CPU per call, tracing on, every span exported"):
+        assert metrics[name]["unit"] == "ms" and metrics[name]["value"] > 0

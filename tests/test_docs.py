@@ -116,7 +116,11 @@ def verb_and_options(words: list[str]) -> tuple[Any, list[str]]:
         command, rest = command.commands[rest[0]], rest[1:]
     if hasattr(command, "commands"):  # `moa "PROMPT"` and `moa -r x "hi"` are `moa ask`
         command = typer.main.get_command(app).commands["ask"]  # type: ignore[attr-defined]
-    return command, [w.split("=")[0] for w in rest if w.startswith("-") and w != "-"]
+    # `--otel` / `--no-otel` belong to every verb: main() takes them before typer parses.
+    every = {"--otel", "--no-otel"}
+    return command, [
+        w.split("=")[0] for w in rest if w.startswith("-") and w != "-" and w not in every
+    ]
 
 
 COMMANDS = command_lines()

@@ -13,8 +13,8 @@ import pytest
 import moa
 
 # The SDK of remote providers, the server's stack, the embedded model, the chart, a shared
-# cache's client, and what a command loads once it runs: the recipe schema (pydantic) and the
-# response cache (sqlite3).
+# cache's client, tracing (OpenTelemetry), and what a command loads once it runs: the recipe
+# schema (pydantic) and the response cache (sqlite3).
 HEAVY = (
     "openai",
     "httpx",
@@ -26,6 +26,7 @@ HEAVY = (
     "matplotlib",
     "redis",
     "mcp",
+    "opentelemetry",
     "pydantic",
     "sqlite3",
 )

@@ -128,6 +128,7 @@ class Completion:
     tool_calls: tuple[dict[str, Any], ...] = ()  # complete calls, in OpenAI's message shape
     logprobs: tuple[dict[str, Any], ...] = ()  # OpenAI's `logprobs.content` entries
     runtime: str | None = None  # what computed it, where the provider says
+    model: str | None = None  # the model that answered, as the provider names it, if it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class StreamChunk:
     logprobs: tuple[dict[str, Any], ...] = ()  # the `logprobs.content` entries of this piece
     # What computed the answer, where the provider says (the embedded model: its threads).
     runtime: str | None = None
+    model: str | None = None  # the model that answered (on the last chunk), if the provider says
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from moa import telemetry
 from moa.batch.jsonl import AppendLog, read_jsonl
 from moa.engine.mixture import MoA
 from moa.engine.options import as_messages
@@ -157,7 +158,8 @@ def answer_job(mixture: MoA, sampling: Sampling | None = None, **extra: Any) -> 
     """The job of `moa batch`: one MoA run per item; the record has the answer and trace."""
 
     async def job(item: Item) -> tuple[dict[str, Any], Usage]:
-        result = await mixture.arun(list(item.messages), sampling=sampling)
+        with telemetry.batch_item(item.id):  # a trace per prompt
+            result = await mixture.arun(list(item.messages), sampling=sampling)
         degradation = result.degradation
         return {
             **extra,

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
+from urllib.parse import urlsplit
 
+from moa import telemetry
 from moa.call.agent import Agent
 from moa.call.chain import Link, aclose, chain
 from moa.call.request import Built, Call, build_request
@@ -53,13 +55,15 @@ def in_flight(call: Call, record: CallRecord | None) -> Iterator[None]:
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where one `provider:model` goes, asked of the registry once: the provider, the model's
-    name there and its profile, the provider wrapped in its policies, the provider's timeout."""
+    name there and its profile, the provider wrapped in its policies, the provider's timeout
+    and its server's host and port (for the call's span)."""
 
     provider: Provider
     model: str
     profile: ModelProfile
     chain: Provider
     timeout_s: float | None
+    address: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +128,7 @@ class Caller:
                 links=self.links,
             ),
             config.timeout_s if config is not None else None,
+            _address(config.base_url) if config is not None else None,
         )
         self._routes[ref] = route
         return route
@@ -132,6 +137,9 @@ class Caller:
         return (await self.route(agent)).profile
 
     async def build(self, call: Call, *, squeeze: float = 1.0) -> tuple[Provider, Built]:
+        return (await self._build(call, squeeze))[1:]
+
+    async def _build(self, call: Call, squeeze: float = 1.0) -> tuple[Route, Provider, Built]:
         route = await self.route(call.agent)
         # The most specific timeout wins: the model's, then the provider's, then the recipe's.
         timeout = call.agent.timeout_s or route.timeout_s or self.timeout_s
@@ -143,62 +151,72 @@ class Caller:
             timeout_s=timeout,
             squeeze=squeeze,
         )
-        return route.chain, built
+        return route, route.chain, built
 
     async def stream(
         self, call: Call, record: CallRecord | None = None
     ) -> AsyncGenerator[StreamChunk, None]:
         """The answer, chunk by chunk (the first chunk carries the attempts it took). What was
         cut or changed to fit the window is noted on `record`."""
-        provider, built = await self.build(call)
-        chunks = aiter(provider.stream(built.request))
-        try:
-            first = await _first(chunks, call, record)
-        except ContextLengthError:
-            # The model refused our estimate of what fits: halve the references' room, once.
-            await aclose(chunks)
-            provider, built = await self.build(call, squeeze=0.5)
-            chunks = aiter(provider.stream(built.request))
-            first = await _first(chunks, call, record)
-        except StopAsyncIteration:
-            raise ProviderError.empty(provider.name, built.request.model, "stream") from None
-        except BaseException:
-            await aclose(chunks)
-            raise
-        if record is not None:
-            record.references_cut = built.cuts
-            record.notes.extend(built.notes)
-        said = bool(first.text.strip() or first.tool_calls)
-        finish = first.finish_reason
-        try:
-            yield first
-            async for chunk in chunks:
-                said = said or bool(chunk.text.strip() or chunk.tool_calls)
-                finish = chunk.finish_reason or finish
-                yield chunk
-        finally:
-            await aclose(chunks)
-        # A continuation may add nothing: the answer it continues was already complete.
-        if not said and not call.continuation and not _explains_empty(built.request, finish):
-            raise ProviderError.empty(provider.name, built.request.model)
+        route, provider, built = await self._build(call)
+        with telemetry.chat(
+            provider.name, built.request, record, streamed=True, address=route.address
+        ) as seen:
+            chunks = aiter(seen.within(aiter(provider.stream(built.request))))
+            try:
+                first = await _first(chunks, call, record)
+            except ContextLengthError:
+                # The model refused our estimate of what fits: halve the references' room, once.
+                await aclose(chunks)
+                provider, built = await self.build(call, squeeze=0.5)
+                chunks = aiter(seen.within(aiter(provider.stream(built.request))))
+                first = await _first(chunks, call, record)
+            except StopAsyncIteration:
+                raise ProviderError.empty(provider.name, built.request.model, "stream") from None
+            except BaseException:
+                await aclose(chunks)
+                raise
+            if record is not None:
+                record.references_cut = built.cuts
+                record.notes.extend(built.notes)
+            said = bool(first.text.strip() or first.tool_calls)
+            finish = first.finish_reason
+            try:
+                yield first
+                async for chunk in chunks:
+                    said = said or bool(chunk.text.strip() or chunk.tool_calls)
+                    finish = chunk.finish_reason or finish
+                    yield chunk
+            finally:
+                await aclose(chunks)
+            # A continuation may add nothing: the answer it continues was already complete.
+            if not said and not call.continuation and not _explains_empty(built.request, finish):
+                raise ProviderError.empty(provider.name, built.request.model)
 
     async def complete(self, call: Call, record: CallRecord | None = None) -> Completion:
         """The whole answer at once (proposers nobody watches, judges, other one-shot calls)."""
-        provider, built = await self.build(call)
-        with in_flight(call, record):
+        route, provider, built = await self._build(call)
+        with (
+            telemetry.chat(
+                provider.name, built.request, record, streamed=False, address=route.address
+            ) as seen,
+            seen.current(),
+            in_flight(call, record),
+        ):
             try:
                 completion = await provider.complete(built.request)
             except ContextLengthError:
                 provider, built = await self.build(call, squeeze=0.5)
                 completion = await provider.complete(built.request)
-        if record is not None:
-            record.references_cut = built.cuts
-            record.notes.extend(built.notes)
-        if not (completion.text.strip() or completion.tool_calls) and not _explains_empty(
-            built.request, completion.finish_reason
-        ):
-            raise ProviderError.empty(provider.name, built.request.model)
-        return completion
+            seen.answered(completion)
+            if record is not None:
+                record.references_cut = built.cuts
+                record.notes.extend(built.notes)
+            if not (completion.text.strip() or completion.tool_calls) and not _explains_empty(
+                built.request, completion.finish_reason
+            ):
+                raise ProviderError.empty(provider.name, built.request.model)
+            return completion
 
 
 async def _first(
@@ -213,3 +231,15 @@ def _explains_empty(request: ChatRequest, finish_reason: str | None) -> bool:
     """An empty answer is what was asked for when max_tokens ran out (a one-token classifier)
     or a stop sequence matched at once (a client's title generator); otherwise it is a fault."""
     return finish_reason == "length" or bool(request.sampling.stop)
+
+
+def _address(base_url: str) -> tuple[str, int] | None:
+    """The host and port of a provider's base URL (None: not a URL, as a local model has)."""
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
+from moa import telemetry
 from moa.errors import ProviderError, UpstreamTimeoutError
 from moa.policies.cache import Cache
 from moa.policies.ratelimit import Limiter, Limits
@@ -129,7 +130,9 @@ class Retrying(Wrapper):
         self.policy = policy
 
     async def complete(self, request: ChatRequest) -> Completion:
-        completion, attempts = await with_retries(lambda: self.inner.complete(request), self.policy)
+        completion, attempts = await with_retries(
+            lambda: self.inner.complete(request), self.policy, on_retry=_retried
+        )
         return replace(completion, attempts=attempts)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
@@ -143,7 +146,7 @@ class Retrying(Wrapper):
                 await aclose(chunks)
                 raise
 
-        (chunks, first), attempts = await with_retries(first_chunk, self.policy)
+        (chunks, first), attempts = await with_retries(first_chunk, self.policy, on_retry=_retried)
         try:
             yield replace(first, attempts=attempts)
             async for chunk in chunks:
@@ -199,6 +202,10 @@ def chain(
     for link in links:
         wrapped = link(wrapped)
     return wrapped
+
+
+def _retried(attempt: int, error: ProviderError, wait_s: float) -> None:
+    telemetry.retried(attempt, error.kind, error.status_code, wait_s)
 
 
 def _tokens(request: ChatRequest) -> int:

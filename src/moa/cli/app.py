@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
 # what it needs (recipes and pydantic, the engine, rich, the server) when it runs.
 
 app = typer.Typer(
-    help="Mixture-of-Agents: several LLMs propose, an aggregator answers. Offline by default.",
+    help="Mixture-of-Agents: several LLMs propose, an aggregator answers. Offline by default. "
+    "Every command is traced (OpenTelemetry) when OTEL_EXPORTER_OTLP_ENDPOINT or "
+    "OTEL_TRACES_EXPORTER is set, or with --otel; --no-otel turns it off.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -420,9 +423,46 @@ def _commands() -> set[str]:
     return names | {g.name or "" for g in app.registered_groups}
 
 
+def _tracing_choice(args: list[str]) -> bool | None:
+    """`--otel` / `--no-otel`, wherever they stand before `--` (taken out of `args`): they
+    belong to every verb. The last one wins; None when neither is given."""
+    choice = None
+    end = args.index("--") if "--" in args else len(args)
+    for flag in [a for a in args[:end] if a in ("--otel", "--no-otel")]:
+        choice = flag == "--otel"
+        args.remove(flag)
+    return choice
+
+
+def _start_tracing(choice: bool | None, args: list[str]) -> Callable[[], None] | None:
+    """Tracing for this command (moa.telemetry.setup), when OTEL_* asks or `--otel` does;
+    help never loads it. Returns what ends it."""
+    if choice is not None:
+        from moa.telemetry.setup import CHOICE
+
+        os.environ[CHOICE] = "1" if choice else "0"  # the processes a command starts too
+    if not (choice or any(k.startswith("OTEL_") for k in os.environ)):
+        return None
+    if not args or {"--help", "-h"} & set(args):
+        return None
+    from moa.telemetry.setup import start
+
+    tracing = start(choice)
+    return None if tracing is None else tracing.shutdown
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; `moa "PROMPT"` is short for `moa ask "PROMPT"`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    stop_tracing = _start_tracing(_tracing_choice(args), args)
+    try:
+        _main(args)
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()
+
+
+def _main(args: list[str]) -> None:
     if args[:2] in (["batch", "merge"], ["batch", "cancel"]):
         args[:2] = [f"batch-{args[1]}"]  # a subcommand of a command that takes an argument
     # Only the first word can name a verb: `moa` has no options of its own, so in

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Literal, Unpack
 
+from moa import telemetry
 from moa.call.agent import Agent, slot_labels
 from moa.call.caller import Caller
 from moa.engine.aggregator import Aggregator
@@ -59,10 +60,12 @@ class MoA(Lifecycle):
         max_cost_usd: float | None = None,
         on_degraded: Literal["answer", "fail"] = "answer",
         invocation: Invocation = "always",
+        name: str = "moa",
     ) -> None:
         if on_degraded not in ("answer", "fail"):
             raise ConfigError(f'on_degraded is "answer" or "fail", got {on_degraded!r}')
         self.on_degraded = on_degraded  # what a run that lost members does (moa.engine.run)
+        self.name = name  # the recipe's: what a run's workflow span is called (moa.telemetry)
         if not stages or not isinstance(stages[-1], Aggregator):
             raise ConfigError("a MoA ends with exactly one Aggregator")
         layers = stages[:-1]
@@ -115,7 +118,28 @@ class MoA(Lifecycle):
     async def events(self, prompt: Prompt, options: RunOptions) -> AsyncGenerator[Event, None]:
         """The one implementation of a run: what happens, as it happens; the last event is
         `Done`. The entry points below take the keyword options (`moa.engine.options.Options`)
-        and come here."""
+        and come here. Traced, the run is a workflow span under the caller's current span."""
+        events = telemetry.workflow(
+            self._events(prompt, options),
+            name=self.name,
+            attributes=self._span_attributes(),
+            prices=self.prices,
+            inputs=lambda: as_messages(prompt),
+        )
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    def _span_attributes(self) -> dict[str, str | int | bool]:
+        return {
+            "moa.strategy": self.aggregator.strategy.name,
+            "moa.layers": len(self.layers),
+            "moa.staircase": self.aggregator.staircase,
+            "moa.invocation": self.invocation,
+            "moa.on_degraded": self.on_degraded,
+        }
+
+    async def _events(self, prompt: Prompt, options: RunOptions) -> AsyncGenerator[Event, None]:
         run = await Run.start(
             self.layers,
             self.aggregator,

@@ -29,6 +29,7 @@ from moa.engine.cluster import outliers
 from moa.engine.invocation import Invocation, auto_worst_case, decide, refuse_without_tools
 from moa.engine.layer import ProposalLayer, run_layer
 from moa.engine.options import Prompt, RunOptions, as_messages
+from moa.engine.spans import aggregate_span, layer_span
 from moa.engine.staircase import ceilings, stream_staircase
 from moa.engine.staircase_rules import refuse_for_staircase
 from moa.errors import DegradedRunError, LayerFailedError
@@ -118,6 +119,7 @@ class Run:
             async for event in self._convene():
                 yield event
             answer = self._answer(_stage(self))
+        answer = aggregate_span(self.aggregator, len(self.layers) + 1, self.result, answer)
         async with aclosing(answer) as answering:
             async for event in answering:
                 # A staircase's proposer lost, or a fallback about to answer for the aggregator.
@@ -145,8 +147,10 @@ class Run:
         references = [r.output for r in self.proposals]
         args = (self.caller, number, layer, self.messages, references, self.overrides)
         if layer.rounds is not None:
-            return run_rounds(self.result, self.pattern, *args, records, deltas)
-        return run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
+            events = run_rounds(self.result, self.pattern, *args, records, deltas)
+        else:
+            events = run_layer(*args, records, deltas, asked=asked_for(self.result, self.proposals))
+        return layer_span(number, len(layer.agents), records, events)
 
     async def _layer(self, number: int, layer: ProposalLayer) -> AsyncIterator[Event]:
         """Proposal layer `number`: checked against the budget, run, then what it passes on

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from moa import telemetry
 from moa.errors import ProviderError
 
 
@@ -101,6 +102,7 @@ class Limiter:
     async def _pace(self, tokens: int) -> None:
         now = self._clock()
         if self._paused_until > now:
+            telemetry.waited(self._paused_until - now, "retry_after")
             await self._sleep(self._paused_until - now)
             now = self._clock()
         booked: list[tuple[_Bucket, float]] = []
@@ -111,6 +113,7 @@ class Limiter:
                 booked.append((bucket, interval))
                 wait = max(wait, bucket_wait)
         if wait:
+            telemetry.waited(wait, "pace")
             try:
                 await self._sleep(wait)
             except BaseException:
@@ -126,7 +129,12 @@ class Limiter:
         """Hold a concurrency slot for one attempt, after waiting for the pace."""
         slots = self._semaphore()
         if slots is not None:
-            await slots.acquire()
+            if slots.locked():
+                queued = self._clock()
+                await slots.acquire()
+                telemetry.waited(self._clock() - queued, "concurrency")
+            else:
+                await slots.acquire()
         try:
             await self._pace(tokens)
             yield

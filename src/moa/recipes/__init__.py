@@ -141,6 +141,7 @@ def build(recipe: Recipe, registry: Registry | None = None, *, cache: Cache | No
         max_cost_usd=recipe.max_cost_usd,
         on_degraded=recipe.on_degraded,
         invocation=recipe.invocation,
+        name=recipe.name,
     )
     if recipe.max_cost_usd is not None:
         # A budget needs every price: say so now, not on the first run.

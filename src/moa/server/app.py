@@ -35,6 +35,7 @@ from moa.server.responses.route import add_responses_route
 from moa.server.runs import Served
 from moa.server.schemas import validation_error
 from moa.server.security import AuthGate, BearerAuth, Redactor
+from moa.server.tracecontext import TraceContext
 from moa.server.ui import UI_PATHS, add_ui
 
 log = logging.getLogger("moa.server")
@@ -118,6 +119,7 @@ def _install_gates(
     app.add_middleware(
         AuthGate, auth=auth, open_paths=open_paths, on_refuse=metrics.error, render=render
     )
+    app.add_middleware(TraceContext)  # a client's traceparent, for every request it makes
 
 
 def _add_routes(app: FastAPI, served: Served, ui: bool) -> None:

@@ -78,8 +78,12 @@ def registry_factory(redis_url: str | None, optional: bool = False) -> Callable[
 def app_from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     """The app as configured by MOA_SERVE_RECIPES (comma-separated; default `local`),
     MOA_API_KEYS, MOA_MAX_CONCURRENT_RUNS, MOA_MAX_BODY_BYTES, MOA_CORS_ORIGINS, MOA_NO_UI,
-    MOA_REDIS_URL and MOA_REDIS_OPTIONAL."""
+    MOA_REDIS_URL and MOA_REDIS_OPTIONAL; traced as OTEL_* (or MOA_OTEL) say."""
     env = os.environ if env is None else env
+    if any(k.startswith(("OTEL_", "MOA_OTEL")) for k in env):  # a worker traces like its parent
+        from moa.telemetry.setup import start
+
+        start(env=env)
     refs = [r.strip() for r in env.get(ENV_RECIPES, "local").split(",") if r.strip()]
     optional = env.get(ENV_REDIS_OPTIONAL, "").strip().lower() in {"1", "true", "yes", "on"}
     return create_app(

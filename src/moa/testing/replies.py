@@ -42,6 +42,8 @@ class Reply:
     # server does (OpenAI sends them in a call's first delta only).
     repeat_call_names: bool = False
     hold_open_s: float = 0.0  # a stream's body ends this long after its `[DONE]`
+    # The model the answer says it came from (a dated snapshot); None: the one requested.
+    answered_by: str | None = None
 
     @property
     def finish(self) -> str:
@@ -125,6 +127,8 @@ def respond(
         return JSONResponse({"error": error}, status_code=reply.status, headers=reply.headers)
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
     usage = _usage(reply.usage or (prompt_tokens, len(text.split())), reply.cost)
+    if reply.answered_by is not None:
+        body = {**body, "model": reply.answered_by}
     if body.get("stream"):
         chunks = _sse(call, "" if reply.content_null else text, reply, usage, body, disconnected)
         return StreamingResponse(chunks, media_type="text/event-stream", headers=reply.headers)
@@ -147,6 +151,8 @@ def whole(reply: Reply, text: str, body: Body) -> tuple[int, Body]:
         return reply.status, {"error": error}
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
     usage = _usage(reply.usage or (prompt_tokens, len(text.split())), reply.cost)
+    if reply.answered_by is not None:
+        body = {**body, "model": reply.answered_by}
     return 200, _completion(text, reply, usage, body)
 
 

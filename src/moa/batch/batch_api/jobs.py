@@ -9,10 +9,12 @@ resubmits it, or, with `realtime_fallback`, is answered real-time; its prompt's 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moa import telemetry
 from moa.batch.batch_api.collector import Collector, Waiter
 from moa.batch.batch_api.state import Results, RunState
 from moa.errors import BatchAPIError, BatchJobError, BudgetExceededError, UnpricedModelError
@@ -39,6 +41,7 @@ class Rounds:
             await self.round([w for w in self.collector.waiters.values() if not w.future.done()])
 
     async def round(self, waiters: list[Waiter]) -> None:
+        began = time.time_ns()  # each job's span starts with its round (moa.telemetry)
         jobs: list[dict[str, Any]] = []
         new: list[Waiter] = []
         for waiter in waiters:
@@ -56,7 +59,10 @@ class Rounds:
         await self._poll(label, jobs)
         by_cid = {w.cid: w for w in waiters}
         for job in jobs:
-            await self._ingest(job, by_cid)
+            try:
+                await self._ingest(job, by_cid)
+            finally:
+                telemetry.batch_job(job, began)
 
     async def _submit(self, group: list[Waiter], label: str) -> dict[str, Any]:
         first = group[0]

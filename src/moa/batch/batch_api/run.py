@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from moa import telemetry
 from moa.batch.batch_api.collector import CURRENT, Collector
 from moa.batch.batch_api.jobs import Rounds
 from moa.batch.batch_api.parked import Parking
@@ -106,7 +107,8 @@ class _Answer:
         key = json.dumps(item.id)
         CURRENT.set(key)
         try:
-            result = await self.mixture.arun(list(item.messages), sampling=self.sampling)
+            with telemetry.batch_item(item.id):  # a trace per prompt
+                result = await self.mixture.arun(list(item.messages), sampling=self.sampling)
         except RunError as exc:
             self.stats.failures.append((item.id, str(exc)))
             return

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from moa import telemetry
 from moa.errors import ProviderError
 from moa.policies.ratelimit import Limiter, RateLimit
 from moa.policies.redis import scripts
@@ -102,6 +103,7 @@ class RedisLimiter(Limiter):
             if wait_ms <= 0:
                 return
             due = loop.time() + wait_ms / 1000
+            telemetry.waited(wait_ms / 1000, "pace")
             await asyncio.sleep(wait_ms / 1000)
             if not interval_ms or loop.time() - due <= interval_ms / 1000:
                 return

@@ -108,7 +108,8 @@ class OpenAICompatibleProvider:
         if not isinstance(text, str):
             raise self._errors.bad_body(request.model, "choices[0].message.content is not text")
         usage = usage or _estimate(request, text)
-        return Completion(text, usage, finish, tool_calls=calls, logprobs=logprobs)
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        return Completion(text, usage, finish, tool_calls=calls, logprobs=logprobs, model=model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         params = chat_params(request, stream=True, accepts=self.capabilities)
@@ -146,6 +147,7 @@ class OpenAICompatibleProvider:
         parts: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
+        model: str | None = None  # the model that answered, as every chunk says
         clean = DeltaCleaner()
         async with aclosing(_sse_data(lines)) as events:
             async for data in events:
@@ -158,12 +160,14 @@ class OpenAICompatibleProvider:
                 if chunk.get("error"):
                     raise self._errors.stream_error(request.model, chunk["error"])
                 piece = _piece(chunk, clean)
+                model = model or (chunk["model"] if isinstance(chunk.get("model"), str) else None)
                 finish = piece.finish_reason or finish
                 usage = _usage(chunk.get("usage")) or usage
                 if piece.text or piece.finish_reason or piece.tool_calls or piece.logprobs:
                     parts.append(piece.text)
                     yield piece
-        yield StreamChunk(usage=usage or _estimate(request, "".join(parts)), finish_reason=finish)
+        usage = usage or _estimate(request, "".join(parts))
+        yield StreamChunk(usage=usage, finish_reason=finish, model=model)
 
 
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
@@ -226,6 +230,7 @@ def _as_chunk(completion: Completion) -> StreamChunk:
         completion.finish_reason,
         tool_calls=as_deltas(completion.tool_calls),
         logprobs=completion.logprobs,
+        model=completion.model,
     )
 
 
