@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from moa.call.agent import Agent
-from moa.call.prompts import inject_references, references_block, with_examples, with_system
+from moa.call.prompts import (
+    inject_references,
+    place_system,
+    references_block,
+    with_examples,
+    with_system,
+)
 from moa.errors import ConfigError, UnsupportedFieldError
 from moa.providers.base import ModelProfile
 from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
@@ -72,6 +78,8 @@ def build_request(
     conversation = call.messages
     if not native and has_tool_turns(conversation):
         conversation = as_text(conversation)
+    if not profile.capabilities.system_turns:
+        conversation = place_system(conversation)
     messages = with_examples(with_system(conversation, agent.system), agent.examples)
     sampling = agent.sampling_under(call.overrides, defaults)
     references: list[str] = list(call.references)

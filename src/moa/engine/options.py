@@ -89,12 +89,14 @@ def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering
 
 def as_messages(prompt: Prompt) -> list[Message]:
     """A prompt string or a chat history, checked: the last turn must be a non-empty user turn,
-    or a tool's result (an agent loop continuing after running the calls it was given)."""
+    or a tool's result (an agent loop continuing after running the calls it was given); system
+    turns may follow it (Claude Code ends its requests with one)."""
     if isinstance(prompt, str):
         prompt = [Message(role="user", content=prompt)]
     messages = [m.copy() for m in prompt]
-    if not messages or messages[-1]["role"] not in ("user", "tool"):
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] not in ("user", "tool"):
         raise InputError("the conversation must end with a user message (or a tool's result)")
-    if messages[-1]["role"] == "user" and not messages[-1]["content"].strip():
+    if turns[-1]["role"] == "user" and not turns[-1]["content"].strip():
         raise InputError("the prompt is empty: the last user message has no text")
     return messages

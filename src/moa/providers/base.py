@@ -37,6 +37,9 @@ class Capabilities:
     logprobs: bool = False
     n: bool = False
     continuation: Continuation = "none"
+    # System messages anywhere in a conversation, in place (OpenAI's API); without it a
+    # later system turn joins the user or tool turn beside it (moa.call.prompts.place_system).
+    system_turns: bool = False
     batch_api: BatchAPI | None = None  # None: no Batch API (calls are real-time only)
 
 

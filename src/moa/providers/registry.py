@@ -70,6 +70,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 logprobs=True,
                 n=True,
                 continuation="none",
+                system_turns=True,  # system and developer messages anywhere in `messages`
                 # Batch API reference: 50,000 requests and 200 MB a file, 50% off, 24 h
                 batch_api=BatchAPI(50_000, 200 * MB, 0.5),
             ),

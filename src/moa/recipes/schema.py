@@ -241,6 +241,9 @@ class ProviderSpec(RateLimitSpec):
     """Whether it answers `n > 1` in one request."""
     continuation: Literal["none", "assistant"] | None = None
     """`"assistant"` if it continues a trailing assistant turn (what `staircase` needs)."""
+    system_turns: bool | None = None
+    """Whether it takes system messages anywhere in a conversation; if not, a later system turn
+    joins the user turn beside it."""
     batch_api: bool | BatchAPISpec | None = None
     """--batch-api: `true` (the built-in's limits, else OpenAI's), `false`, or limits."""
 

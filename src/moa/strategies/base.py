@@ -365,10 +365,11 @@ async def consult(
 
 
 def ask(messages: Sequence[Message], instruction: str) -> list[Message]:
-    """The conversation with `instruction` added to its last (user) turn: what the model must
-    do with the question, rather than answer it."""
+    """The conversation with `instruction` added to its last (user) turn, before any system
+    turns that follow it: what the model must do with the question, rather than answer it."""
     out = [Message(role=m["role"], content=m["content"]) for m in messages]
-    out[-1] = Message(role="user", content=f"{out[-1]['content']}\n\n{instruction}")
+    last = max(i for i, m in enumerate(out) if m["role"] != "system")
+    out[last] = Message(role="user", content=f"{out[last]['content']}\n\n{instruction}")
     return out
 
 

@@ -1,6 +1,9 @@
 """A Messages API request in the chat shapes the engine speaks.
 
-In: `system` (a string or text blocks) becomes the system turn; a user turn's `tool_result`
+In: `system` (a string or text blocks) becomes the system turn, and a `system` turn inside
+`messages` (Anthropic's mid-conversation system messages; Claude Code ends its requests with
+one) a system turn where it stands, which each model gets as its provider can take it
+(moa.call.prompts.place_system); a user turn's `tool_result`
 blocks become `tool` turns (before the turn's text, as Anthropic orders them), an assistant
 turn's `tool_use` blocks its `tool_calls` (`input` as JSON text); `thinking` blocks a client
 sends back are the model's own notes and are dropped. Images and documents are refused: moa's
@@ -83,15 +86,18 @@ def to_messages(
             out += _user(where, turn.get("content"), out)
         elif role == "assistant":
             out.append(_assistant(where, turn.get("content")))
+        elif role == "system":  # Anthropic's mid-conversation system messages
+            text = _system(_blocks(where, turn.get("content")), where)
+            out.append(Message(role="system", content=text))
         else:
-            raise bad_request(f"{where}: role must be user or assistant", f"{where}.role")
+            raise bad_request(f"{where}: role must be user, assistant or system", f"{where}.role")
     return out
 
 
-def _system(system: str | list[dict[str, Any]]) -> str:
+def _system(system: str | list[dict[str, Any]], where: str = "system") -> str:
     if isinstance(system, str):
         return system
-    return "\n".join(_text_of("system", j, block) for j, block in enumerate(system))
+    return "\n".join(_text_of(where, j, block) for j, block in enumerate(system))
 
 
 def _blocks(where: str, content: Any) -> list[dict[str, Any]]:
