@@ -46,7 +46,6 @@ def test_aggregator_sees_last_layer_and_the_user_prompt(upstream: FakeUpstream, 
     result = make_moa([["a", "b"], ["a", "b"]], "agg").run("the question")
 
     (body,) = upstream.requests_for("agg")
-    assert body["stream"] is True
     assert body["messages"] == [
         {"role": "system", "content": AGGREGATE_AND_SYNTHESIZE + "\n1. final-a\n2. final-b"},
         {"role": "user", "content": "the question"},

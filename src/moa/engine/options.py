@@ -41,13 +41,16 @@ class Options(TypedDict, total=False):
 class RunOptions:
     """What one run is asked for, beyond its prompt. `proposal_deltas=False` asks proposers for
     whole answers (less CPU) and yields no `ProposalDelta`; a staircase's last layer streams
-    regardless."""
+    regardless. `answer_deltas=False` asks the aggregator for its whole answer too (a staircase
+    still streams it): some servers call tools properly only when not streaming
+    (llama-cpp-python's)."""
 
     sampling: Sampling = field(default_factory=Sampling)
     aggregator_sampling: Sampling = field(default_factory=Sampling)
     max_cost_usd: float | None = None  # None: the MoA's own budget, if any
     answering: Answering = field(default_factory=Answering)
     proposal_deltas: bool = True
+    answer_deltas: bool = True
 
     @classmethod
     def of(
@@ -76,8 +79,8 @@ class RunOptions:
 
     def whole(self) -> RunOptions:
         """These options for a caller that reads only the result: nobody sees the proposers'
-        words, and whole answers cost less."""
-        return replace(self, proposal_deltas=False)
+        or the aggregator's words as they come, and whole answers cost less."""
+        return replace(self, proposal_deltas=False, answer_deltas=False)
 
 
 def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering:

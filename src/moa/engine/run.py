@@ -61,6 +61,7 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+    answer_deltas: bool = True  # stream the aggregator (else its whole answer, as one token)
     fail_degraded: bool = False  # on_degraded = "fail": a lost member ends the run
     invocation: Invocation = "always"  # "auto": the aggregator decides whether to convene
 
@@ -105,6 +106,7 @@ class Run:
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
+            answer_deltas=options.answer_deltas,
             fail_degraded=fail_degraded,
             invocation=invocation,
         )
@@ -234,6 +236,7 @@ def _stage(run: Run) -> Stage:
         result=run.result,
         proposers=run.proposers,
         answering=run.answering,
+        whole=not run.answer_deltas,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast, runtime_checkable
@@ -27,7 +27,7 @@ from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldErr
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
 from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
-from moa.types import Answering, Message, ResponseFormat, Sampling, Tally
+from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk, Tally
 
 
 class AggregatorView(Protocol):
@@ -73,6 +73,7 @@ class Stage:
     proposers: tuple[Agent, ...] = field(default_factory=tuple)
     answering: Answering = field(default_factory=Answering)  # tools, response format, …
     choice: int = 0  # which of the run's `n` answers this pass produces
+    whole: bool = False  # nobody reads the answer as it comes: ask for it whole
 
     @property
     def references(self) -> list[str]:
@@ -298,7 +299,7 @@ async def stream_answer(
         started = time.perf_counter()
         answer, tally = Answer(), Tally()
         try:
-            async with aclosing(stage.caller.stream(call, record)) as chunks:
+            async with aclosing(_answer_chunks(stage, call, record)) as chunks:
                 async for chunk in chunks:
                     tally.add(chunk)
                     for event in answer.add(chunk, stage.choice):
@@ -318,6 +319,31 @@ async def stream_answer(
         if answer.seen:
             break
     raise AggregatorFailedError(failures, stage.result)
+
+
+def _answer_chunks(
+    stage: Stage, call: Call, record: CallRecord
+) -> AsyncGenerator[StreamChunk, None]:
+    """The answer as it streams, or — when nobody reads it as it comes (`Stage.whole`) — asked
+    for whole and given as one chunk."""
+    if stage.whole:
+        return _whole(stage.caller, call, record)
+    return stage.caller.stream(call, record)
+
+
+async def _whole(
+    caller: Caller, call: Call, record: CallRecord
+) -> AsyncGenerator[StreamChunk, None]:
+    completion = await caller.complete(call, record)
+    yield StreamChunk(
+        completion.text,
+        completion.usage,
+        completion.finish_reason,
+        completion.attempts,
+        tuple({"index": i, **c} for i, c in enumerate(completion.tool_calls)),
+        completion.logprobs,
+        completion.runtime,
+    )
 
 
 async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) -> CallRecord:
