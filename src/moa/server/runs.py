@@ -199,9 +199,13 @@ class ChatRun:
         return {**data, **(self._trace(result) or {})}
 
     def _error(self, exc: MoAError) -> ApiError:
+        """The failure as the client sees it; with the trace so far, when it was asked for."""
         error = from_moa_error(exc)
         error.message = self.redactor.text(error.message)
         error.moa = self.redactor.data(failure_extension(exc))
+        result = getattr(exc, "result", None)
+        if isinstance(result, Result):
+            error.moa.update(self._trace(result) or {})
         return error
 
     def _failed(self, stream: bool, exc: MoAError) -> ApiError:
