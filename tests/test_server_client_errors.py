@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from tests.test_server_messages import MODEL, recipe
 
 from moa.testing import FakeUpstream, Reply
-from tests.test_server_messages import MODEL, recipe
 
 CHAT, RESPONSES, MESSAGES = "/v1/chat/completions", "/v1/responses", "/v1/messages"
 ASK = "Weather in Paris?"
@@ -64,3 +64,59 @@ class TestTraceOfAFailedRun:
         failed = httpx.Response(200, content=lines[-1][len("data: ") :]).json()
         assert failed["error"]["code"] == "aggregator_failed"
         assert failed["moa"]["calls"][-1]["output"] == "one two "
+
+
+def refused(upstream: FakeUpstream, response: httpx.Response, param: str, *words: str) -> None:
+    """A 400 naming `param` (OpenAI's `param`, or Anthropic's message), before any call."""
+    assert response.status_code == 400, response.text
+    error = error_of(response)
+    if "param" in error:
+        assert error["param"] == param
+    assert param in error["message"]
+    for word in words:
+        assert word in error["message"]
+    assert upstream.requests == []
+
+
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+TOOLS = {
+    CHAT: [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}],
+    RESPONSES: [{"type": "function", "name": "get_weather", "parameters": WEATHER_SCHEMA}],
+    MESSAGES: [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}],
+}
+NAMED = {
+    CHAT: {"type": "function", "function": {"name": "get_wether"}},
+    RESPONSES: {"type": "function", "name": "get_wether"},
+    MESSAGES: {"type": "tool", "name": "get_wether"},
+}
+
+
+class TestToolChoice:
+    @pytest.mark.parametrize("path", [CHAT, RESPONSES, MESSAGES])
+    def test_naming_a_tool_not_given_is_refused_before_any_call(
+        self, upstream: FakeUpstream, server, path: str
+    ) -> None:
+        body = {**ASKED[path], "tools": TOOLS[path], "tool_choice": NAMED[path]}
+        refused(upstream, post(server, path, body), "tool_choice", "get_wether", "get_weather")
+
+    @pytest.mark.parametrize("tools", [True, False], ids=["with tools", "without"])
+    def test_a_value_that_is_no_choice_is_refused_before_any_call(
+        self, upstream: FakeUpstream, server, tools: bool
+    ) -> None:
+        body = {**ASKED[CHAT], "tool_choice": "sometimes"}
+        if tools:
+            body["tools"] = TOOLS[CHAT]
+        refused(upstream, post(server, CHAT, body), "tool_choice", "sometimes")
+
+    @pytest.mark.parametrize("path", [CHAT, RESPONSES])
+    def test_required_without_tools_is_refused(
+        self, upstream: FakeUpstream, server, path: str
+    ) -> None:
+        body = {**ASKED[path], "tool_choice": "required"}
+        refused(upstream, post(server, path, body), "tool_choice", "no tools")
+
+    def test_a_choice_of_a_given_tool_still_runs(self, upstream: FakeUpstream, server) -> None:
+        body = {**ASKED[CHAT], "tools": TOOLS[CHAT]}
+        body["tool_choice"] = {"type": "function", "function": {"name": "get_weather"}}
+        assert post(server, CHAT, body).status_code == 200
+        assert upstream.requests_for("agg")[0]["tool_choice"] == body["tool_choice"]

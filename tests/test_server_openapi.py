@@ -66,6 +66,12 @@ def schemathesis_failures(
         history = body.get("messages")
         if isinstance(history, list) and history and history[-1] != QUESTION:
             body = {**body, "messages": [*history, QUESTION]}
+        # …and a tool_choice names one of the tools.
+        tools, choice = body.get("tools"), body.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(tools, list) and tools:
+            named = (tools[0].get("function") or {}) if isinstance(tools[0], dict) else {}
+            if isinstance(named, dict) and isinstance(named.get("name"), str):
+                body = {**body, "tool_choice": _renamed(choice, named["name"])}
         budget = body.get("moa_max_cost_usd")
         if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0:
             body = {**body, "moa_max_cost_usd": 1000.0}
@@ -88,6 +94,17 @@ def schemathesis_failures(
         elif isinstance(event, events.NonFatalError | events.FatalError):
             found.append(f"schemathesis error: {event!r}")
     return found
+
+
+def _renamed(choice: dict[str, Any], name: str) -> dict[str, Any]:
+    """A tool_choice object naming `name` wherever it names a function."""
+    if isinstance(choice.get("function"), dict):
+        return {**choice, "function": {**choice["function"], "name": name}}
+    allowed = choice.get("allowed_tools")
+    if isinstance(allowed, dict) and isinstance(allowed.get("tools"), list):
+        tools = [_renamed(t, name) if isinstance(t, dict) else t for t in allowed["tools"]]
+        return {**choice, "allowed_tools": {**allowed, "tools": tools}}
+    return choice
 
 
 def _auth(headers: dict[str, str]) -> str:

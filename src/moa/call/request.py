@@ -16,11 +16,11 @@ from moa.call.prompts import (
     with_examples,
     with_system,
 )
-from moa.errors import ConfigError, UnsupportedFieldError
+from moa.errors import ConfigError, InputError, UnsupportedFieldError
 from moa.providers.base import ModelProfile
 from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
 from moa.tooluse import as_text, has_tool_turns
-from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling
+from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling, Tools
 
 # Room kept for the answer when neither the call nor the recipe sets max_tokens.
 DEFAULT_ANSWER_TOKENS = 1024
@@ -134,6 +134,51 @@ def check_answering(answering: Answering, profile: ModelProfile, model: str) -> 
         raise UnsupportedFieldError("response_format", model, "json_schema")
     if answering.top_logprobs is not None and not can.logprobs:
         raise UnsupportedFieldError("logprobs", model, "logprobs")
+
+
+CHOICES = ("auto", "none", "required")
+
+
+def check_tool_choice(tools: Tools) -> None:
+    """InputError naming `tool_choice`, before any call, unless it is one of `CHOICES` or names
+    tools the request gives (one function, or `allowed_tools`): an upstream would refuse it
+    only after the proposers had run, or call something the client cannot run."""
+    choice = tools.choice
+    given = [_function_name(spec) for spec in tools.specs]
+    if choice == "required" and not given:
+        raise InputError(
+            "tool_choice asks for a tool call, but no tools are given", param="tool_choice"
+        )
+    if choice is None or choice in CHOICES:
+        return
+    named: list[str | None] = []
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        named = [_function_name(choice)]
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        listed = allowed.get("tools") if isinstance(allowed, dict) else None
+        named = [_function_name(t) for t in listed] if isinstance(listed, list) else []
+    if not named or None in named:
+        raise InputError(
+            f"tool_choice: {choice!r} is not a choice — use "
+            f'{", ".join(map(repr, CHOICES))} or {{"type": "function", "function": {{"name": …}}}}',
+            param="tool_choice",
+        )
+    for name in named:
+        if name not in given:
+            listed_names = ", ".join(str(g) for g in given) or "none are given"
+            raise InputError(
+                f"tool_choice names the tool {name!r}, which is not among the request's tools "
+                f"({listed_names}): name one of them, or send that tool",
+                param="tool_choice",
+            )
+
+
+def _function_name(spec: object) -> str | None:
+    """The function a tool spec or a choice names (OpenAI's nested shape), if it is one."""
+    function = spec.get("function") if isinstance(spec, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _answer_room(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
+from moa.call.request import check_tool_choice
 from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
 from moa.engine.budget import Budget, bounded, layers_worst_case
@@ -84,6 +85,8 @@ class Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
         messages = as_messages(prompt)
+        if options.answering.tools is not None:
+            check_tool_choice(options.answering.tools)
         answering, dropped = await offer_tools(caller, aggregator, options.answering)
         await refuse_unsupported(caller, aggregator, answering)
         limit = options.max_cost_usd if options.max_cost_usd is not None else max_cost_default

@@ -137,6 +137,40 @@ class ResponseFormatSpec(_Open):
     )
 
 
+_NAMED_TOOL: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}},
+        },
+    },
+}
+
+
+# What the run accepts (moa.call.request.check_tool_choice), exactly.
+_TOOL_CHOICES: list[Any] = [
+    {"enum": ["auto", "none", "required"]},
+    _NAMED_TOOL,
+    {
+        "type": "object",
+        "required": ["type", "allowed_tools"],
+        "properties": {
+            "type": {"const": "allowed_tools"},
+            "allowed_tools": {
+                "type": "object",
+                "required": ["tools"],
+                "properties": {"tools": {"type": "array", "minItems": 1, "items": _NAMED_TOOL}},
+            },
+        },
+    },
+    {"type": "null"},
+]
+
+
 class StreamOptions(_Open):
     include_usage: bool | None = None
 
@@ -157,7 +191,11 @@ class ChatCompletionRequest(_Open):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     tools: list[ToolSpec] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None,
+        description="A named tool must be one of `tools`.",
+        json_schema_extra={"anyOf": _TOOL_CHOICES},
+    )
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormatSpec | None = None
     logprobs: bool | None = None
@@ -181,7 +219,16 @@ class ChatCompletionRequest(_Open):
                         "properties": {"top_logprobs": {"type": "integer"}},
                     },
                     "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-                }
+                },
+                {  # without tools, no choice may ask for a call
+                    "if": {
+                        "not": {
+                            "required": ["tools"],
+                            "properties": {"tools": {"type": "array", "minItems": 1}},
+                        }
+                    },
+                    "then": {"properties": {"tool_choice": {"enum": ["auto", "none", None]}}},
+                },
             ]
         }
     )
@@ -212,9 +259,11 @@ def check_supported(request: ChatCompletionRequest) -> None:
 def to_answering(request: ChatCompletionRequest) -> Answering:
     """What the request asks of the final answer (the aggregator's call)."""
     tools = None
-    if request.tools:
+    # A tool_choice that asks for a call (or is no choice at all) is kept without tools, for
+    # the run to refuse before any call.
+    if request.tools or request.tool_choice not in (None, "auto", "none"):
         tools = Tools(
-            tuple(t.model_dump(exclude_none=True) for t in request.tools),
+            tuple(t.model_dump(exclude_none=True) for t in request.tools or ()),
             request.tool_choice,
             request.parallel_tool_calls,
         )
