@@ -120,3 +120,15 @@ class TestToolChoice:
         body["tool_choice"] = {"type": "function", "function": {"name": "get_weather"}}
         assert post(server, CHAT, body).status_code == 200
         assert upstream.requests_for("agg")[0]["tool_choice"] == body["tool_choice"]
+
+
+class TestNumbers:
+    @pytest.mark.parametrize("path", [CHAT, MESSAGES])
+    def test_max_tokens_as_a_string_is_refused(
+        self, upstream: FakeUpstream, server, path: str
+    ) -> None:
+        refused(upstream, post(server, path, {**ASKED[path], "max_tokens": "10"}), "max_tokens")
+
+    def test_a_whole_float_still_counts_as_an_integer(self, upstream: FakeUpstream, server) -> None:
+        assert post(server, MESSAGES, {**ASKED[MESSAGES], "max_tokens": 10.0}).status_code == 200
+        assert upstream.requests_for("agg")[0]["max_tokens"] == 10

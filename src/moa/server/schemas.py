@@ -44,7 +44,7 @@ def _whole(value: Any) -> Any:
 
 # An integer field: strict, but a float with no fraction counts (after the bounds, or pydantic
 # would leave them out of the JSON schema).
-_WHOLE = BeforeValidator(_whole)
+WHOLE = BeforeValidator(_whole)
 
 
 class _Open(BaseModel):
@@ -183,11 +183,11 @@ class ChatCompletionRequest(_Open):
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    max_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
     stop: str | list[str] | None = None
-    seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), _WHOLE] | None = None
-    n: Annotated[int, Field(ge=1, le=MAX_N), _WHOLE] | None = None
+    seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), WHOLE] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N), WHOLE] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     tools: list[ToolSpec] | None = None
@@ -199,7 +199,7 @@ class ChatCompletionRequest(_Open):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormatSpec | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20), _WHOLE] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), WHOLE] | None = None
     functions: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
     moa_trace: bool | None = Field(
         default=None,

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from moa.server.errors import bad_request
+from moa.server.schemas import WHOLE
 from moa.types import Answering, Message, Sampling, Tools
 
 _DROPPED = {"thinking", "redacted_thinking"}
@@ -30,17 +31,18 @@ _NOT_TEXT = {"image", "document", "search_result", "container_upload"}
 
 class MessagesRequest(BaseModel):
     # Fields a MoA cannot act on (metadata, service_tier, cache_control, …) are ignored.
-    model_config = ConfigDict(extra="allow")
+    # strict, as on chat completions: "10" is not a number and 0 is not false.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: Annotated[int, Field(ge=1)] = Field(
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] = Field(
         description="Required, as Anthropic requires it: the most the answer may write."
     )
     system: str | list[dict[str, Any]] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    top_k: Annotated[int, Field(ge=0), WHOLE] | None = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     tools: list[dict[str, Any]] | None = None
@@ -52,7 +54,7 @@ class MessagesRequest(BaseModel):
 
 
 class CountTokensRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
