@@ -65,7 +65,7 @@ def schemathesis_failures(
             return case
         history = body.get("messages")
         if isinstance(history, list) and history and history[-1] != QUESTION:
-            body = {**body, "messages": [*history, QUESTION]}
+            body = {**body, "messages": [*_answered(history), QUESTION]}
         # …and a tool_choice names one of the tools.
         tools, choice = body.get("tools"), body.get("tool_choice")
         if isinstance(choice, dict) and isinstance(tools, list) and tools:
@@ -94,6 +94,25 @@ def schemathesis_failures(
         elif isinstance(event, events.NonFatalError | events.FatalError):
             found.append(f"schemathesis error: {event!r}")
     return found
+
+
+def _answered(history: list[Any]) -> list[Any]:
+    """The history without the tool messages that answer no earlier call (refused, as
+    Messages' and Responses' are: a rule about two messages, which JSON Schema cannot state)."""
+    kept: list[Any] = []
+    called: set[object] = set()
+    for message in history:
+        if not isinstance(message, dict):
+            kept.append(message)
+            continue
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("id"), str):
+                called.add(call["id"])
+        answers = message.get("tool_call_id")  # not a string: a negative case, kept
+        if message.get("role") != "tool" or not isinstance(answers, str) or answers in called:
+            kept.append(message)
+    return kept
 
 
 def _renamed(choice: dict[str, Any], name: str) -> dict[str, Any]:

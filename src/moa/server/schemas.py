@@ -179,7 +179,10 @@ class ChatCompletionRequest(_Open):
     model: str
     messages: list[ChatMessage] = Field(
         min_length=1,
-        description="The conversation; it must end with a user message that has some text.",
+        description=(
+            "The conversation; it must end with a user message that has some text, and a tool "
+            "message answers a call an assistant message before it made."
+        ),
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
@@ -291,7 +294,27 @@ def _response_format(spec: ResponseFormatSpec | None) -> ResponseFormat | None:
 
 
 def to_messages(request: ChatCompletionRequest) -> list[Message]:
-    return [_message(i, m) for i, m in enumerate(request.messages)]
+    out: list[Message] = []
+    for i, message in enumerate(request.messages):
+        out.append(_message(i, message))
+        _answers_a_call(i, out)
+    return out
+
+
+def _answers_a_call(index: int, messages: list[Message]) -> None:
+    """A tool message must answer a call an assistant message before it made, as Messages'
+    tool_result and Responses' function_call_output must."""
+    last = messages[-1]
+    if last["role"] != "tool":
+        return
+    called = {c.get("id") for m in messages[:-1] for c in m.get("tool_calls", [])}
+    if last["tool_call_id"] not in called:
+        where = f"messages[{index}]"
+        raise bad_request(
+            f"{where}: no assistant tool call before it has id {last['tool_call_id']!r} — send "
+            "the assistant message with its tool_calls before their results",
+            f"{where}.tool_call_id",
+        )
 
 
 def _message(index: int, message: ChatMessage) -> Message:
