@@ -26,6 +26,7 @@ from moa.call.request import Call, check_answering
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
+from moa.tooluse import as_deltas
 from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
 from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk, Tally
 
@@ -340,7 +341,7 @@ async def _whole(
         completion.usage,
         completion.finish_reason,
         completion.attempts,
-        tuple({"index": i, **c} for i, c in enumerate(completion.tool_calls)),
+        as_deltas(completion.tool_calls),
         completion.logprobs,
         completion.runtime,
     )
