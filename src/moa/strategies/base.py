@@ -26,9 +26,10 @@ from moa.call.request import Call, check_answering
 from moa.errors import AggregatorFailedError, ProviderError, UnsupportedFieldError
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
+from moa.tokens import estimate_tokens, messages_tokens
 from moa.tooluse import as_deltas
 from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
-from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk, Tally
+from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk, Tally, Usage
 
 
 class AggregatorView(Protocol):
@@ -291,20 +292,30 @@ async def stream_answer(
 ) -> AsyncIterator[Event]:
     """Stream the final answer from the aggregator over `references`; on a failure before the
     first token, the next fallback tries. After a token the user has seen, no fallback
-    contradicts it: the partial answer and the error are kept."""
+    contradicts it: the partial answer and the error are kept. The run's stop sequences are
+    applied here, so that the one the answer ended at is known (`Choice.stop_sequence`)."""
     failures: list[CallRecord] = []
     for index, call in enumerate(answer_step(stage, references, prompt).calls):
         record = stage.record(index, "aggregator")
         stage.result.calls.append(record)
         yield AggregatorStarted(stage.number, record.model)
         started = time.perf_counter()
-        answer, tally = Answer(), Tally()
+        answer, tally = Answer(call.overrides.stop or ()), Tally()
+        call = replace(call, overrides=replace(call.overrides, stop=())) if answer.stops else call
         try:
-            async with aclosing(_answer_chunks(stage, call, record)) as chunks:
+            # Stops need the stream: the upstream, not told them, is closed at the first one.
+            whole = stage.whole and not answer.stops
+            async with aclosing(_answer_chunks(stage, call, record, whole)) as chunks:
                 async for chunk in chunks:
                     tally.add(chunk)
                     for event in answer.add(chunk, stage.choice):
                         yield event
+                    if answer.stopped is not None:
+                        break
+            for event in answer.flush(stage.choice):
+                yield event
+            if answer.stopped is not None and tally.usage is None:  # closed before its usage
+                tally.usage = await _stopped_usage(stage.caller, call, answer.text)
         except ProviderError as error:
             record.fail(error)
             if answer.seen:
@@ -323,13 +334,18 @@ async def stream_answer(
 
 
 def _answer_chunks(
-    stage: Stage, call: Call, record: CallRecord
+    stage: Stage, call: Call, record: CallRecord, whole: bool
 ) -> AsyncGenerator[StreamChunk, None]:
     """The answer as it streams, or — when nobody reads it as it comes (`Stage.whole`) — asked
     for whole and given as one chunk."""
-    if stage.whole:
+    if whole:
         return _whole(stage.caller, call, record)
     return stage.caller.stream(call, record)
+
+
+async def _stopped_usage(caller: Caller, call: Call, text: str) -> Usage:
+    _, built = await caller.build(call)
+    return Usage(messages_tokens(built.request.messages), estimate_tokens(text), estimated=True)
 
 
 async def _whole(
