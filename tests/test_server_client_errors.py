@@ -138,3 +138,8 @@ def test_a_tool_message_answering_no_call_is_refused(upstream: FakeUpstream, ser
     orphan = {"role": "tool", "tool_call_id": "call_9", "content": "18°C"}
     body = {"messages": [{"role": "user", "content": ASK}, orphan], "tools": TOOLS[CHAT]}
     refused(upstream, post(server, CHAT, body), "messages[1].tool_call_id", "call_9")
+
+
+def test_an_empty_content_list_is_said_to_be_empty(upstream: FakeUpstream, server) -> None:
+    body = {"max_tokens": 10, "messages": [{"role": "user", "content": []}]}
+    refused(upstream, post(server, MESSAGES, body), "messages[0].content", "content is empty")

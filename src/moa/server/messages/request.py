@@ -132,7 +132,13 @@ def _text_of(where: str, j: int, block: Any) -> str:
 def _user(where: str, content: Any, before: Sequence[Message]) -> list[Message]:
     texts: list[str] = []
     results: list[Message] = []
-    for j, block in enumerate(_blocks(where, content)):
+    blocks = _blocks(where, content)
+    if not blocks:
+        raise bad_request(
+            f"{where}: the content is empty — a user turn needs a text or tool_result block",
+            f"{where}.content",
+        )
+    for j, block in enumerate(blocks):
         if block.get("type") == "tool_result":
             results.append(_tool_result(f"{where}.content[{j}]", block, before))
         elif block.get("type") not in _DROPPED:
