@@ -12,6 +12,7 @@ from mcp.server.session import ServerSession
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from moa import __version__
 from moa.errors import MoAError
 from moa.mcp.panel import Panel
 from moa.mcp.progress import Step
@@ -40,6 +41,8 @@ def build_server(panel: Panel, *, host: str = "127.0.0.1", port: int = 8000) -> 
     server: FastMCP[Any] = FastMCP(
         "moa", instructions=INSTRUCTIONS, host=host, port=port, log_level="WARNING"
     )
+    # FastMCP takes no version, and its server says the MCP library's own in `serverInfo`.
+    server._mcp_server.version = __version__
     names = ", ".join(panel.names)
 
     @server.tool(
