@@ -99,6 +99,24 @@ class MoA(Lifecycle):
         of Batch-API providers in its own, to answer them from jobs)."""
         self._caller = caller
 
+    def alone(self) -> MoA:
+        """This MoA's aggregator (its fallbacks after it) answering alone, in one call: no
+        layers, the same registry, prices and policies — for a chat UI's side requests (a
+        title, tags), which a whole mixture run would answer minutes later at many times
+        the cost."""
+        caller, aggregator = self._caller, self.aggregator
+        return MoA(
+            Aggregator(aggregator.agent, prompt=aggregator.prompt, fallbacks=aggregator.fallbacks),
+            registry=self.registry,
+            defaults=caller.defaults,
+            timeout_s=caller.timeout_s,
+            retry=caller.retry,
+            cache=caller.cache,
+            prices=self.prices,
+            max_cost_usd=self.max_cost_usd,
+            on_degraded=self.on_degraded,
+        )
+
     @property
     def agents(self) -> list[Agent]:
         return [a for layer in self.layers for a in layer.agents] + list(self.aggregator.candidates)

@@ -276,6 +276,11 @@ class Recipe(_Strict):
     deadline or a staircase, a fallback aggregator answering): `"answer"` anyway, saying so on
     every surface, or `"fail"` with the partial trace (DegradedRunError).
     """
+    side_requests: Literal["mixture", "aggregator"] = "mixture"
+    """`moa serve`: `"aggregator"` answers a chat UI's side requests — Open WebUI's title, tags
+    and follow-up tasks, known by their `### Task:` prompt over a `<chat_history>` — with the
+    aggregator alone, in one call, rather than with the whole mixture (the `X-MoA-Side-Request`
+    header says so per request)."""
     invocation: Literal["always", "auto"] = "always"
     """`"auto"`: the aggregator is asked first, with a private `consult_the_panel` tool, and the
     layers run only when it calls it; `"always"`: they always run."""
