@@ -143,3 +143,17 @@ def test_a_tool_message_answering_no_call_is_refused(upstream: FakeUpstream, ser
 def test_an_empty_content_list_is_said_to_be_empty(upstream: FakeUpstream, server) -> None:
     body = {"max_tokens": 10, "messages": [{"role": "user", "content": []}]}
     refused(upstream, post(server, MESSAGES, body), "messages[0].content", "content is empty")
+
+
+class TestTopK:
+    def test_is_refused_where_the_provider_does_not_declare_it(
+        self, upstream: FakeUpstream, server
+    ) -> None:
+        body = {**ASKED[MESSAGES], "top_k": 5}
+        refused(upstream, post(server, MESSAGES, body), "top_k", "smart:agg", "top_k = true")
+
+    def test_reaches_the_aggregator_where_it_does(self, upstream: FakeUpstream, serve_moa) -> None:
+        server = serve_moa(recipe(upstream.base_url) + "top_k = true\n")
+        assert post(server, MESSAGES, {**ASKED[MESSAGES], "top_k": 5}).status_code == 200
+        assert upstream.requests_for("agg")[0]["top_k"] == 5
+        assert "top_k" not in upstream.requests_for("a")[0]  # the answer's setting only

@@ -94,10 +94,10 @@ class TestCreate:
     ) -> None:
         client = sdk(server)
         # This SDK version dropped temperature / top_p / top_k; older ones and other
-        # clients still send them.
+        # clients still send them (top_k: test_server_client_errors).
         client.messages.create(
             model=MODEL, max_tokens=10, messages=ASK, system="Be brief.", stop_sequences=["END"],
-            extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5},
+            extra_body={"temperature": 0.2, "top_p": 0.9},
         )  # fmt: skip
         client.messages.create(
             model=MODEL, max_tokens=10, messages=ASK,
@@ -109,7 +109,6 @@ class TestCreate:
             assert sent["messages"][0]["content"].startswith("Be brief.")
         assert (first["temperature"], first["top_p"]) == (0.2, 0.9)
         assert "stop" not in first  # moa applies stop_sequences itself (TestStopSequences)
-        assert "top_k" not in first  # OpenAI-compatible upstreams have none
 
     def test_a_length_cut_answer_stops_for_max_tokens(self, upstream: FakeUpstream, server) -> None:
         upstream.script("agg", Reply("It is", finish_reason="length"))

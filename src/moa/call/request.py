@@ -82,6 +82,7 @@ def build_request(
         conversation = place_system(conversation)
     messages = with_examples(with_system(conversation, agent.system), agent.examples)
     sampling = agent.sampling_under(call.overrides, defaults)
+    check_sampling(sampling, profile, agent.model)
     references: list[str] = list(call.references)
     cuts: list[Cut] = []
     notes: list[str] = []
@@ -122,6 +123,13 @@ def build_request(
         top_logprobs=answering.top_logprobs,
     )
     return Built(request, cuts, notes)
+
+
+def check_sampling(sampling: Sampling, profile: ModelProfile, model: str) -> None:
+    """Refuse a setting the model's provider does not declare (`top_k`: OpenAI's API has none,
+    and a server that does not know it ignores it)."""
+    if sampling.top_k is not None and not profile.capabilities.top_k:
+        raise UnsupportedFieldError("top_k", model, "top_k")
 
 
 def check_answering(answering: Answering, profile: ModelProfile, model: str) -> None:

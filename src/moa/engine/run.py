@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
-from moa.call.request import check_tool_choice
+from moa.call.request import check_sampling, check_tool_choice
 from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
 from moa.engine.budget import Budget, bounded, layers_worst_case
@@ -87,6 +87,7 @@ class Run:
         messages = as_messages(prompt)
         if options.answering.tools is not None:
             check_tool_choice(options.answering.tools)
+        await _refuse_sampling(caller, layers, aggregator, options)
         answering, dropped = await offer_tools(caller, aggregator, options.answering)
         await refuse_unsupported(caller, aggregator, answering)
         limit = options.max_cost_usd if options.max_cost_usd is not None else max_cost_default
@@ -194,6 +195,20 @@ class Run:
                 yield event
         finally:
             price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
+
+
+async def _refuse_sampling(
+    caller: Caller, layers: tuple[ProposalLayer, ...], aggregator: Aggregator, options: RunOptions
+) -> None:
+    """A setting a model of the run would be sent that its provider does not declare (`top_k`),
+    refused before any call: the aggregator's, and the proposers' when the run sets it for
+    every call."""
+    asked = [(agent, options.final) for agent in aggregator.candidates]
+    if options.sampling.top_k is not None:
+        asked += [(agent, options.sampling) for layer in layers for agent in layer.agents]
+    for agent, sampling in asked:
+        if sampling.top_k is not None:
+            check_sampling(sampling, await caller.profile(agent), agent.model)
 
 
 def _staircase(run: Run, stage: Stage) -> AsyncIterator[Event]:

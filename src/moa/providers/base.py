@@ -40,6 +40,7 @@ class Capabilities:
     # System messages anywhere in a conversation, in place (OpenAI's API); without it a
     # later system turn joins the user or tool turn beside it (moa.call.prompts.place_system).
     system_turns: bool = False
+    top_k: bool = False  # sampling from the k likeliest tokens (Anthropic's `top_k`)
     batch_api: BatchAPI | None = None  # None: no Batch API (calls are real-time only)
 
 

@@ -241,6 +241,8 @@ class ProviderSpec(RateLimitSpec):
     """Whether it answers `n > 1` in one request."""
     continuation: Literal["none", "assistant"] | None = None
     """`"assistant"` if it continues a trailing assistant turn (what `staircase` needs)."""
+    top_k: bool | None = None
+    """Whether it takes `top_k` (a Messages API request's; refused for a provider without it)."""
     system_turns: bool | None = None
     """Whether it takes system messages anywhere in a conversation; if not, a later system turn
     joins the user turn beside it."""

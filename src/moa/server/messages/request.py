@@ -64,14 +64,15 @@ class CountTokensRequest(BaseModel):
 
 
 def to_sampling(request: MessagesRequest) -> Sampling:
-    """The answer's settings. `top_k` is accepted and not sent: OpenAI-compatible upstreams
-    have no such field (the docs say so)."""
+    """The answer's settings. `top_k` is sent where the provider declares it, and refused
+    before any call where not (OpenAI's API has no such field)."""
     stop = tuple(request.stop_sequences) if request.stop_sequences else None
     return Sampling(
         temperature=request.temperature,
         max_tokens=request.max_tokens,
         top_p=request.top_p,
         stop=stop,
+        top_k=request.top_k,
     )
 
 
