@@ -74,12 +74,7 @@ def build_request(
     agent = call.agent
     answering = call.answering or Answering()
     check_answering(answering, profile, agent.model)
-    native = call.answering is not None and profile.capabilities.tools
-    conversation = call.messages
-    if not native and has_tool_turns(conversation):
-        conversation = as_text(conversation)
-    if not profile.capabilities.system_turns:
-        conversation = place_system(conversation)
+    conversation = _conversation(call, profile)
     messages = with_examples(with_system(conversation, agent.system), agent.examples)
     sampling = agent.sampling_under(call.overrides, defaults)
     check_sampling(sampling, profile, agent.model)
@@ -123,6 +118,18 @@ def build_request(
         top_logprobs=answering.top_logprobs,
     )
     return Built(request, cuts, notes)
+
+
+def _conversation(call: Call, profile: ModelProfile) -> list[Message]:
+    """The conversation as the model can take it: tool turns as text for one that is not
+    given tools, later system turns beside their user turns for one that takes them first only."""
+    conversation = list(call.messages)
+    native = call.answering is not None and profile.capabilities.tools
+    if not native and has_tool_turns(conversation):
+        conversation = as_text(conversation)
+    if not profile.capabilities.system_turns:
+        conversation = place_system(conversation)
+    return conversation
 
 
 def check_sampling(sampling: Sampling, profile: ModelProfile, model: str) -> None:

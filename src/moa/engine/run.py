@@ -85,9 +85,7 @@ class Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
         messages = as_messages(prompt)
-        if options.answering.tools is not None:
-            check_tool_choice(options.answering.tools)
-        await _refuse_sampling(caller, layers, aggregator, options)
+        await _refuse_asks(caller, layers, aggregator, options)
         answering, dropped = await offer_tools(caller, aggregator, options.answering)
         await refuse_unsupported(caller, aggregator, answering)
         limit = options.max_cost_usd if options.max_cost_usd is not None else max_cost_default
@@ -197,12 +195,15 @@ class Run:
             price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
 
 
-async def _refuse_sampling(
+async def _refuse_asks(
     caller: Caller, layers: tuple[ProposalLayer, ...], aggregator: Aggregator, options: RunOptions
 ) -> None:
-    """A setting a model of the run would be sent that its provider does not declare (`top_k`),
-    refused before any call: the aggregator's, and the proposers' when the run sets it for
-    every call."""
+    """What the run is asked that no upstream could honour, refused before any call: a
+    `tool_choice` that is no choice, and a setting a model would be sent that its provider does
+    not declare (`top_k`: the aggregator's, and the proposers' when the run sets it for every
+    call)."""
+    if options.answering.tools is not None:
+        check_tool_choice(options.answering.tools)
     asked = [(agent, options.final) for agent in aggregator.candidates]
     if options.sampling.top_k is not None:
         asked += [(agent, options.sampling) for layer in layers for agent in layer.agents]
