@@ -4,6 +4,7 @@ call; what it declares it refuses never sent; and `moa providers` listing them a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from moa import Agent, Aggregator, MissingAPIKeyError, MoA, ProposalLayer, Registry
+from moa import Agent, Aggregator, Done, MissingAPIKeyError, MoA, ProposalLayer, Registry, Result
 from moa.providers.registry import BUILTIN_PROVIDERS
 from moa.testing import FakeUpstream
 from moa.types import Sampling
@@ -87,7 +88,14 @@ def test_a_seed_and_stream_options_reach_only_a_provider_that_takes_them(
         Aggregator(f"{name}:agg"),
         registry=Registry(env=env_for(name, upstream)),
     )
-    result = moa.run("q")
+
+    async def streamed_run() -> Result:
+        async for event in moa.stream("q"):  # the aggregator streamed, as a client reading it
+            if isinstance(event, Done):
+                return event.result
+        raise AssertionError("no Done")
+
+    result = asyncio.run(streamed_run())
     [proposal], [streamed] = upstream.requests_for("p"), upstream.requests_for("agg")
     assert ("seed" in proposal) is takes.seed
     assert streamed["stream"] is True

@@ -22,6 +22,7 @@ from moa.policies.ratelimit import Limits, RateLimit
 from moa.providers.base import ModelProfile
 from moa.testing import FakeUpstream, Reply
 from moa.tokens import CUT_MARK, estimate_tokens
+from moa.trace import Result
 from moa.types import ChatRequest, Completion, Message, Sampling, StreamChunk
 
 USER = [Message(role="user", content="question")]
@@ -213,7 +214,13 @@ def test_a_stream_without_usage_gets_an_estimate_marked_as_such(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
     upstream.script("agg", Reply("an answer of six words here", ignore_stream_options=True))
-    result = MoA(ProposalLayer("fake:p"), Aggregator("fake:agg"), registry=registry).run("q")
+    moa = MoA(ProposalLayer("fake:p"), Aggregator("fake:agg"), registry=registry)
+
+    async def streamed() -> Result:
+        events = [e async for e in moa.stream("q")]
+        return events[-1].result  # type: ignore[attr-defined, no-any-return]
+
+    result = asyncio.run(streamed())
     aggregator = result.calls[-1]
     assert aggregator.usage.output_tokens > 0 and aggregator.usage.input_tokens > 0
     assert aggregator.usage.estimated and result.usage.estimated

@@ -7,6 +7,7 @@ and the requests the upstream saw, in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,6 +22,7 @@ from moa import (
     Registry,
     RetryPolicy,
 )
+from moa.events import Event
 from moa.policies.ratelimit import RateLimit
 from moa.testing import FakeUpstream, Reply
 from moa.tokens import CUT_MARK
@@ -101,6 +103,10 @@ def test_aggregator_stream_cut_before_the_first_token_is_retried(
     assert result.calls[-1].attempts == 2
 
 
+async def drained(events: AsyncIterator[Event]) -> list[Event]:
+    return [e async for e in events]
+
+
 def test_aggregator_stream_cut_after_tokens_keeps_the_partial_text(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
@@ -112,7 +118,7 @@ def test_aggregator_stream_cut_after_tokens_keeps_the_partial_text(
         retry=FAST_RETRY,
     )
     with pytest.raises(AggregatorFailedError) as info:
-        moa.run("q")
+        asyncio.run(drained(moa.stream("q")))  # streamed: its tokens are shown as they come
     aggregator = info.value.result.calls[-1]
     assert aggregator.output == "one two " and aggregator.status == "failed"
     assert "after streaming part of the answer" in (aggregator.error or "")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from moa import AGGREGATE_AND_SYNTHESIZE, Agent, Aggregator, MoA, ProposalLayer, Sampling
-from moa.call.prompts import fold_system, inject_references
+from moa import (
+    AGGREGATE_AND_SYNTHESIZE,
+    Agent,
+    Aggregator,
+    MoA,
+    ProposalLayer,
+    ProviderConfig,
+    Sampling,
+)
+from moa.call.prompts import fold_system, inject_references, place_system
+from moa.providers.base import Capabilities
 from moa.testing import FakeUpstream, Reply
 
 
@@ -37,7 +46,6 @@ def test_aggregator_sees_last_layer_and_the_user_prompt(upstream: FakeUpstream, 
     result = make_moa([["a", "b"], ["a", "b"]], "agg").run("the question")
 
     (body,) = upstream.requests_for("agg")
-    assert body["stream"] is True
     assert body["messages"] == [
         {"role": "system", "content": AGGREGATE_AND_SYNTHESIZE + "\n1. final-a\n2. final-b"},
         {"role": "user", "content": "the question"},
@@ -104,6 +112,44 @@ def test_fold_system_keeps_later_turns_and_handles_no_user_turn() -> None:
     assert inject_references([{"role": "user", "content": "q"}], []) == [
         {"role": "user", "content": "q"}
     ]
+
+
+def test_later_system_turns_join_the_turn_beside_them_unless_the_provider_takes_them() -> None:
+    conversation = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "u1"},
+        {"role": "system", "content": "after u1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "system", "content": "after a1"},
+        {"role": "user", "content": "u2"},
+        {"role": "system", "content": "last"},
+    ]
+    assert place_system(conversation) == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "u1\n\n[system]\nafter u1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "[system]\nafter a1\n\nu2\n\n[system]\nlast"},
+    ]
+
+
+def test_a_conversation_may_end_with_system_turns_after_its_user_turn(
+    upstream: FakeUpstream, registry
+) -> None:
+    history = [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "system", "content": "Answer in French."},
+    ]
+    registry.add(
+        ProviderConfig("inplace", upstream.base_url, capabilities=Capabilities(system_turns=True))
+    )
+    moa = MoA(ProposalLayer("fake:a"), Aggregator("inplace:agg"), registry=registry)
+    moa.run(history)
+    # `fake` declares no system turns: joined to the user turn; `inplace` gets it in place.
+    assert upstream.requests_for("a")[0]["messages"] == [
+        {"role": "user", "content": "Name a colour.\n\n[system]\nAnswer in French."}
+    ]
+    sent = upstream.requests_for("agg")[0]["messages"]
+    assert sent[1:] == history and sent[0]["role"] == "system"
 
 
 def test_the_same_model_can_fill_a_layer_with_different_seeds(

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+import moa
 from moa.cli.exposure import check_exposure, is_loopback
 from moa.errors import ConfigError
 from moa.testing import FakeUpstream, Reply
@@ -75,7 +77,12 @@ async def stdio_session(*args: str) -> AsyncIterator[ClientSession]:
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
-        await session.initialize()
+        initialized = await session.initialize()
+        # moa's own name and version, not the MCP library's.
+        assert (initialized.serverInfo.name, initialized.serverInfo.version) == (
+            "moa",
+            moa.__version__,
+        )
         yield session
 
 
@@ -306,6 +313,12 @@ def test_a_non_loopback_host_without_a_key_is_refused_in_one_line_naming_the_fix
     for fix in ("--api-key", "MOA_API_KEYS", "--no-auth"):
         assert fix in lines[0]
     assert "0.0.0.0" in lines[0]
+
+
+def test_the_docs_quote_the_refusal_as_it_is_printed(recipe_file) -> None:
+    done = moa_mcp("-r", str(recipe_file(RECIPE)), "--port", "8765", "--host", "0.0.0.0")
+    docs = (Path(__file__).parents[1] / "docs" / "serving" / "mcp.md").read_text("utf-8")
+    assert done.stderr.strip() in docs
 
 
 def test_no_auth_warns_at_start(recipe_file) -> None:

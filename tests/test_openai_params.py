@@ -45,6 +45,12 @@ def test_a_trailing_assistant_message_is_continued_not_answered() -> None:
     assert "extra_body" not in chat_params(ChatRequest("m", USER))
 
 
+def test_top_k_goes_in_the_body_beside_the_apis_fields() -> None:
+    partial = (*USER, Message(role="assistant", content="The answer is"))
+    extra = chat_params(ChatRequest("m", partial, Sampling(top_k=40)))["extra_body"]
+    assert extra == {"continue_final_message": True, "add_generation_prompt": False, "top_k": 40}
+
+
 def test_a_stream_asks_for_usage_in_its_last_chunk() -> None:
     params = chat_params(ChatRequest("m", USER), stream=True)
     assert params["stream"] is True and params["stream_options"] == {"include_usage": True}

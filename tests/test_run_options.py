@@ -118,7 +118,7 @@ def test_every_entry_point_honours_a_budget(
 
 
 def test_the_keyword_options_and_the_frozen_value_name_the_same_things() -> None:
-    fields = set(RunOptions.__dataclass_fields__) - {"proposal_deltas"}
+    fields = set(RunOptions.__dataclass_fields__) - {"proposal_deltas", "answer_deltas"}
     # `tools` is folded into `answering` when the value is made.
     assert set(Options.__annotations__) == fields | {"tools"}
     folded = RunOptions.of(tools=[WEATHER], aggregator_sampling=Sampling(max_tokens=3))

@@ -127,7 +127,7 @@ def test_sampling_fields_apply_to_the_aggregator_and_proposers_keep_the_recipes(
     ask_with_sampling(moa_server)
     (final,) = upstream.requests_for("agg")
     assert (final["temperature"], final["max_tokens"], final["seed"]) == (0.25, 77, 42)
-    assert final["stop"] == ["END"]
+    assert "stop" not in final  # moa stops the answer itself, so it knows where
     for model in ("a", "b"):
         (sent,) = upstream.requests_for(model)
         assert "seed" not in sent and "stop" not in sent and sent.get("temperature") != 0.25
@@ -144,7 +144,7 @@ def test_a_recipe_may_let_request_sampling_reach_every_call(
     for model in ("a", "b", "agg"):
         (sent,) = upstream.requests_for(model)
         assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.25, 77, 42)
-        assert sent["stop"] == ["END"]
+        assert sent.get("stop") == (["END"] if model != "agg" else None)
 
 
 def test_text_content_parts_are_joined_and_developer_counts_as_system(
@@ -296,3 +296,14 @@ def test_an_aggregator_cut_by_max_tokens_reports_finish_reason_length(
         sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=2, stream=True)
     )
     assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_moa_stops_the_answer_at_a_stop_sequence_itself(upstream: FakeUpstream, moa_server) -> None:
+    script_run(upstream, "Paris END and more")
+    completion = client(moa_server).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "q"}], stop="END"
+    )
+    assert completion.choices[0].message.content == "Paris "
+    assert completion.choices[0].finish_reason == "stop"
+    # Streamed, and closed at the stop, though the client asked for a whole answer.
+    assert [c.streamed for c in upstream.calls if c.model == "agg"] == [True]

@@ -94,10 +94,10 @@ class TestCreate:
     ) -> None:
         client = sdk(server)
         # This SDK version dropped temperature / top_p / top_k; older ones and other
-        # clients still send them.
+        # clients still send them (top_k: test_server_client_errors).
         client.messages.create(
             model=MODEL, max_tokens=10, messages=ASK, system="Be brief.", stop_sequences=["END"],
-            extra_body={"temperature": 0.2, "top_p": 0.9, "top_k": 5},
+            extra_body={"temperature": 0.2, "top_p": 0.9},
         )  # fmt: skip
         client.messages.create(
             model=MODEL, max_tokens=10, messages=ASK,
@@ -107,8 +107,8 @@ class TestCreate:
         for sent in (first, second):
             assert sent["messages"][0]["role"] == "system"
             assert sent["messages"][0]["content"].startswith("Be brief.")
-        assert (first["temperature"], first["top_p"], first["stop"]) == (0.2, 0.9, ["END"])
-        assert "top_k" not in first  # OpenAI-compatible upstreams have none
+        assert (first["temperature"], first["top_p"]) == (0.2, 0.9)
+        assert "stop" not in first  # moa applies stop_sequences itself (TestStopSequences)
 
     def test_a_length_cut_answer_stops_for_max_tokens(self, upstream: FakeUpstream, server) -> None:
         upstream.script("agg", Reply("It is", finish_reason="length"))
@@ -184,6 +184,40 @@ class TestStream:
         ) as stream:  # fmt: skip
             final = stream.get_final_message()
         assert final.content[0].type == "thinking"
+
+
+class TestStopSequences:
+    """moa applies them itself: OpenAI-compatible upstreams say only "stop", whether they met
+    a stop sequence or the end of the answer."""
+
+    def test_the_one_met_is_reported(self, upstream: FakeUpstream, server) -> None:
+        upstream.script("agg", Reply("Paris.\n\nHuman: and Lyon?"))
+        message = sdk(server).messages.create(
+            model=MODEL, max_tokens=64, messages=ASK, stop_sequences=["END", "\n\nHuman:"]
+        )
+        assert [b.text for b in message.content] == ["Paris."]
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "\n\nHuman:")
+        assert message.usage.output_tokens > 0  # estimated: the upstream was closed before it
+
+    def test_streamed_the_text_stops_before_it(self, upstream: FakeUpstream, server) -> None:
+        upstream.script("agg", Reply("one two END three"))
+        with sdk(server).messages.stream(
+            model=MODEL, max_tokens=64, messages=ASK, stop_sequences=["END"]
+        ) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert text == "one two "
+        assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "END")
+
+    def test_an_answer_that_meets_none_ends_its_turn(self, upstream: FakeUpstream, server) -> None:
+        upstream.script("agg", Reply("one two"))
+        with sdk(server).messages.stream(
+            model=MODEL, max_tokens=64, messages=ASK, stop_sequences=["two three"]
+        ) as stream:
+            text = "".join(stream.text_stream)  # "two" was held back, then shown at the end
+            final = stream.get_final_message()
+        assert text == "one two"
+        assert (final.stop_reason, final.stop_sequence) == ("end_turn", None)
 
 
 class TestTools:

@@ -65,7 +65,13 @@ def schemathesis_failures(
             return case
         history = body.get("messages")
         if isinstance(history, list) and history and history[-1] != QUESTION:
-            body = {**body, "messages": [*history, QUESTION]}
+            body = {**body, "messages": [*_answered(history), QUESTION]}
+        # …and a tool_choice names one of the tools.
+        tools, choice = body.get("tools"), body.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(tools, list) and tools:
+            named = (tools[0].get("function") or {}) if isinstance(tools[0], dict) else {}
+            if isinstance(named, dict) and isinstance(named.get("name"), str):
+                body = {**body, "tool_choice": _renamed(choice, named["name"])}
         budget = body.get("moa_max_cost_usd")
         if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0:
             body = {**body, "moa_max_cost_usd": 1000.0}
@@ -88,6 +94,36 @@ def schemathesis_failures(
         elif isinstance(event, events.NonFatalError | events.FatalError):
             found.append(f"schemathesis error: {event!r}")
     return found
+
+
+def _answered(history: list[Any]) -> list[Any]:
+    """The history without the tool messages that answer no earlier call (refused, as
+    Messages' and Responses' are: a rule about two messages, which JSON Schema cannot state)."""
+    kept: list[Any] = []
+    called: set[object] = set()
+    for message in history:
+        if not isinstance(message, dict):
+            kept.append(message)
+            continue
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("id"), str):
+                called.add(call["id"])
+        answers = message.get("tool_call_id")  # not a string: a negative case, kept
+        if message.get("role") != "tool" or not isinstance(answers, str) or answers in called:
+            kept.append(message)
+    return kept
+
+
+def _renamed(choice: dict[str, Any], name: str) -> dict[str, Any]:
+    """A tool_choice object naming `name` wherever it names a function."""
+    if isinstance(choice.get("function"), dict):
+        return {**choice, "function": {**choice["function"], "name": name}}
+    allowed = choice.get("allowed_tools")
+    if isinstance(allowed, dict) and isinstance(allowed.get("tools"), list):
+        tools = [_renamed(t, name) if isinstance(t, dict) else t for t in allowed["tools"]]
+        return {**choice, "allowed_tools": {**allowed, "tools": tools}}
+    return choice
 
 
 def _auth(headers: dict[str, str]) -> str:

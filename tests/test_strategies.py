@@ -22,7 +22,7 @@ from moa import (
 )
 from moa.providers.base import Capabilities
 from moa.strategies.analysis import ANALYSIS_PROMPT, FIELDS, parse_analysis
-from moa.strategies.rank import RANK_PROMPT, mean_ranks, parse_ranking
+from moa.strategies.rank import RANK_INSTRUCTION, RANK_PROMPT, mean_ranks, parse_ranking
 from moa.strategies.select import SELECT_PROMPT, parse_choice
 from moa.testing import FakeUpstream, Reply
 
@@ -165,13 +165,14 @@ def test_select_falls_back_to_synthesize_when_the_choice_is_unreadable(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
     upstream.script("agg", Reply("the first one"), Reply("synthesized"))
-    result = mixture(registry, ["a", "b"], strategy="select").run("q")
+    text, events = streamed(mixture(registry, ["a", "b"], strategy="select"))
+    result = events[-1].result  # type: ignore[attr-defined]
 
     selector, final = upstream.requests_for("agg")
     assert system_of(selector).startswith(SELECT_PROMPT)
     assert system_of(final).startswith(AGGREGATE_AND_SYNTHESIZE)
     assert final["stream"] is True
-    assert result.text == "synthesized"
+    assert text == result.text == "synthesized"
     assert "select: no response number in its reply — synthesized instead" in result.notes
 
 
@@ -208,6 +209,23 @@ def test_rank_asks_each_proposer_to_rank_the_others_and_synthesizes_the_top_k(
         {"ranking": [2, 1]},
     ]
     assert result.text == "final"
+
+
+def test_a_rankers_instruction_joins_the_users_turn_not_a_system_turn_after_it(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    for name in "abc":
+        upstream.script(name, Reply(name.upper()), Reply("FINAL RANKING: 1, 2"))
+    conversation = [
+        {"role": "user", "content": "q"},
+        {"role": "system", "content": "Be brief."},
+    ]
+    mixture(registry, ["a", "b", "c"], strategy="rank").run(conversation)
+    ranking = upstream.requests_for("a")[1]["messages"]
+    assert ranking[-1] == {
+        "role": "user",
+        "content": f"q\n\n{RANK_INSTRUCTION}\n\n[system]\nBe brief.",
+    }
 
 
 def test_rank_passes_on_the_best_ranked_answers(upstream: FakeUpstream, registry: Registry) -> None:

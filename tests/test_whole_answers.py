@@ -63,14 +63,26 @@ def without_latency(result: Result) -> dict[str, Any]:
     return trace
 
 
-async def test_arun_asks_proposers_for_whole_answers_and_streams_only_the_aggregator(
+async def test_arun_asks_every_call_for_its_whole_answer(
     upstream: FakeUpstream, registry: Registry
 ) -> None:
     script(upstream)
     result = await mixture(registry).arun("q")
     assert streamed(upstream, "a", "b") == [False, False, False]  # b: a 500, then its answer
-    assert streamed(upstream, "agg") == [True]
+    assert streamed(upstream, "agg") == [False]  # nobody reads the answer as it comes either
     assert result.text == "the answer"
+
+
+async def test_a_whole_answer_leaves_the_trace_a_streamed_one_does(
+    upstream: FakeUpstream, registry: Registry
+) -> None:
+    upstream.script("agg", Reply("the answer", usage=(30, 2), finish_reason="length"))
+    whole = await mixture(registry).arun("q")
+    upstream.reset()
+    upstream.script("agg", Reply("the answer", usage=(30, 2), finish_reason="length"))
+    _, live = await drained(mixture(registry).stream("q", proposal_deltas=False))
+    assert without_latency(whole) == without_latency(live)
+    assert whole.choices[0].finish_reason == "length"
 
 
 async def test_whole_and_streamed_proposers_leave_the_same_trace(
@@ -169,3 +181,4 @@ async def test_a_staircase_streams_its_last_layer_even_when_nobody_watches(
     assert result.text == "one answer"
     assert streamed(upstream, "a", "b") == [False, False]  # the first layer: whole
     assert streamed(upstream, "c", "d") == [True, True]  # the last: the aggregator reads it live
+    assert set(streamed(upstream, "agg")) == {True}  # each step continues the one before

@@ -47,7 +47,15 @@ class ConfigError(MoAError):
 
 
 class InputError(ConfigError):
-    """The prompt or messages are unusable."""
+    """The prompt or messages are unusable; `param` is the request field at fault (the server's
+    400 names it)."""
+
+    param: str = "messages"
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        if param is not None:
+            self.param = param
 
 
 class UnsupportedFieldError(InputError):

@@ -131,6 +131,7 @@ class Choice:
     finish_reason: str | None = None  # the aggregator's: "stop", "length", "tool_calls", …
     logprobs: list[dict[str, Any]] | None = None  # OpenAI's `logprobs.content`, when asked
     model: str | None = None  # the aggregator (or fallback) that answered
+    stop_sequence: str | None = None  # the client's stop sequence the answer ended at
 
 
 @dataclass(frozen=True, slots=True)

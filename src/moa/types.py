@@ -33,6 +33,8 @@ class Sampling:
     # Nucleus sampling: only the likeliest tokens whose probabilities sum to top_p (0 <= p <= 1;
     # 0 keeps only the likeliest, as OpenAI's API allows).
     top_p: float | None = None
+    # Only the k likeliest tokens (Anthropic's `top_k`): sent where the provider declares it.
+    top_k: int | None = None
 
     def merged_over(self, base: Sampling) -> Sampling:
         """These settings, falling back to `base` where unset."""
@@ -42,6 +44,7 @@ class Sampling:
             seed=self.seed if self.seed is not None else base.seed,
             stop=self.stop if self.stop is not None else base.stop,
             top_p=self.top_p if self.top_p is not None else base.top_p,
+            top_k=self.top_k if self.top_k is not None else base.top_k,
         )
 
 

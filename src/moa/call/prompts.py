@@ -92,3 +92,31 @@ def with_examples(
     for question, answer in examples:
         turns += [Message(role="user", content=question), Message(role="assistant", content=answer)]
     return [*out[:at], *turns, *out[at:]]
+
+
+def place_system(messages: Sequence[Message]) -> list[Message]:
+    """`messages` with each system turn after the conversation has begun (Anthropic's
+    mid-conversation system messages, Claude Code's trailing one) joined to the user or tool
+    turn before it, or else to the turn after it, marked `[system]`: for chat templates that
+    take a system message first only, or refuse two user turns in a row."""
+    out: list[Message] = []
+    waiting: list[str] = []  # system text after an assistant turn, for the turn that follows
+    for message in messages:
+        turn = message.copy()
+        if turn["role"] != "system" or all(m["role"] == "system" for m in out):
+            if waiting and turn["role"] in ("user", "tool"):
+                turn["content"] = _joined(*waiting, turn["content"])
+                waiting = []
+            out.append(turn)
+        elif out[-1]["role"] in ("user", "tool"):
+            out[-1] = out[-1].copy()
+            out[-1]["content"] = _joined(out[-1]["content"], f"[system]\n{turn['content']}")
+        else:
+            waiting.append(f"[system]\n{turn['content']}")
+    if waiting:  # the conversation ended on an assistant turn: nothing follows to join
+        out.append(Message(role="user", content=_joined(*waiting)))
+    return out
+
+
+def _joined(*parts: str) -> str:
+    return "\n\n".join(p for p in parts if p)

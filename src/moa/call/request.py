@@ -9,12 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from moa.call.agent import Agent
-from moa.call.prompts import inject_references, references_block, with_examples, with_system
-from moa.errors import ConfigError, UnsupportedFieldError
+from moa.call.prompts import (
+    inject_references,
+    place_system,
+    references_block,
+    with_examples,
+    with_system,
+)
+from moa.errors import ConfigError, InputError, UnsupportedFieldError
 from moa.providers.base import ModelProfile
 from moa.tokens import Cut, TokenCounter, fit_references, messages_tokens
 from moa.tooluse import as_text, has_tool_turns
-from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling
+from moa.types import Answering, ChatRequest, Message, ResponseFormat, Sampling, Tools
 
 # Room kept for the answer when neither the call nor the recipe sets max_tokens.
 DEFAULT_ANSWER_TOKENS = 1024
@@ -68,12 +74,10 @@ def build_request(
     agent = call.agent
     answering = call.answering or Answering()
     check_answering(answering, profile, agent.model)
-    native = call.answering is not None and profile.capabilities.tools
-    conversation = call.messages
-    if not native and has_tool_turns(conversation):
-        conversation = as_text(conversation)
+    conversation = _conversation(call, profile)
     messages = with_examples(with_system(conversation, agent.system), agent.examples)
     sampling = agent.sampling_under(call.overrides, defaults)
+    check_sampling(sampling, profile, agent.model)
     references: list[str] = list(call.references)
     cuts: list[Cut] = []
     notes: list[str] = []
@@ -116,6 +120,25 @@ def build_request(
     return Built(request, cuts, notes)
 
 
+def _conversation(call: Call, profile: ModelProfile) -> list[Message]:
+    """The conversation as the model can take it: tool turns as text for one that is not
+    given tools, later system turns beside their user turns for one that takes them first only."""
+    conversation = list(call.messages)
+    native = call.answering is not None and profile.capabilities.tools
+    if not native and has_tool_turns(conversation):
+        conversation = as_text(conversation)
+    if not profile.capabilities.system_turns:
+        conversation = place_system(conversation)
+    return conversation
+
+
+def check_sampling(sampling: Sampling, profile: ModelProfile, model: str) -> None:
+    """Refuse a setting the model's provider does not declare (`top_k`: OpenAI's API has none,
+    and a server that does not know it ignores it)."""
+    if sampling.top_k is not None and not profile.capabilities.top_k:
+        raise UnsupportedFieldError("top_k", model, "top_k")
+
+
 def check_answering(answering: Answering, profile: ModelProfile, model: str) -> None:
     """Refuse what the model's provider cannot do, naming the request field: a response format
     or tools silently dropped would answer something other than what was asked."""
@@ -126,6 +149,51 @@ def check_answering(answering: Answering, profile: ModelProfile, model: str) -> 
         raise UnsupportedFieldError("response_format", model, "json_schema")
     if answering.top_logprobs is not None and not can.logprobs:
         raise UnsupportedFieldError("logprobs", model, "logprobs")
+
+
+CHOICES = ("auto", "none", "required")
+
+
+def check_tool_choice(tools: Tools) -> None:
+    """InputError naming `tool_choice`, before any call, unless it is one of `CHOICES` or names
+    tools the request gives (one function, or `allowed_tools`): an upstream would refuse it
+    only after the proposers had run, or call something the client cannot run."""
+    choice = tools.choice
+    given = [_function_name(spec) for spec in tools.specs]
+    if choice == "required" and not given:
+        raise InputError(
+            "tool_choice asks for a tool call, but no tools are given", param="tool_choice"
+        )
+    if choice is None or choice in CHOICES:
+        return
+    named: list[str | None] = []
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        named = [_function_name(choice)]
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        listed = allowed.get("tools") if isinstance(allowed, dict) else None
+        named = [_function_name(t) for t in listed] if isinstance(listed, list) else []
+    if not named or None in named:
+        raise InputError(
+            f"tool_choice: {choice!r} is not a choice — use "
+            f'{", ".join(map(repr, CHOICES))} or {{"type": "function", "function": {{"name": …}}}}',
+            param="tool_choice",
+        )
+    for name in named:
+        if name not in given:
+            listed_names = ", ".join(str(g) for g in given) or "none are given"
+            raise InputError(
+                f"tool_choice names the tool {name!r}, which is not among the request's tools "
+                f"({listed_names}): name one of them, or send that tool",
+                param="tool_choice",
+            )
+
+
+def _function_name(spec: object) -> str | None:
+    """The function a tool spec or a choice names (OpenAI's nested shape), if it is one."""
+    function = spec.get("function") if isinstance(spec, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _answer_room(

@@ -102,9 +102,7 @@ def asking(answering: Answering) -> Answering | None:
 
 
 def _refused(message: str, param: str) -> InputError:
-    error = InputError(message)
-    error.param = param  # type: ignore[attr-defined]  # the request field the server names
-    return error
+    return InputError(message, param=param)
 
 
 def panel_result(prompt: str, proposals: Sequence[str]) -> str:

@@ -219,3 +219,22 @@ async def _run_worst_case(moa: MoA, messages: list[Message], overrides: Sampling
         proposers=moa.layers[-1].agents if moa.layers else (),
     )
     return total + worst_case(await strategy_worst_case(stage, moa.prices), moa.prices)
+
+
+def alone(mixture: MoA) -> MoA:
+    """This MoA's aggregator (its fallbacks after it) answering alone, in one call: no
+    layers, the same registry, prices and policies — for a chat UI's side requests (a
+    title, tags), which a whole mixture run would answer minutes later at many times
+    the cost."""
+    caller, aggregator = mixture.caller, mixture.aggregator
+    return MoA(
+        Aggregator(aggregator.agent, prompt=aggregator.prompt, fallbacks=aggregator.fallbacks),
+        registry=mixture.registry,
+        defaults=caller.defaults,
+        timeout_s=caller.timeout_s,
+        retry=caller.retry,
+        cache=caller.cache,
+        prices=mixture.prices,
+        max_cost_usd=mixture.max_cost_usd,
+        on_degraded=mixture.on_degraded,
+    )

@@ -41,13 +41,16 @@ class Options(TypedDict, total=False):
 class RunOptions:
     """What one run is asked for, beyond its prompt. `proposal_deltas=False` asks proposers for
     whole answers (less CPU) and yields no `ProposalDelta`; a staircase's last layer streams
-    regardless."""
+    regardless. `answer_deltas=False` asks the aggregator for its whole answer too (a staircase
+    still streams it): some servers call tools properly only when not streaming
+    (llama-cpp-python's)."""
 
     sampling: Sampling = field(default_factory=Sampling)
     aggregator_sampling: Sampling = field(default_factory=Sampling)
     max_cost_usd: float | None = None  # None: the MoA's own budget, if any
     answering: Answering = field(default_factory=Answering)
     proposal_deltas: bool = True
+    answer_deltas: bool = True
 
     @classmethod
     def of(
@@ -76,8 +79,8 @@ class RunOptions:
 
     def whole(self) -> RunOptions:
         """These options for a caller that reads only the result: nobody sees the proposers'
-        words, and whole answers cost less."""
-        return replace(self, proposal_deltas=False)
+        or the aggregator's words as they come, and whole answers cost less."""
+        return replace(self, proposal_deltas=False, answer_deltas=False)
 
 
 def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering:
@@ -89,12 +92,14 @@ def with_tools(answering: Answering | None, tools: ToolList | None) -> Answering
 
 def as_messages(prompt: Prompt) -> list[Message]:
     """A prompt string or a chat history, checked: the last turn must be a non-empty user turn,
-    or a tool's result (an agent loop continuing after running the calls it was given)."""
+    or a tool's result (an agent loop continuing after running the calls it was given); system
+    turns may follow it (Claude Code ends its requests with one)."""
     if isinstance(prompt, str):
         prompt = [Message(role="user", content=prompt)]
     messages = [m.copy() for m in prompt]
-    if not messages or messages[-1]["role"] not in ("user", "tool"):
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] not in ("user", "tool"):
         raise InputError("the conversation must end with a user message (or a tool's result)")
-    if messages[-1]["role"] == "user" and not messages[-1]["content"].strip():
+    if turns[-1]["role"] == "user" and not turns[-1]["content"].strip():
         raise InputError("the prompt is empty: the last user message has no text")
     return messages

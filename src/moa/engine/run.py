@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from moa.call.agent import Agent
 from moa.call.caller import Caller
+from moa.call.request import check_sampling, check_tool_choice
 from moa.engine.adaptive import run_rounds
 from moa.engine.aggregator import Aggregator
 from moa.engine.answering import answers, offer_tools, refuse_unsupported
@@ -43,6 +44,25 @@ from moa.trace import CallRecord, Result, asked_for
 from moa.types import Answering, Message, Sampling
 
 
+async def _preflight(
+    caller: Caller,
+    layers: tuple[ProposalLayer, ...],
+    aggregator: Aggregator,
+    options: RunOptions,
+    invocation: Invocation,
+) -> tuple[Answering, str | None]:
+    """What the aggregator is offered of the client's asks (and the note of what was dropped),
+    everything the run would refuse refused before any call."""
+    await _refuse_asks(caller, layers, aggregator, options)
+    answering, dropped = await offer_tools(caller, aggregator, options.answering)
+    await refuse_unsupported(caller, aggregator, answering)
+    if aggregator.staircase:
+        refuse_for_staircase(answering)
+    if invocation == "auto":
+        await refuse_without_tools(caller, aggregator, answering.n)
+    return answering, dropped
+
+
 @dataclass
 class Run:
     """The state of one run as it goes: the proposals the last layer passed on, the agreed
@@ -63,6 +83,7 @@ class Run:
     proposers: tuple[Agent, ...] = ()  # the last layer's agents
     agreed: CallRecord | None = None  # the agreed answer of a layer that stopped the run
     proposal_deltas: bool = True  # stream proposers, yielding their words (else whole answers)
+    answer_deltas: bool = True  # stream the aggregator (else its whole answer, as one token)
     fail_degraded: bool = False  # on_degraded = "fail": a lost member ends the run
     invocation: Invocation = "always"  # "auto": the aggregator decides whether to convene
 
@@ -85,16 +106,11 @@ class Run:
         """A run of a MoA's stages over `prompt`, its input checked and everything it would
         refuse refused before any call; `max_cost_default` is the MoA's own budget."""
         messages = as_messages(prompt)
-        answering, dropped = await offer_tools(caller, aggregator, options.answering)
-        await refuse_unsupported(caller, aggregator, answering)
+        answering, dropped = await _preflight(caller, layers, aggregator, options, invocation)
         limit = options.max_cost_usd if options.max_cost_usd is not None else max_cost_default
         budget = None if limit is None else Budget(limit, prices, options.sampling)
         if budget is not None:
             bounded(aggregator.strategy)  # a strategy that cannot say what it spends: refused now
-        if aggregator.staircase:
-            refuse_for_staircase(answering)
-        if invocation == "auto":
-            await refuse_without_tools(caller, aggregator, answering.n)
         return cls(
             layers=layers,
             aggregator=aggregator,
@@ -107,6 +123,7 @@ class Run:
             budget=budget,
             result=Result(notes=[dropped] if dropped else []),
             proposal_deltas=options.proposal_deltas,
+            answer_deltas=options.answer_deltas,
             fail_degraded=fail_degraded,
             invocation=invocation,
         )
@@ -196,6 +213,23 @@ class Run:
             price_result(stage.result, self.prices)  # also for AggregatorFailedError's result
 
 
+async def _refuse_asks(
+    caller: Caller, layers: tuple[ProposalLayer, ...], aggregator: Aggregator, options: RunOptions
+) -> None:
+    """What the run is asked that no upstream could honour, refused before any call: a
+    `tool_choice` that is no choice, and a setting a model would be sent that its provider does
+    not declare (`top_k`: the aggregator's, and the proposers' when the run sets it for every
+    call)."""
+    if options.answering.tools is not None:
+        check_tool_choice(options.answering.tools)
+    asked = [(agent, options.final) for agent in aggregator.candidates]
+    if options.sampling.top_k is not None:
+        asked += [(agent, options.sampling) for layer in layers for agent in layer.agents]
+    for agent, sampling in asked:
+        if sampling.top_k is not None:
+            check_sampling(sampling, await caller.profile(agent), agent.model)
+
+
 def _staircase(run: Run, stage: Stage) -> AsyncIterator[Event]:
     """The last layer runs under the aggregator, which reads its proposals as they stream."""
     last = run.layers[-1]
@@ -244,6 +278,7 @@ def _stage(run: Run) -> Stage:
         result=run.result,
         proposers=run.proposers,
         answering=run.answering,
+        whole=not run.answer_deltas,
     )
 
 

@@ -12,6 +12,7 @@ from mcp.server.session import ServerSession
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from moa import __version__
 from moa.errors import MoAError
 from moa.mcp.panel import Panel
 from moa.mcp.progress import Step
@@ -33,13 +34,20 @@ def _ask_description(panel: Panel) -> str:
     )
 
 
+def _fastmcp(host: str, port: int) -> FastMCP[Any]:
+    server: FastMCP[Any] = FastMCP(
+        "moa", instructions=INSTRUCTIONS, host=host, port=port, log_level="WARNING"
+    )
+    # FastMCP takes no version, and its server says the MCP library's own in `serverInfo`.
+    server._mcp_server.version = __version__
+    return server
+
+
 def build_server(panel: Panel, *, host: str = "127.0.0.1", port: int = 8000) -> FastMCP[Any]:
     """A FastMCP server offering `panel`'s recipes. `host` and `port` matter over HTTP only:
     on a loopback host the SDK also refuses requests whose Host or Origin header names
     another (DNS rebinding)."""
-    server: FastMCP[Any] = FastMCP(
-        "moa", instructions=INSTRUCTIONS, host=host, port=port, log_level="WARNING"
-    )
+    server = _fastmcp(host, port)
     names = ", ".join(panel.names)
 
     @server.tool(

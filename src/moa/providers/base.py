@@ -114,6 +114,10 @@ class Capabilities:
     logprobs: bool = False
     n: bool = False
     continuation: Continuation = "none"
+    # System messages anywhere in a conversation, in place (OpenAI's API); without it a
+    # later system turn joins the user or tool turn beside it (moa.call.prompts.place_system).
+    system_turns: bool = False
+    top_k: bool = False  # sampling from the k likeliest tokens (Anthropic's `top_k`)
     batch_api: BatchAPI | None = None  # None: no Batch API (calls are real-time only)
     # Two fields the OpenAI-compatible adapter has always sent, so True unless an API is known
     # to refuse or ignore them (Mistral refuses both as unknown inputs). False: not sent —

@@ -44,6 +44,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # response_format json_schema ("JSON mode" docs)
                 logprobs=False,  # its `logprobs` is an integer 0-20, not OpenAI's boolean
                 n=True,  # documented `n`
+                top_k=True,  # a documented sampling parameter of its chat API
                 # its chat API answers after a trailing assistant message; no continue flag
                 continuation="none",
                 # Batch API docs: 50,000 requests and 100 MB a file, up to 50% off
@@ -62,6 +63,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 logprobs=True,
                 n=True,
                 continuation="none",
+                system_turns=True,  # system and developer messages anywhere in `messages`
                 # Batch API reference: 50,000 requests and 200 MB a file, 50% off, 24 h
                 batch_api=BatchAPI(50_000, 200 * MB, 0.5),
             ),
@@ -89,6 +91,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # response_format json_schema (grammar-based)
                 logprobs=False,  # unsure its chat endpoint returns OpenAI's shape: not assumed
                 n=True,
+                top_k=True,  # a documented sampling parameter of its chat API
                 # no continue flag documented for chat (its raw completions API would do it,
                 # but moa speaks chat only)
                 continuation="none",
@@ -103,6 +106,7 @@ BUILTIN_PROVIDERS: dict[str, ProviderConfig] = {
                 json_schema=True,  # structured outputs, on the models that support them
                 logprobs=False,  # passed through only by some providers: not assumed
                 n=False,  # not supported by its API
+                top_k=True,  # a documented sampling parameter of its chat API
                 # prefill works for some upstreams (Anthropic's) and not others, chosen per
                 # request by its router: not something moa can rely on
                 continuation="none",

@@ -209,7 +209,17 @@ def _provider_config(
     limit = base.rate_limit
     declared: dict[str, Any] = {
         key: value
-        for key in ("tools", "json_schema", "logprobs", "n", "continuation", "seed", "stream_usage")
+        for key in (
+            "tools",
+            "json_schema",
+            "logprobs",
+            "n",
+            "continuation",
+            "seed",
+            "stream_usage",
+            "system_turns",
+            "top_k",
+        )
         if (value := getattr(spec, key)) is not None
     }
     if spec.batch_api is not None:

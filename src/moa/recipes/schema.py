@@ -246,6 +246,11 @@ class ProviderSpec(RateLimitSpec):
     stream_usage: bool | None = None
     """Whether it takes `stream_options.include_usage` (unset: the built-in's, else yes);
     `false`: not sent, and a stream's usage is read from its chunks or estimated."""
+    top_k: bool | None = None
+    """Whether it takes `top_k` (a Messages API request's; refused for a provider without it)."""
+    system_turns: bool | None = None
+    """Whether it takes system messages anywhere in a conversation; if not, a later system turn
+    joins the user turn beside it."""
     batch_api: bool | BatchAPISpec | None = None
     """--batch-api: `true` (the built-in's limits, else OpenAI's), `false`, or limits."""
 
@@ -278,6 +283,11 @@ class Recipe(_Strict):
     deadline or a staircase, a fallback aggregator answering): `"answer"` anyway, saying so on
     every surface, or `"fail"` with the partial trace (DegradedRunError).
     """
+    side_requests: Literal["mixture", "aggregator"] = "mixture"
+    """`moa serve`: `"aggregator"` answers a chat UI's side requests — Open WebUI's title, tags
+    and follow-up tasks, known by their `### Task:` prompt over a `<chat_history>` — with the
+    aggregator alone, in one call, rather than with the whole mixture (the `X-MoA-Side-Request`
+    header says so per request)."""
     invocation: Literal["always", "auto"] = "always"
     """`"auto"`: the aggregator is asked first, with a private `consult_the_panel` tool, and the
     layers run only when it calls it; `"always"`: they always run."""

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from moa import recipes as recipe_lib
 from moa.engine.mixture import MoA
+from moa.engine.mixture import alone as solo
 from moa.errors import MoAError
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
@@ -66,7 +67,8 @@ def create_app(
     metrics = Metrics()
     slots = RunSlots(max_concurrent_runs, on_change=metrics.runs_in_progress.set)
     redactor = Redactor.for_recipes(recipes.values(), env)
-    served = Served(recipes, mixtures, registry, slots, metrics, redactor)
+    alone = {name: solo(mixture) for name, mixture in mixtures.items()}
+    served = Served(recipes, mixtures, registry, slots, metrics, redactor, alone)
     app = _new_app(served, cors_origins)
     _install_gates(app, served, BearerAuth(api_keys), max_body_bytes, ui)
     _install_error_handlers(app, metrics, redactor)

@@ -19,6 +19,7 @@ from moa.server.schemas import (
     to_messages,
     to_sampling,
 )
+from moa.server.side import is_side_request
 
 # What `layers_mode` accepts, in any case and with spaces around.
 _LAYERS_HEADER = r"^\s*([Rr][Ee][Aa][Ss][Oo][Nn][Ii][Nn][Gg]|[Oo][Ff][Ff])\s*$"
@@ -41,26 +42,34 @@ def add_chat_route(
                 json_schema_extra={"pattern": _LAYERS_HEADER},
             ),
         ] = None,
+        x_moa_side_request: Annotated[
+            str | None,
+            Header(
+                description="moa extension: `true` answers with the recipe's aggregator alone "
+                "(a chat UI's title or tags), `false` with the whole mixture."
+            ),
+        ] = None,
     ) -> Response:
         if body.model not in served.mixtures:
             raise model_not_found(body.model)
         check_supported(body)
+        recipe = served.recipes[body.model]
         layers = layers_mode(
-            (body.model_extra or {}).get("moa_layers"),
-            x_moa_layers,
-            served.recipes[body.model].show_layers,
+            (body.model_extra or {}).get("moa_layers"), x_moa_layers, recipe.show_layers
         )
+        messages = to_messages(body)
         run = new_run(
             ChatRun,
             served,
             body.model,
-            to_messages(body),
+            messages,
             to_sampling(body),
             trace=wants_trace(body.moa_trace, x_moa_trace),
             max_cost_usd=body.moa_max_cost_usd,
             answering=to_answering(body),
             include_usage=body.include_usage,
             reasoning=layers is not None,
+            side=is_side_request(recipe.side_requests, messages, x_moa_side_request),
         )
         if body.stream:
             return await run.stream(request.receive)

@@ -45,7 +45,7 @@ log = logging.getLogger("moa.server")
 
 # nginx's code for "the client closed the request"; no client ever reads it.
 CLIENT_CLOSED = 499
-_TRUTHY = {"1", "true", "yes", "on"}
+TRUTHY = {"1", "true", "yes", "on"}  # a header that says yes
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Served:
     slots: RunSlots
     metrics: Metrics
     redactor: Redactor
+    # Each recipe's aggregator answering alone, for side requests (moa.server.side).
+    alone: Mapping[str, MoA] = field(default_factory=dict)
 
 
 def run_options(
@@ -85,7 +87,7 @@ def run_options(
 
 def wants_trace(asked: bool | None, header: str | None) -> bool:
     """The trace is asked for by the body's `moa_trace` or an `X-MoA-Trace: true` header."""
-    return bool(asked) or (header or "").strip().lower() in _TRUTHY
+    return bool(asked) or (header or "").strip().lower() in TRUTHY
 
 
 @dataclass
@@ -203,9 +205,13 @@ class ChatRun:
         return {**data, **(self._trace(result) or {})}
 
     def _error(self, exc: MoAError) -> ApiError:
+        """The failure as the client sees it; with the trace so far, when it was asked for."""
         error = from_moa_error(exc)
         error.message = self.redactor.text(error.message)
         error.moa = self.redactor.data(failure_extension(exc))
+        result = getattr(exc, "result", None)
+        if isinstance(result, Result):
+            error.moa.update(self._trace(result) or {})
         return error
 
     def _failed(self, stream: bool, exc: MoAError) -> ApiError:
@@ -249,16 +255,20 @@ def new_run(
     answering: Answering | None = None,
     include_usage: bool = False,
     reasoning: bool = False,
+    side: bool = False,
 ) -> R:
     """A run of the served recipe `model` for one request, in the API shape `kind` answers
-    in. Takes a run slot (429 when none is free), so call it last, once the request is
-    known to be good: the slot is freed when the answer has been sent."""
+    in (`side`: a side request, its aggregator alone). Takes a run slot (429 when none is
+    free), so call it last, once the request is known to be good: the slot is freed when
+    the answer has been sent."""
     options = run_options(
         served.recipes[model], requested, max_cost_usd=max_cost_usd, answering=answering
     )
+    if side:
+        log.info("%s: a side request, answered by its aggregator alone", model)
     return kind(
         model=model,
-        moa=served.mixtures[model],
+        moa=served.alone[model] if side else served.mixtures[model],
         messages=messages,
         options=options,
         slot=served.slots.take(),

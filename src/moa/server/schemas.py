@@ -44,7 +44,7 @@ def _whole(value: Any) -> Any:
 
 # An integer field: strict, but a float with no fraction counts (after the bounds, or pydantic
 # would leave them out of the JSON schema).
-_WHOLE = BeforeValidator(_whole)
+WHOLE = BeforeValidator(_whole)
 
 
 class _Open(BaseModel):
@@ -137,6 +137,40 @@ class ResponseFormatSpec(_Open):
     )
 
 
+_NAMED_TOOL: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}},
+        },
+    },
+}
+
+
+# What the run accepts (moa.call.request.check_tool_choice), exactly.
+_TOOL_CHOICES: list[Any] = [
+    {"enum": ["auto", "none", "required"]},
+    _NAMED_TOOL,
+    {
+        "type": "object",
+        "required": ["type", "allowed_tools"],
+        "properties": {
+            "type": {"const": "allowed_tools"},
+            "allowed_tools": {
+                "type": "object",
+                "required": ["tools"],
+                "properties": {"tools": {"type": "array", "minItems": 1, "items": _NAMED_TOOL}},
+            },
+        },
+    },
+    {"type": "null"},
+]
+
+
 class StreamOptions(_Open):
     include_usage: bool | None = None
 
@@ -145,23 +179,30 @@ class ChatCompletionRequest(_Open):
     model: str
     messages: list[ChatMessage] = Field(
         min_length=1,
-        description="The conversation; it must end with a user message that has some text.",
+        description=(
+            "The conversation; it must end with a user message that has some text, and a tool "
+            "message answers a call an assistant message before it made."
+        ),
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    max_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1), _WHOLE] | None = None
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
     stop: str | list[str] | None = None
-    seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), _WHOLE] | None = None
-    n: Annotated[int, Field(ge=1, le=MAX_N), _WHOLE] | None = None
+    seed: Annotated[int, Field(ge=-_SAFE_INT, le=_SAFE_INT), WHOLE] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N), WHOLE] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     tools: list[ToolSpec] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None,
+        description="A named tool must be one of `tools`.",
+        json_schema_extra={"anyOf": _TOOL_CHOICES},
+    )
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormatSpec | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=20), _WHOLE] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), WHOLE] | None = None
     functions: list[Any] | None = Field(default=None, json_schema_extra=_NOTHING)
     moa_trace: bool | None = Field(
         default=None,
@@ -181,7 +222,16 @@ class ChatCompletionRequest(_Open):
                         "properties": {"top_logprobs": {"type": "integer"}},
                     },
                     "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-                }
+                },
+                {  # without tools, no choice may ask for a call
+                    "if": {
+                        "not": {
+                            "required": ["tools"],
+                            "properties": {"tools": {"type": "array", "minItems": 1}},
+                        }
+                    },
+                    "then": {"properties": {"tool_choice": {"enum": ["auto", "none", None]}}},
+                },
             ]
         }
     )
@@ -212,9 +262,11 @@ def check_supported(request: ChatCompletionRequest) -> None:
 def to_answering(request: ChatCompletionRequest) -> Answering:
     """What the request asks of the final answer (the aggregator's call)."""
     tools = None
-    if request.tools:
+    # A tool_choice that asks for a call (or is no choice at all) is kept without tools, for
+    # the run to refuse before any call.
+    if request.tools or request.tool_choice not in (None, "auto", "none"):
         tools = Tools(
-            tuple(t.model_dump(exclude_none=True) for t in request.tools),
+            tuple(t.model_dump(exclude_none=True) for t in request.tools or ()),
             request.tool_choice,
             request.parallel_tool_calls,
         )
@@ -242,7 +294,27 @@ def _response_format(spec: ResponseFormatSpec | None) -> ResponseFormat | None:
 
 
 def to_messages(request: ChatCompletionRequest) -> list[Message]:
-    return [_message(i, m) for i, m in enumerate(request.messages)]
+    out: list[Message] = []
+    for i, message in enumerate(request.messages):
+        out.append(_message(i, message))
+        _answers_a_call(i, out)
+    return out
+
+
+def _answers_a_call(index: int, messages: list[Message]) -> None:
+    """A tool message must answer a call an assistant message before it made, as Messages'
+    tool_result and Responses' function_call_output must."""
+    last = messages[-1]
+    if last["role"] != "tool":
+        return
+    called = {c.get("id") for m in messages[:-1] for c in m.get("tool_calls", [])}
+    if last["tool_call_id"] not in called:
+        where = f"messages[{index}]"
+        raise bad_request(
+            f"{where}: no assistant tool call before it has id {last['tool_call_id']!r} — send "
+            "the assistant message with its tool_calls before their results",
+            f"{where}.tool_call_id",
+        )
 
 
 def _message(index: int, message: ChatMessage) -> Message:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast, runtime_checkable
 
 from moa.call.agent import Agent
@@ -26,8 +26,10 @@ from moa.call.request import Call
 from moa.errors import AggregatorFailedError, ProviderError
 from moa.events import AggregatorStarted, Event, Token
 from moa.strategies.answer import Answer
+from moa.tokens import estimate_tokens, messages_tokens
+from moa.tooluse import as_deltas
 from moa.trace import CallRecord, CallRole, Choice, Result, asked_for
-from moa.types import Answering, Message, ResponseFormat, Sampling, Tally
+from moa.types import Answering, Message, ResponseFormat, Sampling, StreamChunk, Tally, Usage
 
 
 class AggregatorView(Protocol):
@@ -73,6 +75,7 @@ class Stage:
     proposers: tuple[Agent, ...] = field(default_factory=tuple)
     answering: Answering = field(default_factory=Answering)  # tools, response format, …
     choice: int = 0  # which of the run's `n` answers this pass produces
+    whole: bool = False  # nobody reads the answer as it comes: ask for it whole
 
     @property
     def references(self) -> list[str]:
@@ -228,21 +231,31 @@ async def stream_answer(
 ) -> AsyncIterator[Event]:
     """Stream the final answer from the aggregator over `references`; on a failure before the
     first token, the next fallback tries. After a token the user has seen, no fallback
-    contradicts it: the partial answer and the error are kept."""
+    contradicts it: the partial answer and the error are kept. The run's stop sequences are
+    applied here, so that the one the answer ended at is known (`Choice.stop_sequence`)."""
     failures: list[CallRecord] = []
     for index, call in enumerate(answer_step(stage, references, prompt).calls):
         record = stage.record(index, "aggregator")
         stage.result.calls.append(record)
         yield AggregatorStarted(stage.number, record.model)
         started = time.perf_counter()
-        answer, tally = Answer(), Tally()
+        answer, tally = Answer(call.overrides.stop or ()), Tally()
+        call = replace(call, overrides=replace(call.overrides, stop=())) if answer.stops else call
         next_may_try = True
         try:
-            async with aclosing(stage.caller.stream(call, record)) as chunks:
+            # Stops need the stream: the upstream, not told them, is closed at the first one.
+            whole = stage.whole and not answer.stops
+            async with aclosing(_answer_chunks(stage, call, record, whole)) as chunks:
                 async for chunk in chunks:
                     tally.add(chunk)
                     for event in answer.add(chunk, stage.choice):
                         yield event
+                    if answer.stopped is not None:
+                        break
+            for event in answer.flush(stage.choice):
+                yield event
+            if answer.stopped is not None and tally.usage is None:  # closed before its usage
+                tally.usage = await _stopped_usage(stage.caller, call, answer.text)
         except ProviderError as error:
             next_may_try = fall_back(record, error, shown=answer.seen)
         finally:
@@ -267,6 +280,36 @@ def fall_back(record: CallRecord, error: ProviderError, *, shown: bool) -> bool:
     if shown:
         record.error = f"{record.error} (after streaming part of the answer)"
     return not shown
+
+
+def _answer_chunks(
+    stage: Stage, call: Call, record: CallRecord, whole: bool
+) -> AsyncGenerator[StreamChunk, None]:
+    """The answer as it streams, or — when nobody reads it as it comes (`Stage.whole`) — asked
+    for whole and given as one chunk."""
+    if whole:
+        return _whole(stage.caller, call, record)
+    return stage.caller.stream(call, record)
+
+
+async def _stopped_usage(caller: Caller, call: Call, text: str) -> Usage:
+    _, built = await caller.build(call)
+    return Usage(messages_tokens(built.request.messages), estimate_tokens(text), estimated=True)
+
+
+async def _whole(
+    caller: Caller, call: Call, record: CallRecord
+) -> AsyncGenerator[StreamChunk, None]:
+    completion = await caller.complete(call, record)
+    yield StreamChunk(
+        completion.text,
+        completion.usage,
+        completion.finish_reason,
+        completion.attempts,
+        as_deltas(completion.tool_calls),
+        completion.logprobs,
+        completion.runtime,
+    )
 
 
 async def call_once(stage: Stage, agent: Agent, record: CallRecord, call: Call) -> CallRecord:
@@ -314,10 +357,11 @@ async def consult(
 
 
 def ask(messages: Sequence[Message], instruction: str) -> list[Message]:
-    """The conversation with `instruction` added to its last (user) turn: what the model must
-    do with the question, rather than answer it."""
+    """The conversation with `instruction` added to its last (user) turn, before any system
+    turns that follow it: what the model must do with the question, rather than answer it."""
     out = [Message(role=m["role"], content=m["content"]) for m in messages]
-    out[-1] = Message(role="user", content=f"{out[-1]['content']}\n\n{instruction}")
+    last = max(i for i, m in enumerate(out) if m["role"] != "system")
+    out[last] = Message(role="user", content=f"{out[last]['content']}\n\n{instruction}")
     return out
 
 

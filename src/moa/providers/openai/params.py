@@ -41,10 +41,15 @@ def chat_params(
         params["logprobs"] = True
         if request.top_logprobs:
             params["top_logprobs"] = request.top_logprobs
+    extra: dict[str, Any] = {}
     if request.messages and request.messages[-1]["role"] == "assistant":
         # A partial answer to continue (staircase). vLLM needs both flags; llama.cpp's
         # server continues a trailing assistant message on its own and ignores them.
-        params["extra_body"] = CONTINUE_FINAL_MESSAGE
+        extra.update(CONTINUE_FINAL_MESSAGE)
+    if s.top_k is not None:  # not in OpenAI's API: the servers that take it read it here
+        extra["top_k"] = s.top_k
+    if extra:
+        params["extra_body"] = extra
     if stream:
         params["stream"] = True
         if takes.stream_usage:

@@ -17,13 +17,21 @@ def new_id(prefix: str) -> str:
 
 
 def stop_reason(choice: Choice | None) -> str:
-    """Anthropic's word for why the answer ended. An upstream that stopped at a stop sequence
-    says only "stop" on OpenAI's API, so that is `end_turn` too."""
+    """Anthropic's word for why the answer ended (moa applies the stop sequences itself, so it
+    knows when one ended it)."""
     if choice is None:
         return "end_turn"
     if choice.tool_calls:
         return "tool_use"
+    if choice.stop_sequence is not None:
+        return "stop_sequence"
     return "max_tokens" if choice.finish_reason == "length" else "end_turn"
+
+
+def stop_fields(choice: Choice | None) -> dict[str, str | None]:
+    """`stop_reason` and `stop_sequence`, as a message and a stream's `message_delta` say them."""
+    sequence = choice.stop_sequence if choice is not None else None
+    return {"stop_reason": stop_reason(choice), "stop_sequence": sequence}
 
 
 def usage_body(usage: Usage | None) -> dict[str, int]:
@@ -71,7 +79,7 @@ def message(
     message_id: str,
     model: str,
     blocks: list[dict[str, Any]],
-    reason: str | None,
+    stop: dict[str, str | None] | None,
     usage: Usage | None,
 ) -> dict[str, Any]:
     return {
@@ -80,12 +88,11 @@ def message(
         "role": "assistant",
         "model": model,
         "content": blocks,
-        "stop_reason": reason,
-        "stop_sequence": None,
+        **(stop or {"stop_reason": None, "stop_sequence": None}),
         "usage": usage_body(usage),
     }
 
 
 def body(message_id: str, model: str, result: Result, layers: str | None) -> dict[str, Any]:
     choice = result.choices[0] if result.choices else None
-    return message(message_id, model, content(choice, layers), stop_reason(choice), result.usage)
+    return message(message_id, model, content(choice, layers), stop_fields(choice), result.usage)

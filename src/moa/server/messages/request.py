@@ -1,6 +1,9 @@
 """A Messages API request in the chat shapes the engine speaks.
 
-In: `system` (a string or text blocks) becomes the system turn; a user turn's `tool_result`
+In: `system` (a string or text blocks) becomes the system turn, and a `system` turn inside
+`messages` (Anthropic's mid-conversation system messages; Claude Code ends its requests with
+one) a system turn where it stands, which each model gets as its provider can take it
+(moa.call.prompts.place_system); a user turn's `tool_result`
 blocks become `tool` turns (before the turn's text, as Anthropic orders them), an assistant
 turn's `tool_use` blocks its `tool_calls` (`input` as JSON text); `thinking` blocks a client
 sends back are the model's own notes and are dropped. Images and documents are refused: moa's
@@ -19,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from moa.server.errors import bad_request
+from moa.server.schemas import WHOLE
 from moa.types import Answering, Message, Sampling, Tools
 
 _DROPPED = {"thinking", "redacted_thinking"}
@@ -27,17 +31,18 @@ _NOT_TEXT = {"image", "document", "search_result", "container_upload"}
 
 class MessagesRequest(BaseModel):
     # Fields a MoA cannot act on (metadata, service_tier, cache_control, …) are ignored.
-    model_config = ConfigDict(extra="allow")
+    # strict, as on chat completions: "10" is not a number and 0 is not false.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: Annotated[int, Field(ge=1)] = Field(
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] = Field(
         description="Required, as Anthropic requires it: the most the answer may write."
     )
     system: str | list[dict[str, Any]] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    top_k: Annotated[int, Field(ge=0), WHOLE] | None = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     tools: list[dict[str, Any]] | None = None
@@ -49,7 +54,7 @@ class MessagesRequest(BaseModel):
 
 
 class CountTokensRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -59,14 +64,15 @@ class CountTokensRequest(BaseModel):
 
 
 def to_sampling(request: MessagesRequest) -> Sampling:
-    """The answer's settings. `top_k` is accepted and not sent: OpenAI-compatible upstreams
-    have no such field (the docs say so)."""
+    """The answer's settings. `top_k` is sent where the provider declares it, and refused
+    before any call where not (OpenAI's API has no such field)."""
     stop = tuple(request.stop_sequences) if request.stop_sequences else None
     return Sampling(
         temperature=request.temperature,
         max_tokens=request.max_tokens,
         top_p=request.top_p,
         stop=stop,
+        top_k=request.top_k,
     )
 
 
@@ -83,15 +89,18 @@ def to_messages(
             out += _user(where, turn.get("content"), out)
         elif role == "assistant":
             out.append(_assistant(where, turn.get("content")))
+        elif role == "system":  # Anthropic's mid-conversation system messages
+            text = _system(_blocks(where, turn.get("content")), where)
+            out.append(Message(role="system", content=text))
         else:
-            raise bad_request(f"{where}: role must be user or assistant", f"{where}.role")
+            raise bad_request(f"{where}: role must be user, assistant or system", f"{where}.role")
     return out
 
 
-def _system(system: str | list[dict[str, Any]]) -> str:
+def _system(system: str | list[dict[str, Any]], where: str = "system") -> str:
     if isinstance(system, str):
         return system
-    return "\n".join(_text_of("system", j, block) for j, block in enumerate(system))
+    return "\n".join(_text_of(where, j, block) for j, block in enumerate(system))
 
 
 def _blocks(where: str, content: Any) -> list[dict[str, Any]]:
@@ -124,7 +133,13 @@ def _text_of(where: str, j: int, block: Any) -> str:
 def _user(where: str, content: Any, before: Sequence[Message]) -> list[Message]:
     texts: list[str] = []
     results: list[Message] = []
-    for j, block in enumerate(_blocks(where, content)):
+    blocks = _blocks(where, content)
+    if not blocks:
+        raise bad_request(
+            f"{where}: the content is empty — a user turn needs a text or tool_result block",
+            f"{where}.content",
+        )
+    for j, block in enumerate(blocks):
         if block.get("type") == "tool_result":
             results.append(_tool_result(f"{where}.content[{j}]", block, before))
         elif block.get("type") not in _DROPPED:

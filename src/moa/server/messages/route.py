@@ -79,7 +79,7 @@ class MessagesRun(ChatRun):
             for text in blocks.finish():
                 yield text
             choice = result.choices[0] if result.choices else None
-            delta = {"stop_reason": reply.stop_reason(choice), "stop_sequence": None}
+            delta = reply.stop_fields(choice)
             usage = reply.usage_body(result.usage)
             yield event("message_delta", delta=delta, usage=usage, moa=self._extension(result))
             yield event("message_stop")

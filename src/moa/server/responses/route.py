@@ -92,8 +92,8 @@ def to_messages(request: ResponsesRequest) -> list[Message]:
 def to_answering(request: ResponsesRequest) -> Answering:
     """What the request asks of the final answer: its function tools and `text.format`."""
     tools = None
-    if request.tools:
-        tools = to_tools(request.tools, request.tool_choice, request.parallel_tool_calls)
+    if request.tools or request.tool_choice not in (None, "auto", "none"):
+        tools = to_tools(request.tools or [], request.tool_choice, request.parallel_tool_calls)
     return Answering(tools=tools, response_format=to_response_format(request.text))
 
 
