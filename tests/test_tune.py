@@ -327,6 +327,8 @@ def test_moa_tune_on_the_command_line_writes_a_recipe_moa_ask_loads(world, tmp_p
     assert summary["verdict"] == "mixture"
     assert summary["calls"]["sampling"] == 1200 and summary["calls"]["after_sampling"] == 0
     assert summary["heldout_rows"][0]["system"] == "chosen"
+    assert [m for m, _ in summary["configurations"]["chosen"]["members"]] == ["fake:strong"]
+    assert summary["configurations"]["best member"]["members"] == [["fake:strong", 1]]
     written = recipes.load(tmp_path / "mine.toml")
     assert all(m.system == "Add the numbers." for m in written.layers[0].models)
     before = len(world.requests)

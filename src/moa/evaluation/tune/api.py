@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from moa.evaluation.judge import Judge
 from moa.evaluation.tune import report
 from moa.evaluation.tune.found import Found, Settings
 from moa.evaluation.tune.grade import JUDGE_MAX_TOKENS, ByJudge, Grader, by_answers
+from moa.evaluation.tune.recipe import Candidate
 from moa.evaluation.tune.run import tune
 from moa.policies.cache import ResponseCache, default_path
 from moa.providers.registry import Registry
@@ -58,8 +59,24 @@ class Tuned:
                 "one_by_one": report.one_by_one_calls(f),
             },
             "heldout_rows": report.heldout_rows(f, self.verdict),
+            "configurations": {
+                name: _config(candidate)
+                for name, candidate in [("chosen", f.chosen), *f.baselines.items()]
+                if candidate is not None
+            },
             "notes": f.notes,
         }
+
+
+def _config(candidate: Candidate) -> dict[str, Any]:
+    """A candidate as data: its panel, how it picks (or who writes), its rounds."""
+    config, rounds = candidate.config, candidate.config.rounds
+    return {
+        "members": [[m.model, m.draws] for m in config.members],
+        "strategy": config.strategy,
+        "rounds": None if rounds is None else [rounds.first, rounds.size, rounds.stop_share],
+        "writer": None if candidate.writer is None else asdict(candidate.writer),
+    }
 
 
 def work_folder(output: Path) -> Path:

@@ -1,0 +1,60 @@
+"""The built-in `local` recipe scored from `moa tune`'s samples, beside what tuning chose.
+
+`local` is five SmolLM2 calls and five Gemma 3 270M calls (greedy first, then seeds 1-4, as
+`short.toml` prompts them) picked by `medoid`: one of the configurations `run.sh short` scores
+when it draws four samples a model. This prints `local`'s accuracy on both splits and, on the
+held-out split, its paired difference to the recipe tune chose and to the best member alone.
+
+    python -m benchmarks.quality.tune.against_local [benchmarks/quality/results/tune-short]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from moa.batch.items import records
+from moa.engine.layer import Rounds
+from moa.evaluation.stats import paired_difference, wilson
+from moa.evaluation.tune.samples import DEV, HELDOUT, prompts
+from moa.evaluation.tune.search import MEDOID, Config, Member, Table
+
+LOCAL = Config((Member("local:smollm2", 5), Member("local:gemma3-270m", 5)), MEDOID)
+
+
+def config(data: dict[str, Any]) -> Config:
+    rounds = data["rounds"]
+    return Config(
+        tuple(Member(m, n) for m, n in data["members"]),
+        data["strategy"],
+        None if rounds is None else Rounds(*rounds),
+    )
+
+
+def main(folder: Path) -> None:
+    work = folder / "tuned.tune"
+    drawn = prompts(records(work / "samples.jsonl"))
+    configs = json.loads((work / "summary.json").read_text())["configurations"]
+    for split in (DEV, HELDOUT):
+        right = [Table(p).outcome(LOCAL).correct for p in drawn if p.split == split]
+        low, high = wilson(sum(right), len(right))
+        share = sum(right) / len(right)
+        print(f"local on {split}: {sum(right)}/{len(right)} = {share:.1%} [{low:.1%}, {high:.1%}]")
+    held = [Table(p) for p in drawn if p.split == HELDOUT]
+    local = [t.outcome(LOCAL).correct for t in held]
+    for name, data in configs.items():
+        if data["writer"] is not None:
+            print(f"{name} writes its answer: compare it with the report's held-out table")
+            continue
+        other = [t.outcome(config(data)).correct for t in held]
+        d = paired_difference(local, other)
+        print(
+            f"local - {name} ({sum(other)}/{len(other)}): {100 * d.difference:+.1f} points "
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}], McNemar p = {d.p_value:.3g}"
+        )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/quality/results/tune-short"))
