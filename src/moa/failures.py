@@ -41,7 +41,7 @@ class Row:
     status: int
     exit: int
     type: str = "server_error"  # the HTTP error body's `type`
-    param: str | None = None  # the body's `param` (an InputError may name its own)
+    param: str | None = None  # the body's `param`; an error's own `param` (InputError's) wins
     json: str | None = None  # `moa ask --json`'s error type, for a run that failed
     hint: str | None = None  # what the command line adds to the message
     http_hint: str | None = None  # what the server adds to the message
@@ -56,8 +56,8 @@ _BAD = "invalid_request_error"
 TABLE: dict[type[MoAError], Row] = {
     MoAError: Row("run_failed", "internal", 502, 1, json="run_failed"),
     ConfigError: Row("moa_config_error", "config", 500, 2),
-    InputError: Row(None, "invalid_request", 400, 2, type=_BAD, param="messages"),
-    UnsupportedFieldError: Row(None, "unsupported_field", 400, 2, type=_BAD, param="messages"),
+    InputError: Row(None, "invalid_request", 400, 2, type=_BAD),
+    UnsupportedFieldError: Row(None, "unsupported_field", 400, 2, type=_BAD),
     UnpricedModelError: Row(
         "price_unknown", "price_unknown", 400, 2, type=_BAD, param="moa_max_cost_usd"
     ),
@@ -86,8 +86,12 @@ TABLE: dict[type[MoAError], Row] = {
 
 def classify(error: BaseException) -> Row:
     """The row of `error`'s nearest class that has one (anything not moa's: MoAError's)."""
-    for cls in type(error).__mro__:
-        row = TABLE.get(cls)
+    return row_of(type(error))
+
+
+def row_of(cls: type[BaseException]) -> Row:
+    for base in cls.__mro__:
+        row = TABLE.get(base)
         if row is not None:
             return row
     return TABLE[MoAError]
@@ -111,7 +115,9 @@ def markdown(face: str) -> str:
         ]
         for cls, row in TABLE.items():
             reason = "the call's `kind`" if row.reason == FROM_KIND else f"`{row.reason}`"
-            cells = [_cell(row.type), _cell(row.code), _cell(row.param), reason]
+            own = getattr(cls, "param", None)  # InputError's: the request field at fault
+            param = f"the field at fault (`{own}` by default)" if own else _cell(row.param)
+            cells = [_cell(row.type), _cell(row.code), param, reason]
             lines.append(f"| `{cls.__name__}` | `{row.status}` | {' | '.join(cells)} |")
     else:
         raise ValueError(f"no table for {face!r}: cli or http")

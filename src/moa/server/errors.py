@@ -74,7 +74,7 @@ def from_moa_error(exc: MoAError) -> ApiError:
     InputError may name its own `param`), the server's recipe 500, the upstreams' 502."""
     row = classify(exc)
     message = f"{exc} ({row.http_hint})" if row.http_hint else str(exc)
-    param = getattr(exc, "param", row.param) if row.param else None
+    param = getattr(exc, "param", row.param)
     # A degraded run says which members it lost in the same header a successful one does.
     headers = degraded_header(exc.result) if isinstance(exc, DegradedRunError) else None
     return ApiError(row.status, message, type=row.type, param=param, code=row.code, headers=headers)
