@@ -131,18 +131,13 @@ def _read_prompt(prompt: str) -> str:
 
 
 def failed_run(exc: RunError) -> dict[str, Any]:
-    """A failed run as `--json` prints it: the calls made so far, and the error."""
-    from moa.errors import AggregatorFailedError, DegradedRunError, LayerFailedError
+    """A failed run as `--json` prints it: the calls made so far (none for `run_failed`), and
+    the error, typed as moa.failures' table says."""
+    from moa.failures import classify
     from moa.trace import Result
 
-    if isinstance(exc, DegradedRunError):
-        kind, partial = "degraded", exc.result
-    elif isinstance(exc, LayerFailedError):
-        kind, partial = "layer_failed", exc.result
-    elif isinstance(exc, AggregatorFailedError):
-        kind, partial = "aggregator_failed", exc.result
-    else:
-        kind, partial = "run_failed", Result()
+    kind = classify(exc).json or "run_failed"
+    partial: Result = getattr(exc, "result", Result()) if kind != "run_failed" else Result()
     return {**partial.to_dict(), "error": {"type": kind, "message": str(exc)}}
 
 

@@ -1,6 +1,6 @@
-"""Errors become exit codes here and nowhere else: 2 for usage or configuration (ConfigError),
-1 for a run that failed (RunError), 3 for a degraded run refused by `on_degraded = "fail"`
-(DegradedRunError), 130 for Ctrl-C."""
+"""Errors become exit codes here and nowhere else, as moa.failures' table says: 2 for usage or
+configuration (ConfigError), 1 for a run that failed (RunError), 3 for a degraded run refused by
+`on_degraded = "fail"` (DegradedRunError), 130 for Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from moa.errors import ConfigError, DegradedRunError, MoAError
-
-DEGRADED_EXIT = 3  # a script can tell "answered, but refused as degraded" from "failed"
+from moa.errors import MoAError
 
 if TYPE_CHECKING:
     import asyncio
@@ -46,14 +44,13 @@ def warn(message: str) -> None:
 def cli_hint(exc: MoAError) -> str:
     """What the command line adds to an engine error: its own flags for the recipe keys the
     message names (the message itself is the same on every face, the server's included)."""
-    from moa.errors import AggregatorFailedError, LayerFailedError, UpstreamTimeoutError
+    from moa.failures import TIMEOUT_HINT, classify
 
     failures = getattr(exc, "failures", [])
-    hints = []
-    if isinstance(exc, UpstreamTimeoutError) or any(f.error_kind == "timeout" for f in failures):
-        hints.append("--timeout sets the recipe's timeout_s")
-    if isinstance(exc, AggregatorFailedError | LayerFailedError):
-        hints.append("--json shows the trace")
+    hints = [TIMEOUT_HINT] if any(f.error_kind == "timeout" for f in failures) else []
+    hint = classify(exc).hint
+    if hint is not None and hint not in hints:
+        hints.append(hint)
     return f" ({'; '.join(hints)})" if hints else ""
 
 
@@ -67,12 +64,10 @@ def run_guarded(
 
     try:
         return runner.run(make()) if runner is not None else asyncio.run(make())
-    except ConfigError as exc:
-        raise fail(2, str(exc)) from None
-    except DegradedRunError as exc:
-        raise fail(DEGRADED_EXIT, str(exc)) from None
-    except MoAError as exc:  # RunError and its kin: the run started and failed
-        raise fail(1, str(exc) + cli_hint(exc)) from None
+    except MoAError as exc:
+        from moa.failures import classify
+
+        raise fail(classify(exc).exit, str(exc) + cli_hint(exc)) from None
     except KeyboardInterrupt:
         _err().print("[yellow]cancelled[/yellow]")
         raise typer.Exit(130) from None

@@ -11,17 +11,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from moa.errors import (
-    AggregatorFailedError,
-    BudgetExceededError,
-    ConfigError,
-    DegradedRunError,
-    InputError,
-    LayerFailedError,
-    MoAError,
-    ProviderError,
-    UnpricedModelError,
-)
+from moa.errors import DegradedRunError, MoAError
+from moa.failures import classify
 from moa.server.extension import degraded_header
 
 
@@ -79,29 +70,11 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 
 def from_moa_error(exc: MoAError) -> ApiError:
-    """The HTTP face of an engine error: the request's fault is 4xx, the upstreams' is 502."""
-    if isinstance(exc, InputError):
-        return bad_request(str(exc), param=getattr(exc, "param", "messages"))
-    if isinstance(exc, BudgetExceededError):
-        # The request (its prompt, max_tokens or budget) asks for more than the budget allows.
-        return bad_request(str(exc), param="moa_max_cost_usd", code="budget_exceeded")
-    if isinstance(exc, UnpricedModelError):
-        return bad_request(str(exc), param="moa_max_cost_usd", code="price_unknown")
-    if isinstance(exc, ConfigError):
-        # The request was fine; the server's recipe or environment is not.
-        return ApiError(500, str(exc), type="server_error", code="moa_config_error")
-    if isinstance(exc, DegradedRunError):
-        # Members lost upstream, and the recipe refuses to answer without them.
-        headers = degraded_header(exc.result)
-        return ApiError(502, str(exc), type="server_error", code="degraded", headers=headers)
-    if isinstance(exc, LayerFailedError):
-        code = "layer_failed"
-    elif isinstance(exc, AggregatorFailedError):
-        code = "aggregator_failed"
-        message = f'{exc} (send "moa_trace": true to get the trace with the error)'
-        return ApiError(502, message, type="server_error", code=code)
-    elif isinstance(exc, ProviderError):
-        code = "upstream_failed"
-    else:
-        code = "run_failed"
-    return ApiError(502, str(exc), type="server_error", code=code)
+    """The HTTP face of an engine error (moa.failures' row): the request's fault is 4xx (an
+    InputError may name its own `param`), the server's recipe 500, the upstreams' 502."""
+    row = classify(exc)
+    message = f"{exc} ({row.http_hint})" if row.http_hint else str(exc)
+    param = getattr(exc, "param", row.param)
+    # A degraded run says which members it lost in the same header a successful one does.
+    headers = degraded_header(exc.result) if isinstance(exc, DegradedRunError) else None
+    return ApiError(row.status, message, type=row.type, param=param, code=row.code, headers=headers)

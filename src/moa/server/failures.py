@@ -7,49 +7,20 @@ the call), and for a whole run `all_proposers_failed`, `aggregator_failed`,
 `budget_exceeded`, `degraded` (members lost under `on_degraded = "fail"`); a refused
 request's, `unsupported_field` (the recipe cannot give what it asks), `invalid_request`,
 `price_unknown` or `config` (the server's recipe or environment). Derived from the error's
-type and its typed `kind`, never its text.
+type and its typed `kind` (moa.failures' table), never its text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from moa.errors import (
-    AggregatorFailedError,
-    BudgetExceededError,
-    ConfigError,
-    DegradedRunError,
-    InputError,
-    LayerFailedError,
-    ProviderError,
-    UnpricedModelError,
-    UnsupportedFieldError,
-)
+from moa.failures import classify
 from moa.trace import CallRecord, Result
 
 
 def failure_reason(error: BaseException) -> str:
     """The reason of a failed run, or of one failed call (its error's typed `kind`)."""
-    if isinstance(error, LayerFailedError):
-        return "all_proposers_failed"
-    if isinstance(error, AggregatorFailedError):
-        return "aggregator_failed"
-    if isinstance(error, BudgetExceededError):
-        return "budget_exceeded"
-    if isinstance(error, DegradedRunError):
-        return "degraded"
-    if isinstance(error, ProviderError):
-        return error.kind
-    # Refusals: the request (or the server's recipe) is at fault, not moa.
-    if isinstance(error, UnsupportedFieldError):
-        return "unsupported_field"
-    if isinstance(error, UnpricedModelError):
-        return "price_unknown"
-    if isinstance(error, InputError):
-        return "invalid_request"
-    if isinstance(error, ConfigError):
-        return "config"
-    return "internal"
+    return classify(error).failure_reason(error)
 
 
 def failed_models(result: Result | None) -> list[dict[str, Any]]:
