@@ -56,5 +56,36 @@ def main(folder: Path) -> None:
         )
 
 
+def subset(folder: Path, models: list[str]) -> None:
+    """The search again over `models` only (the candidates `local` may use without the qwen
+    extra), from the same samples: what tune would choose among them, and how it holds up."""
+    from moa.evaluation.tune.decide import choose, rank_key
+    from moa.evaluation.tune.search import configurations, score
+
+    drawn = prompts(records(folder / "tuned.tune" / "samples.jsonl"))
+    for p in drawn:
+        for m in [m for m in p.draws if m not in models]:
+            del p.draws[m]
+    dev = [p for p in drawn if p.split == DEV]
+    held = [Table(p) for p in drawn if p.split == HELDOUT]
+    scores = score(list(configurations(models, 5)), dev)
+    chosen = choose(scores).config
+    alone = min((s for s in scores if s.config.strategy == "alone"), key=rank_key).config
+    for name, c in (("chosen", chosen), ("best member", alone), ("local", LOCAL)):
+        dev_right = next(s for s in scores if s.config == c).correct
+        right = [t.outcome(c).correct for t in held]
+        print(f"{name}: {c.label}: dev {dev_right}/{len(dev)}, held-out {sum(right)}/{len(right)}")
+    d = paired_difference(
+        [t.outcome(chosen).correct for t in held], [t.outcome(alone).correct for t in held]
+    )
+    print(
+        f"chosen - best member alone: {100 * d.difference:+.1f} points "
+        f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}], McNemar p = {d.p_value:.3g}"
+    )
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/quality/results/tune-short"))
+    where = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/quality/results/tune-short")
+    main(where)
+    print("-- among the models `local` uses (no qwen extra):")
+    subset(where, ["local:smollm2", "local:gemma3-270m"])

@@ -22,7 +22,7 @@ short)
 reason)
     data="$root/src/moa/evaluation/datasets/word_problems/dev.jsonl"
     models=(-m local:qwen2.5-coder-0.5b -m local:qwen2.5-coder-1.5b)
-    extra=(--samples "${SAMPLES:-3}" --holdout 0.5)
+    extra=(--samples "${SAMPLES:-2}" --holdout 0.5)
     ;;
 *) echo "usage: $0 short|reason" >&2; exit 2 ;;
 esac
