@@ -151,7 +151,14 @@ class Steps:
         found.chosen = chosen
         found.baselines = {BEST: Candidate(best), SELF_CONSISTENCY: Candidate(sc)}
         held_tables = [Table(p) for p in found.held]
-        if chosen.writer is not None or chosen.config.strategy == VOTE:
+        # A writer's held-out calls were reserved when it was tried; vote's ties are not.
+        ties_fit = chosen.config.strategy != VOTE or self.calls.fits(len(found.held))
+        if chosen.writer is None and chosen.config.strategy == VOTE and not ties_fit:
+            found.notes.append(
+                "vote's ties on the held-out split are scored by its medoid stand-in: "
+                f"--max-calls has {self.calls.left} for their synthesis"
+            )
+        if chosen.writer is not None or (chosen.config.strategy == VOTE and ties_fit):
             ran = await self._run(chosen, found.held, "heldout")
             outcomes = tuple(ran.outcomes[p.id] for p in found.held)
         else:
