@@ -20,6 +20,7 @@ from moa.cli.common import (
     ConcurrencyOpt,
     MaxTokensOpt,
     NoCacheOpt,
+    PollOpt,
     ProposerOpt,
     QuietOpt,
     RecipeOpt,
@@ -75,10 +76,6 @@ _RealtimeFallbackOpt = Annotated[
         "real-time (default: resubmit them as a new job).",
     ),
 ]
-_PollOpt = Annotated[
-    float,
-    typer.Option("--poll-every", metavar="SECONDS", help="With --batch-api: poll jobs this often."),
-]
 
 
 def batch(
@@ -102,7 +99,7 @@ def batch(
     visibility_timeout: VisibilityOpt = 30.0,
     batch_api: _BatchAPIOpt = False,
     realtime_fallback: _RealtimeFallbackOpt = False,
-    poll_every: _PollOpt = 30.0,
+    poll_every: PollOpt = 30.0,
 ) -> None:
     """Answer every prompt of INPUT.jsonl; rerun the same command to resume after a crash.
     `moa batch merge -o OUTPUT` joins the outputs of `--shard K/N` runs; `moa batch cancel

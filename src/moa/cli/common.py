@@ -139,3 +139,9 @@ def check_failures(*all_stats: BatchStats) -> None:
                 f"done ({stats.cost_text()} spent by this run), {stats.not_started} not started "
                 f"— rerun the same command to continue with them"
             )
+
+
+PollOpt = Annotated[
+    float,
+    typer.Option("--poll-every", metavar="SECONDS", help="With --batch-api: poll jobs this often."),
+]

@@ -13,6 +13,7 @@ from moa.cli.common import (
     CacheOpt,
     ConcurrencyOpt,
     MaxTokensOpt,
+    PollOpt,
     QuietOpt,
     console_for,
     report,
@@ -74,10 +75,6 @@ _BatchAPIOpt = Annotated[
         "within the provider's window); a rerun resumes the same jobs.",
     ),
 ]
-_PollOpt = Annotated[
-    float,
-    typer.Option("--poll-every", metavar="SECONDS", help="With --batch-api: poll this often."),
-]
 _ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -106,7 +103,7 @@ def tune(
     config: _ConfigOpt = None,
     judge: _JudgeOpt = None,
     batch_api: _BatchAPIOpt = False,
-    poll_every: _PollOpt = 30.0,
+    poll_every: PollOpt = 30.0,
     cache: CacheOpt = None,
     concurrency: ConcurrencyOpt = 4,
     quiet: QuietOpt = False,
