@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,6 @@ from moa.engine.options import RunOptions
 from moa.errors import ConfigError, MoAError
 from moa.events import (
     AggregatorStarted,
-    Done,
     Event,
     ProposalDelta,
     ProposalFailed,
@@ -41,7 +40,7 @@ from moa.events import (
     ToolCallDelta,
 )
 from moa.recipes.schema import Recipe
-from moa.server.errors import bad_request, from_moa_error
+from moa.server.errors import ApiError, bad_request, from_moa_error
 from moa.server.limits import EventStream, RunResponse
 from moa.server.models_api import model_not_found
 from moa.server.overrides import OverridePolicy, catalog
@@ -53,6 +52,7 @@ from moa.server.schemas import (
     to_messages,
     to_sampling,
 )
+from moa.server.served import Shapes, run_sse
 from moa.server.sse import event as sse_event
 from moa.trace import CallRecord, Result
 from moa.types import Message
@@ -120,41 +120,14 @@ class EventRun:
     options: RunOptions
     served: Served
 
-    async def events(self) -> AsyncIterator[str]:
+    def events(self) -> AsyncIterator[str]:
         started = time.perf_counter()
-        layers_started: set[int] = set()
-        labels = self.moa.labels(self.options)
-        status, result = 499, None
-        code: str | None = "client_disconnected"
-        stream = self.moa.events(self.messages, self.options)
-        try:
-            async for item in stream:
-                if isinstance(item, ProposalStarted) and item.layer not in layers_started:
-                    layers_started.add(item.layer)
-                    models = [a.model for a in self.moa.layers[item.layer - 1].agents]
-                    # How the cards read: samples of one model numbered, with their settings.
-                    named = [labels[item.layer, i] for i in range(len(models))]
-                    layer = {"type": "layer.started", "layer": item.layer, "models": models}
-                    yield sse_event({**layer, "labels": named})
-                if isinstance(item, Done):
-                    result = item.result
-                elif isinstance(item, ProposalFinished | ProposalFailed):
-                    # The engine prices a run's calls at the end; a card wants its cost now.
-                    self.moa.prices.price_record(item.record)
-                yield sse_event(self.served.redactor.data(to_json(item)))
-            status, code = 200, None
-        except MoAError as exc:
-            error = from_moa_error(exc)
-            status, code, result = error.status, error.code, getattr(exc, "result", None)
-            payload: dict[str, Any] = {"type": "error", **error.body(), "status": error.status}
-            if result is not None:
-                payload["trace"] = result.to_dict()
-            yield sse_event(self.served.redactor.data(payload))
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+
+        def finish(status: int, result: Result | None, code: str | None) -> None:
             self._finish(status, result, code, time.perf_counter() - started)
+
+        stream = self.moa.events(self.messages, self.options)
+        return run_sse(EventShapes(self), [], stream, finish)
 
     def _finish(self, status: int, result: Result | None, code: str | None, secs: float) -> None:
         metrics = self.served.metrics
@@ -164,6 +137,42 @@ class EventRun:
         if result is not None:
             metrics.run(self.name, result)
         log.info("%s events status=%d %.3fs", self.name, status, secs)
+
+
+class EventShapes(Shapes):
+    """Every engine event as one JSON object, a layer's `layer.started` before its first
+    proposal; a failure as an `error` object with the trace so far."""
+
+    def __init__(self, run: EventRun) -> None:
+        self.run = run
+        self.labels = run.moa.labels(run.options)
+        self.layers_started: set[int] = set()
+
+    def of(self, item: Event) -> Iterator[str]:
+        moa, redactor = self.run.moa, self.run.served.redactor
+        if isinstance(item, ProposalStarted) and item.layer not in self.layers_started:
+            self.layers_started.add(item.layer)
+            models = [a.model for a in moa.layers[item.layer - 1].agents]
+            # How the cards read: samples of one model numbered, with their settings.
+            named = [self.labels[item.layer, i] for i in range(len(models))]
+            layer = {"type": "layer.started", "layer": item.layer, "models": models}
+            yield sse_event({**layer, "labels": named})
+        if isinstance(item, ProposalFinished | ProposalFailed):
+            # The engine prices a run's calls at the end; a card wants its cost now.
+            moa.prices.price_record(item.record)
+        yield sse_event(redactor.data(to_json(item)))
+
+    def ending(self, result: Result) -> Iterator[str]:
+        return iter(())  # the `done` object, from the `Done` event, was the last
+
+    def error(self, exc: MoAError) -> ApiError:
+        return from_moa_error(exc)
+
+    def failed(self, error: ApiError, result: Any) -> Iterator[str]:
+        payload: dict[str, Any] = {"type": "error", **error.body(), "status": error.status}
+        if result is not None:
+            payload["trace"] = result.to_dict()
+        yield sse_event(self.run.served.redactor.data(payload))
 
 
 def to_json(item: Event) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from starlette.types import Receive
 from moa.engine.mixture import MoA
 from moa.engine.options import RunOptions
 from moa.errors import MoAError
-from moa.events import Done, Event, ProposalDelta, ProposalFinished, Token, ToolCallDelta
+from moa.events import Done, Event
 from moa.providers.registry import Registry
 from moa.recipes.schema import Recipe
 from moa.server.errors import ApiError, from_moa_error
@@ -31,20 +31,18 @@ from moa.server.limits import (
     RunResponse,
     RunSlots,
     Slot,
-    aclose,
     until_disconnect,
 )
 from moa.server.metrics import Metrics
 from moa.server.reasoning import LayerNarrator, with_reasoning
 from moa.server.security import Redactor
+from moa.server.served import CLIENT_CLOSED, Shapes, run_sse, until_first_token
 from moa.server.sse import DONE, Completion, Pieces, choice_finish, event
 from moa.trace import Result
 from moa.types import Answering, Message, Sampling
 
 log = logging.getLogger("moa.server")
 
-# nginx's code for "the client closed the request"; no client ever reads it.
-CLIENT_CLOSED = 499
 TRUTHY = {"1", "true", "yes", "on"}  # a header that says yes
 
 
@@ -136,7 +134,7 @@ class ChatRun:
         options = replace(self.options, proposal_deltas=self.reasoning)
         events = aiter(self.moa.events(self.messages, options))
         try:
-            head = await until_disconnect(receive, _until_first_token(events, self.reasoning))
+            head = await until_disconnect(receive, until_first_token(events, self.reasoning))
         except ClientGone:
             self._finish(True, CLIENT_CLOSED, None, "client_disconnected")
             return Response(status_code=CLIENT_CLOSED)
@@ -144,50 +142,12 @@ class ChatRun:
             return self._failed(True, exc).response()
         return EventStream(self._sse(head, events))
 
-    async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
-        completion = Completion(self.model)
-        usage_nulls = self.include_usage
-        status: int = CLIENT_CLOSED
-        result: Result | None = None
-        code: str | None = "client_disconnected"
-        narrator = LayerNarrator(self.labels()) if self.reasoning else None
-        pieces = Pieces(completion, usage_nulls)
-        try:
-            yield pieces.start(0)  # first, so a thinking block has a message to belong to
-            async for item in chain(head, events):
-                if isinstance(item, Done):
-                    result = item.result
-                elif narrator is not None and (thought := narrator.feed(item)):
-                    yield completion.chunk({"reasoning_content": thought}, with_usage=usage_nulls)
-                for text in pieces.of(item):
-                    yield text
-            if result is None:
-                raise AssertionError("MoA.stream() always ends with Done or an exception")
-            ext = self.redactor.data(extension(result))
-            last = len(result.choices) - 1
-            for index, choice in enumerate(result.choices):
-                yield completion.finish_chunk(
-                    choice_finish(choice),
-                    with_usage=usage_nulls,
-                    index=index,
-                    moa=ext if index == last else None,
-                )
-            if self.include_usage:
-                yield completion.usage_chunk(result.usage, ext)
-            trace = self._trace(result)
-            if trace is not None:
-                yield completion.trace_event(trace)
-            yield DONE
-            status, code = 200, None
-        except MoAError as exc:
-            error = self._error(exc)
-            status, code, result = error.status, error.code, getattr(exc, "result", None)
-            # Headers are sent: the SDKs raise on an `error` event, as for OpenAI's own.
-            yield event(error.body())
-        finally:
-            with suppress(Exception):
-                await aclose(events)
-            self._finish(True, status, result, code)
+    def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
+        return run_sse(self._shapes(), head, events, partial(self._finish, True))
+
+    def _shapes(self) -> Shapes:
+        """This API's frames for one stream (each API's run answers with its own)."""
+        return ChatShapes(self)
 
     def labels(self) -> dict[tuple[int, int], str]:
         """How the proposers are named in the layers told as reasoning (`MoA.labels`)."""
@@ -280,24 +240,48 @@ def new_run(
     )
 
 
-async def _until_first_token(events: AsyncIterator[Event], reasoning: bool) -> list[Event]:
-    """The events up to the first one the client will see text of."""
-    answer = (Token, ToolCallDelta, Done)
-    visible = (*answer, ProposalDelta, ProposalFinished) if reasoning else answer
-    head: list[Event] = []
-    async for item in events:
-        head.append(item)
-        if isinstance(item, visible):
-            break
-    return head
+class ChatShapes(Shapes):
+    """A run's `chat.completion.chunk`s: the role chunk first, so a thinking block has a
+    message to belong to; the layers as `reasoning_content`, when asked; each choice's
+    finish chunk, the usage chunk, the trace, `[DONE]`; a failure as an `error` event."""
 
+    def __init__(self, run: ChatRun) -> None:
+        self.run = run
+        self.completion = Completion(run.model)
+        self.narrator = LayerNarrator(run.labels()) if run.reasoning else None
+        self.pieces = Pieces(self.completion, run.include_usage)
 
-async def chain(head: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """The events read before the headers went out, then the rest of the run's (none after a
-    `Done` among the first)."""
-    for item in head:
-        yield item
-        if isinstance(item, Done):
-            return
-    async for item in rest:
-        yield item
+    def opening(self) -> Iterator[str]:
+        yield self.pieces.start(0)
+
+    def of(self, item: Event) -> Iterator[str]:
+        narrator = None if isinstance(item, Done) else self.narrator
+        if narrator is not None and (thought := narrator.feed(item)):
+            usage_nulls = self.run.include_usage
+            yield self.completion.chunk({"reasoning_content": thought}, with_usage=usage_nulls)
+        yield from self.pieces.of(item)
+
+    def ending(self, result: Result) -> Iterator[str]:
+        run, completion = self.run, self.completion
+        ext = run.redactor.data(extension(result))
+        last = len(result.choices) - 1
+        for index, choice in enumerate(result.choices):
+            yield completion.finish_chunk(
+                choice_finish(choice),
+                with_usage=run.include_usage,
+                index=index,
+                moa=ext if index == last else None,
+            )
+        if run.include_usage:
+            yield completion.usage_chunk(result.usage, ext)
+        trace = run._trace(result)
+        if trace is not None:
+            yield completion.trace_event(trace)
+        yield DONE
+
+    def error(self, exc: MoAError) -> ApiError:
+        return self.run._error(exc)
+
+    def failed(self, error: ApiError, result: Any) -> Iterator[str]:
+        # Headers are sent: the SDKs raise on an `error` event, as for OpenAI's own.
+        yield event(error.body())

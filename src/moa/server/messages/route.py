@@ -9,8 +9,7 @@ its value: one shape is served.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -32,7 +31,8 @@ from moa.server.messages.request import (
 )
 from moa.server.messages.stream import Blocks, event
 from moa.server.reasoning import REASONING, LayerNarrator, layers_mode, narrate
-from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, chain, new_run, wants_trace
+from moa.server.runs import ChatRun, Served, new_run, wants_trace
+from moa.server.served import Shapes
 from moa.tokens import estimate_tokens, messages_tokens
 from moa.trace import Result
 
@@ -52,49 +52,50 @@ class MessagesRun(ChatRun):
         body["moa"] = self._extension(result)
         return body
 
-    async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
-        blocks = Blocks()
-        narrator = LayerNarrator(self.labels()) if self.reasoning else None
-        status: int = CLIENT_CLOSED
-        result: Result | None = None
-        code: str | None = "client_disconnected"
-        try:
-            start = reply.message(self.id, self.model, [], None, None)
-            yield event("message_start", message=start)
-            yield event("ping")
-            async for item in chain(head, events):
-                if isinstance(item, Done):
-                    result = item.result
-                elif narrator is not None and (thought := narrator.feed(item)):
-                    for text in blocks.thinking(thought):
-                        yield text
-                elif isinstance(item, Token) and item.choice == 0 and item.text:
-                    for text in blocks.text(item.text):
-                        yield text
-                elif isinstance(item, ToolCallDelta) and item.choice == 0:
-                    for text in blocks.calls_delta(item.deltas):
-                        yield text
-            if result is None:
-                raise AssertionError("MoA.stream() always ends with Done or an exception")
-            for text in blocks.finish():
-                yield text
-            choice = result.choices[0] if result.choices else None
-            delta = reply.stop_fields(choice)
-            usage = reply.usage_body(result.usage)
-            yield event("message_delta", delta=delta, usage=usage, moa=self._extension(result))
-            yield event("message_stop")
-            status, code = 200, None
-        except MoAError as exc:
-            error = self._error(exc)
-            status, code, result = error.status, error.code, getattr(exc, "result", None)
-            # Headers are sent: Anthropic reports a failure mid-stream as an `error` event.
-            yield event("error", **{**stream_error(error), "moa": error.moa})
-        finally:
-            with suppress(Exception):
-                aclose = getattr(events, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            self._finish(True, status, result, code)
+    def _shapes(self) -> Shapes:
+        return MessagesShapes(self)
+
+
+class MessagesShapes(Shapes):
+    """A run's Anthropic events: `message_start` and `ping`, the thinking block (the layers,
+    when asked), the first choice's text and tool-use blocks, `message_delta` with the stop
+    reason and usage, `message_stop`; a failure as an `error` event."""
+
+    def __init__(self, run: MessagesRun) -> None:
+        self.run = run
+        self.blocks = Blocks()
+        self.narrator = LayerNarrator(run.labels()) if run.reasoning else None
+
+    def opening(self) -> Iterator[str]:
+        yield event(
+            "message_start", message=reply.message(self.run.id, self.run.model, [], None, None)
+        )
+        yield event("ping")
+
+    def of(self, item: Event) -> Iterator[str]:
+        if isinstance(item, Done):
+            return
+        if self.narrator is not None and (thought := self.narrator.feed(item)):
+            yield from self.blocks.thinking(thought)
+        elif isinstance(item, Token) and item.choice == 0 and item.text:
+            yield from self.blocks.text(item.text)
+        elif isinstance(item, ToolCallDelta) and item.choice == 0:
+            yield from self.blocks.calls_delta(item.deltas)
+
+    def ending(self, result: Result) -> Iterator[str]:
+        yield from self.blocks.finish()
+        choice = result.choices[0] if result.choices else None
+        delta = reply.stop_fields(choice)
+        usage = reply.usage_body(result.usage)
+        yield event("message_delta", delta=delta, usage=usage, moa=self.run._extension(result))
+        yield event("message_stop")
+
+    def error(self, exc: MoAError) -> ApiError:
+        return self.run._error(exc)
+
+    def failed(self, error: ApiError, result: Any) -> Iterator[str]:
+        # Headers are sent: Anthropic reports a failure mid-stream as an `error` event.
+        yield event("error", **{**stream_error(error), "moa": error.moa})
 
 
 def _layers(body: MessagesRequest, header: str | None, recipe_value: str) -> bool:

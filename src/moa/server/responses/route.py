@@ -12,8 +12,7 @@ maps the shapes). Streams send the typed events clients expect (`response.create
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from moa.errors import MoAError
-from moa.events import Done, Event, Token, ToolCallDelta
+from moa.events import Event, Token, ToolCallDelta
 from moa.server.errors import ApiError, bad_request
 from moa.server.openapi import RESPONSES_API_RESPONSES
 from moa.server.responses.items import (
@@ -34,7 +33,8 @@ from moa.server.responses.items import (
     tools_echo,
 )
 from moa.server.responses.stream import Numbered, StreamedItems
-from moa.server.runs import CLIENT_CLOSED, ChatRun, Served, chain, new_run, wants_trace
+from moa.server.runs import ChatRun, Served, new_run, wants_trace
+from moa.server.served import Shapes
 from moa.server.sse import finish_reason
 from moa.trace import Result
 from moa.types import Answering, Message, Sampling, Usage
@@ -154,47 +154,46 @@ class ResponsesRun(ChatRun):
         output = output_items(self.message_id, choice, status)
         return self.response(status, output, result)
 
-    async def _sse(self, head: list[Event], events: AsyncIterator[Event]) -> AsyncIterator[str]:
-        write = Numbered()
-        items = StreamedItems(write, self.message_id)
-        status: int = CLIENT_CLOSED
-        result: Result | None = None
-        code: str | None = "client_disconnected"
-        try:
-            yield write("response.created", response=self.response("in_progress", []))
-            yield write("response.in_progress", response=self.response("in_progress", []))
-            async for item in chain(head, events):
-                if isinstance(item, Token) and item.choice == 0:
-                    for text in items.add_text(item.text):
-                        yield text
-                elif isinstance(item, ToolCallDelta) and item.choice == 0:
-                    for text in items.add_calls(item.deltas):
-                        yield text
-                elif isinstance(item, Done):
-                    result = item.result
-            if result is None:
-                raise AssertionError("MoA.stream() always ends with Done or an exception")
-            final_status = _status(result)
-            for text in items.finish(final_status):
-                yield text
-            final = self.response(final_status, items.items, result)
-            yield write(f"response.{final_status}", response=final)
-            status, code = 200, None
-        except MoAError as exc:
-            error = self._error(exc)
-            status, code, result = error.status, error.code, getattr(exc, "result", None)
-            items.close("incomplete")
-            failed = self.response("failed", items.items)
-            failed["error"] = {"code": error.code or "server_error", "message": error.message}
-            failed["moa"] = error.moa
-            yield write("response.failed", response=failed)
-            yield write("error", code=error.code, message=error.message, param=error.param)
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                with suppress(Exception):
-                    await aclose()
-            self._finish(True, status, result, code)
+    def _shapes(self) -> Shapes:
+        return ResponsesShapes(self)
+
+
+class ResponsesShapes(Shapes):
+    """A run's typed events, numbered: `response.created` and `response.in_progress`, the
+    output items of the first choice as they grow, `response.completed` (or `.incomplete`);
+    a failure as `response.failed` then `error`."""
+
+    def __init__(self, run: ResponsesRun) -> None:
+        self.run = run
+        self.write = Numbered()
+        self.items = StreamedItems(self.write, run.message_id)
+
+    def opening(self) -> Iterator[str]:
+        yield self.write("response.created", response=self.run.response("in_progress", []))
+        yield self.write("response.in_progress", response=self.run.response("in_progress", []))
+
+    def of(self, item: Event) -> Iterator[str]:
+        if isinstance(item, Token) and item.choice == 0:
+            yield from self.items.add_text(item.text)
+        elif isinstance(item, ToolCallDelta) and item.choice == 0:
+            yield from self.items.add_calls(item.deltas)
+
+    def ending(self, result: Result) -> Iterator[str]:
+        final_status = _status(result)
+        yield from self.items.finish(final_status)
+        final = self.run.response(final_status, self.items.items, result)
+        yield self.write(f"response.{final_status}", response=final)
+
+    def error(self, exc: MoAError) -> ApiError:
+        return self.run._error(exc)
+
+    def failed(self, error: ApiError, result: Any) -> Iterator[str]:
+        self.items.close("incomplete")
+        failed = self.run.response("failed", self.items.items)
+        failed["error"] = {"code": error.code or "server_error", "message": error.message}
+        failed["moa"] = error.moa
+        yield self.write("response.failed", response=failed)
+        yield self.write("error", code=error.code, message=error.message, param=error.param)
 
 
 def _status(result: Result) -> str:
