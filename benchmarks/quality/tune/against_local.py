@@ -59,8 +59,8 @@ def main(folder: Path) -> None:
 def subset(folder: Path, models: list[str]) -> None:
     """The search again over `models` only (the candidates `local` may use without the qwen
     extra), from the same samples: what tune would choose among them, and how it holds up."""
-    from moa.evaluation.tune.decide import choose, rank_key
-    from moa.evaluation.tune.search import configurations, score
+    from moa.evaluation.tune.decide import choose
+    from moa.evaluation.tune.search import configurations, rank_key, score
 
     drawn = prompts(records(folder / "tuned.tune" / "samples.jsonl"))
     for p in drawn:

@@ -24,7 +24,16 @@ from moa.evaluation.tune.found import Build, Calls, Found
 from moa.evaluation.tune.grade import Grader
 from moa.evaluation.tune.recipe import WRITERS, Candidate, Writer, recipe
 from moa.evaluation.tune.samples import Prompt, Sampler
-from moa.evaluation.tune.search import ALONE, MEDOID, VOTE, Config, Member, Score, Table
+from moa.evaluation.tune.search import (
+    ALONE,
+    MEDOID,
+    VOTE,
+    Config,
+    Member,
+    Score,
+    Table,
+    rank_key,
+)
 from moa.recipes.schema import Recipe
 
 
@@ -36,11 +45,6 @@ def writer_calls(strategy: str, panel: int) -> int:
 
 
 CHOSEN, BEST, SELF_CONSISTENCY = "chosen", "best member", "self-consistency"
-
-
-def rank_key(score: Score) -> tuple[int, float, float]:
-    """Most right answers first; among equals, the fewest calls, then the fewest tokens."""
-    return (-score.correct, score.mean("calls"), score.mean("tokens"))
 
 
 def choose(scores: Sequence[Score]) -> Score:

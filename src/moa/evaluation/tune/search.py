@@ -206,6 +206,6 @@ def pareto(scores: Sequence[Score]) -> list[Score]:
     return frontier
 
 
-def best(scores: Sequence[Score]) -> Score:
-    """The most accurate; among equals, the fewest calls, then the fewest tokens."""
-    return min(scores, key=lambda s: (-s.correct, s.mean("calls"), s.mean("tokens")))
+def rank_key(score: Score) -> tuple[int, float, float]:
+    """Most right answers first; among equals, the fewest calls, then the fewest tokens."""
+    return (-score.correct, score.mean("calls"), score.mean("tokens"))
